@@ -1,0 +1,49 @@
+"""The `distill` console script: a registry of subcommands, each a module with
+`HELP`, `add_arguments(parser)` and `main(args) -> int`. Modules are imported only when their
+command runs, so `distill --help` stays fast. A `DistillError` (bad recipe, data, path) is
+printed on one line and exits with status 2; nothing is written past that point."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "run": "distill.commands.run",
+    "sample": "distill.commands.sample",
+    "eval": "distill.commands.evaluate",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="distill", description="Adversarial distillation of diffusion models.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        mod = importlib.import_module(module)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_main=mod.main)
+    return parser
+
+
+def main(argv=None) -> int:
+    from .errors import DistillError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_main", None):
+        parser.print_help()
+        return 1
+    try:
+        return int(args._main(args) or 0)
+    except DistillError as e:
+        print(f"distill {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"distill {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

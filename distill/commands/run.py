@@ -1,0 +1,20 @@
+"""`distill run RECIPE [section.key=value ...]`: run a recipe into its run folder."""
+
+from __future__ import annotations
+
+HELP = "run a recipe (train a teacher, distil, translate) into its run folder"
+
+
+def add_arguments(p):
+    p.add_argument("recipe", help="path to a YAML recipe, e.g. recipes/digits.yaml")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.max_steps=100")
+
+
+def main(args) -> int:
+    from ..config import load_recipe
+    from ..tasks import run_task
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    run_dir = run_task(recipe)
+    print(f"run folder: {run_dir}")
+    return 0

@@ -1,0 +1,73 @@
+"""The run folder: resolved recipe, metrics.jsonl, TensorBoard logs, sample grids, checkpoints,
+exported pipeline. One folder per run (`recipe.output_dir`)."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import dump_recipe
+from .errors import DistillError
+
+
+def prepare_run_dir(recipe, resuming: bool, is_main: bool = True) -> Path:
+    """Create the run folder; refuse to overwrite a run that has checkpoints unless resuming."""
+    run_dir = Path(recipe.output_dir)
+    ckpts = run_dir / "checkpoints"
+    if not resuming and ckpts.is_dir() and any(ckpts.glob("checkpoint-*")):
+        raise DistillError(
+            f"{run_dir}: already holds checkpoints; resume with train.resume_from_checkpoint=latest "
+            f"or choose another output_dir"
+        )
+    if is_main:
+        (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+        dump_recipe(recipe, run_dir / "recipe.yaml")
+    return run_dir
+
+
+def _clean(v: Any):
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # JSON has no nan/inf; keep it readable for the doctor
+    return v
+
+
+class MetricsLog:
+    """Appends one JSON object per logged step to `metrics.jsonl` (main process only).
+
+    On resume, lines past the resumed step (written after the last checkpoint of an interrupted
+    run) are dropped so the log matches the weights."""
+
+    def __init__(self, path: Path, resume_step: int = 0, enabled: bool = True):
+        self.path = Path(path)
+        self.enabled = enabled
+        self.t0 = time.time()
+        if enabled and self.path.exists():
+            keep = []
+            for line in self.path.read_text().splitlines():
+                try:
+                    if json.loads(line).get("step", 0) <= resume_step:
+                        keep.append(line)
+                except json.JSONDecodeError:
+                    continue
+            self.path.write_text("".join(l + "\n" for l in keep))
+
+    def log(self, step: int, **metrics) -> dict:
+        row = {"step": step, "time": round(time.time() - self.t0, 3), **{k: _clean(v) for k, v in metrics.items()}}
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+        return row
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line:
+            rows.append(json.loads(line))
+    return rows

@@ -1,0 +1,19 @@
+"""Task registry: `recipe.task` -> the function that runs it, as "module:function" strings so
+only the chosen trainer is imported. Each takes (recipe) and returns the run folder."""
+
+from __future__ import annotations
+
+import importlib
+
+from .errors import RecipeError
+
+TASKS = {
+    "teacher": "distill.training.teacher:train_teacher",
+}
+
+
+def run_task(recipe):
+    if recipe.task not in TASKS:
+        raise RecipeError(f"recipe key 'task': unknown task '{recipe.task}' (choose from {', '.join(TASKS)})")
+    module, fn = TASKS[recipe.task].split(":")
+    return getattr(importlib.import_module(module), fn)(recipe)

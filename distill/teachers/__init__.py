@@ -1,0 +1,14 @@
+"""Teachers: a registry of constructors, `kind` -> (config, data) -> denoiser network.
+
+A teacher is a diffusers denoiser (`UNet2DModel` here; `UNet2DConditionModel` inside a Stable
+Diffusion pipeline in the latent-teacher issue) plus a `DDPMScheduler` that fixes its noise
+schedule and prediction type. Training, sampling and distillation only use the denoiser through
+`denoise(unet, x_t, t, cond)` (distill.sampling), so a new teacher plugs in by adding a
+constructor here and, when its conditioning differs, a branch of that one function.
+"""
+
+from .unet2d import build_noise_scheduler, build_unet2d, load_teacher
+
+TEACHERS = {"unet2d": build_unet2d}
+
+__all__ = ["TEACHERS", "build_unet2d", "build_noise_scheduler", "load_teacher"]
