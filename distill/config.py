@@ -74,6 +74,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     checkpoints_total_limit: Optional[int] = 2
     resume_from_checkpoint: Optional[str] = None  # a checkpoint folder or "latest"
+    interrupt_at: Optional[int] = None  # stop after this step with a checkpoint, as a pre-empted job would
 
 
 @dataclass
@@ -90,7 +91,7 @@ class EvalConfig:
 
 @dataclass
 class Recipe:
-    task: str = "teacher"  # registry key in distill.tasks.TASKS
+    task: str  # required: registry key in distill.tasks.TASKS ("teacher", ...)
     name: str = "run"
     output_dir: str = "runs/run"  # the run folder
     data: DataConfig = field(default_factory=DataConfig)
@@ -140,6 +141,11 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, key, where)
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise RecipeError(f"{where}: key '{key}' expects a number, got {value!r}")
         return float(value)

@@ -1,0 +1,30 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+MNIST_NPZ = SHARED / "mnist" / "mnist_full.npz"
+
+
+
+def tiny_recipe_dict(tmp_path, **train):
+    """A teacher recipe small enough to train in seconds on CPU."""
+    return {
+        "task": "teacher",
+        "name": "tiny",
+        "output_dir": str(tmp_path / "run"),
+        "data": {"source": "digits", "resolution": 8, "limit": 64},
+        "teacher": {"block_out_channels": [8, 16], "norm_num_groups": 4},
+        "train": {"max_steps": 6, "batch_size": 16, "learning_rate": 2e-3, "lr_warmup_steps": 2,
+                  "log_every": 1, "sample_every": 1000, "checkpoint_every": 3, **train},
+        "eval": {"num_samples": 0},
+    }
+
+
+@pytest.fixture
+def mnist_npz():
+    if not MNIST_NPZ.is_file():
+        pytest.skip("../shared/data/mnist not present")
+    return MNIST_NPZ

@@ -1,0 +1,93 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from distill.config import Recipe, apply_override, dump_recipe, load_recipe, recipe_from_dict
+from distill.errors import RecipeError
+
+
+def write(tmp_path, data, name="r.yaml"):
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def test_shipped_recipes_parse():
+    for path in ["recipes/digits.yaml", "recipes/teacher-digits.yaml", "recipes/teacher-mnist.yaml"]:
+        r = load_recipe(path)
+        assert isinstance(r, Recipe) and r.task
+
+
+def test_unknown_key_names_file_and_key(tmp_path):
+    p = write(tmp_path, {"task": "teacher", "train": {"lrr": 1}})
+    with pytest.raises(RecipeError, match=r"r\.yaml: unknown key 'train\.lrr'"):
+        load_recipe(p)
+
+
+def test_unknown_section(tmp_path):
+    p = write(tmp_path, {"task": "teacher", "trian": {}})
+    with pytest.raises(RecipeError, match="unknown key 'trian'"):
+        load_recipe(p)
+
+
+@pytest.mark.parametrize("key,value", [("train.max_steps", "ten"), ("train.max_steps", 1.5), ("train.learning_rate", "fast"),
+                                       ("teacher.block_out_channels", 3), ("teacher.prediction_type", "noise"),
+                                       ("teacher.attention", "yes")])
+def test_wrong_type_rejected(tmp_path, key, value):
+    sec, k = key.split(".")
+    p = write(tmp_path, {"task": "teacher", sec: {k: value}})
+    with pytest.raises(RecipeError, match=f"'{key}'"):
+        load_recipe(p)
+
+
+def test_missing_required(tmp_path):
+    p = write(tmp_path, {"name": "x"})
+    with pytest.raises(RecipeError, match="missing required key 'task'"):
+        load_recipe(p)
+
+
+def test_overrides_and_types(tmp_path):
+    p = write(tmp_path, {"task": "teacher"})
+    r = load_recipe(p, ["train.learning_rate=1e-4", "train.max_steps=7", "eval.steps=[1, 2]", "data.limit=null",
+                        "teacher.attention=true"])
+    assert r.train.learning_rate == 1e-4 and r.train.max_steps == 7 and r.eval.steps == [1, 2]
+    assert r.data.limit is None and r.teacher.attention is True
+    with pytest.raises(RecipeError, match="unknown key 'train.nope'"):
+        load_recipe(p, ["train.nope=1"])
+    with pytest.raises(RecipeError, match="section.key=value"):
+        apply_override({}, "train.max_steps")
+
+
+def test_int_accepted_for_float():
+    r = recipe_from_dict({"task": "teacher", "train": {"learning_rate": 1}})
+    assert isinstance(r.train.learning_rate, float)
+
+
+def test_dump_roundtrip(tmp_path):
+    r = load_recipe("recipes/teacher-mnist.yaml", ["train.max_steps=3"])
+    dump_recipe(r, tmp_path / "resolved.yaml")
+    assert load_recipe(tmp_path / "resolved.yaml") == r
+
+
+def test_invalid_yaml(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("task: [unclosed\n")
+    with pytest.raises(RecipeError, match="bad.yaml: not valid YAML"):
+        load_recipe(p)
+
+
+def test_cli_bad_recipe_one_line_no_traceback(tmp_path):
+    p = write(tmp_path, {"task": "teacher", "train": {"batch_size": "big"}})
+    res = subprocess.run([sys.executable, "-m", "distill.cli", "run", str(p)], capture_output=True, text=True)
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "train.batch_size" in lines[0] and str(p) in lines[0]
+
+
+def test_cli_unknown_task(tmp_path):
+    p = write(tmp_path, {"task": "juggle"})
+    res = subprocess.run([sys.executable, "-m", "distill.cli", "run", str(p)], capture_output=True, text=True)
+    assert res.returncode == 2 and "unknown task 'juggle'" in res.stderr and "Traceback" not in res.stderr

@@ -1,0 +1,40 @@
+import torch
+
+from distill.config import DataConfig
+from distill.data import load_images
+from distill.metrics.classifier import accuracy, load_classifier
+from distill.metrics.fid import extract, feature_extractor, fid_kid, pairwise_distance
+
+
+def test_shipped_digits_classifier_accuracy():
+    clf = load_classifier("digits")
+    te = load_images(DataConfig(source="digits", split="test", resolution=16))
+    assert accuracy(clf, te.images, te.labels) >= 0.97
+
+
+def test_shipped_mnist_classifier_accuracy(mnist_npz):
+    clf = load_classifier("mnist")
+    te = load_images(DataConfig(source=str(mnist_npz), split="test", resolution=28))
+    acc = accuracy(clf, te.images, te.labels)
+    assert acc >= 0.98, acc
+    assert abs(acc - clf.info["test_accuracy"]) < 1e-6  # the model card's number is the file's
+
+
+def test_fid_self_zero_noise_large():
+    ext = feature_extractor("classifier:digits")
+    real = load_images(DataConfig(source="digits", split="train", resolution=16)).images
+    test = load_images(DataConfig(source="digits", split="test", resolution=16)).images
+    f_real = extract(ext, real)
+    same = fid_kid(f_real, f_real)
+    assert abs(same["fid"]) < 1e-3 and abs(same["kid"]) < 1e-3
+    held_out = fid_kid(f_real, extract(ext, test))
+    noise = torch.rand(len(test), 1, 16, 16) * 2 - 1
+    bad = fid_kid(f_real, extract(ext, noise))
+    assert bad["fid"] > 20 * max(held_out["fid"], 1e-3) and bad["kid"] > held_out["kid"]
+
+
+def test_pairwise_distance_detects_collapse():
+    f = torch.randn(200, 16)
+    labels = torch.arange(200) % 4
+    collapsed = f[labels].clone()  # every sample of class c is the same vector
+    assert pairwise_distance(collapsed, labels) < 1e-6 < pairwise_distance(f, labels)
