@@ -379,7 +379,7 @@ def rerun_protocol(run: RunData, findings: list[Finding]) -> list[str]:
     steps = [
         f"Rerun the same recipe and seed for {short} steps to confirm the failure reproduces "
         f"({top.cause}).",
-        f"Apply only fix 1 ({top.fix.split(',')[0]}); keep every other setting and the seed.",
+        f"Apply only fix 1 ({top.fix}); keep every other setting and the seed.",
         f"Rerun for {short} steps, then `distill doctor NEW_RUN`: {top.watch}.",
         "If it is gone, confirm with 2 more seeds at full length; if not, revert and try the next "
         "cause's fix.",
