@@ -13,6 +13,8 @@ COMMANDS = {
     "run": "distill.commands.run",
     "sample": "distill.commands.sample",
     "eval": "distill.commands.evaluate",
+    "lab": "distill.commands.lab",
+    "doctor": "distill.commands.doctor",
 }
 
 

@@ -1,0 +1,409 @@
+"""`distill doctor`: read a run folder's metrics.jsonl (and recipe.yaml if present) and rank the
+likely causes of a failing GAN / distillation / teacher run, each with a one-line fix.
+
+Rules are plain functions in `RULES`: `rule(run: RunData) -> Finding | None`. A finding's score
+(0..1) ranks it; scores are heuristics, calibrated so that a run showing a single failure puts
+that failure first. Metric keys follow the project's conventions (see `KEYS`) and every key is
+optional: a rule whose metrics are missing stays silent. Non-finite values are logged as the
+strings "nan" / "inf" (see `distill.runs.MetricsLog`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import yaml
+
+from .errors import DistillError
+
+# canonical name -> keys tried in order (first one present in the log wins)
+KEYS: dict[str, tuple[str, ...]] = {
+    "loss_g": ("loss_g", "g_loss", "loss_adv", "loss_gen", "generator_loss"),
+    "loss_d": ("loss_d", "d_loss", "disc_loss", "discriminator_loss"),
+    "d_acc_real": ("d_acc_real", "acc_real"),
+    "d_acc_fake": ("d_acc_fake", "acc_fake"),
+    "d_acc": ("d_acc", "disc_acc"),
+    "grad_norm_g": ("grad_norm_g", "g_grad_norm", "grad_norm"),
+    "coverage": ("class_coverage", "coverage", "mode_coverage"),
+    "modes": ("modes", "modes_captured"),
+    "modes_total": ("modes_total", "n_modes"),
+    "lr_g": ("lr_g", "lr"),
+    "lr_d": ("lr_d", "d_lr"),
+    "dataset_size": ("dataset_size", "num_train", "n_train", "train_size", "num_images", "num_examples"),
+    "batch_size": ("batch_size",),
+}
+ADVERSARIAL = ("loss_d", "d_acc_real", "d_acc_fake", "d_acc")
+SMALL_DATA = 5000  # below this many images a discriminator overfits quickly (Karras et al. 2020, ADA)
+
+
+def to_float(v: Any) -> Optional[float]:
+    """JSON value -> float ("nan", "inf", "-inf" strings included); None for non-numbers."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str) and v.strip().lower() in ("nan", "inf", "+inf", "-inf", "infinity", "-infinity"):
+        return float(v.strip().lower().replace("infinity", "inf"))
+    return None
+
+
+@dataclass
+class RunData:
+    folder: Path
+    rows: list[dict]
+    recipe: dict = field(default_factory=dict)
+    skipped_lines: int = 0
+
+    def key(self, name: str) -> Optional[str]:
+        """The log's key for a canonical metric name, or None."""
+        for k in KEYS.get(name, (name,)):
+            if any(k in r for r in self.rows):
+                return k
+        return None
+
+    def series(self, name: str, finite: bool = True) -> list[tuple[int, float]]:
+        """[(step, value)] for a canonical metric; non-finite values dropped unless finite=False."""
+        k = self.key(name)
+        if k is None:
+            return []
+        out = []
+        for i, r in enumerate(self.rows):
+            v = to_float(r.get(k))
+            if v is not None and (not finite or math.isfinite(v)):
+                out.append((int(r.get("step", i)), v))
+        return out
+
+    def recipe_value(self, names: tuple[str, ...], path_hint: str = "", exclude: str = "") -> Optional[float]:
+        """First numeric recipe value whose dotted key ends with one of `names` (and contains
+        `path_hint`, and not `exclude`)."""
+        flat = _flatten(self.recipe)
+        for n in names:
+            for dotted, v in flat.items():
+                low = dotted.lower()
+                if (dotted.split(".")[-1] == n and path_hint in low and not (exclude and exclude in low)
+                        and to_float(v) is not None):
+                    return to_float(v)
+        return None
+
+    def last_value(self, name: str) -> Optional[float]:
+        s = self.series(name)
+        return s[-1][1] if s else None
+
+    @property
+    def adversarial(self) -> bool:
+        return any(self.key(k) for k in ADVERSARIAL)
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    else:
+        out[prefix] = d
+    return out
+
+
+@dataclass
+class Finding:
+    key: str  # rule name
+    score: float  # 0..1, higher = more likely the cause
+    cause: str
+    evidence: str
+    fix: str  # one line
+    watch: str  # what to compare on the rerun
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _quarter(vals: list[float], which: str) -> list[float]:
+    n = max(1, len(vals) // 4)
+    return vals[:n] if which == "first" else vals[-n:]
+
+
+def _longest_streak(flags: list[bool]) -> tuple[int, int]:
+    """(length, start index) of the longest run of True."""
+    best, start, cur, cur_start = 0, 0, 0, 0
+    for i, f in enumerate(flags):
+        if f:
+            if cur == 0:
+                cur_start = i
+            cur += 1
+            if cur > best:
+                best, start = cur, cur_start
+        else:
+            cur = 0
+    return best, start
+
+
+def _d_accuracy(run: RunData) -> list[tuple[int, float]]:
+    """Mean of D's accuracy on real and fake per row (or `d_acc` itself)."""
+    real, fake = dict(run.series("d_acc_real")), dict(run.series("d_acc_fake"))
+    if real or fake:
+        steps = sorted(set(real) | set(fake))
+        return [(s, statistics.mean([d[s] for d in (real, fake) if s in d])) for s in steps]
+    return run.series("d_acc")
+
+
+def _lrs(run: RunData) -> tuple[Optional[float], Optional[float], str]:
+    """(lr_g, lr_d, where from): metrics rows first, then the recipe."""
+    lr_g, lr_d = run.last_value("lr_g"), run.last_value("lr_d")
+    if lr_g is not None and lr_d is not None:
+        return lr_g, lr_d, "metrics"
+    g = run.recipe_value(("lr_g", "g_lr", "generator_lr", "learning_rate_g", "g_learning_rate"))
+    d = run.recipe_value(("lr_d", "d_lr", "disc_lr", "discriminator_lr", "learning_rate_d", "d_learning_rate",
+                          "disc_learning_rate", "discriminator_learning_rate"))
+    if d is None:
+        d = run.recipe_value(("learning_rate", "lr"), path_hint="disc")
+    if g is None:
+        g = run.recipe_value(("learning_rate", "lr"), exclude="disc")
+    if d is None and g is not None:
+        mult = run.recipe_value(("d_lr_mult", "lr_d_mult", "disc_lr_mult"))
+        d = g * mult if mult is not None else None
+    return lr_g if lr_g is not None else g, lr_d if lr_d is not None else d, "recipe"
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules
+
+
+def rule_nonfinite(run: RunData) -> Optional[Finding]:
+    bad = []
+    for i, r in enumerate(run.rows):
+        for k, v in r.items():
+            f = to_float(v)
+            if k not in ("step", "time") and f is not None and not math.isfinite(f):
+                bad.append((int(r.get("step", i)), k, v))
+    if not bad:
+        return None
+    step, k, v = bad[0]
+    keys = sorted({b[1] for b in bad})
+    return Finding("nonfinite", 1.0, "non-finite values (training diverged)",
+                   f"{k} = {v} first at step {step}; {len(bad)} non-finite values in {', '.join(keys)}",
+                   "lower the learning rates 2-4x, clip gradients (max_grad_norm 1.0), train in fp32/bf16 "
+                   "rather than fp16, and check the data for nan/inf",
+                   f"no nan/inf in metrics.jsonl past step {step}")
+
+
+def rule_d_too_strong(run: RunData) -> Optional[Finding]:
+    acc = _d_accuracy(run)
+    if len(acc) < 4:
+        return None
+    length, start = _longest_streak([a > 0.95 for _, a in acc])
+    frac = length / len(acc)
+    if length < 3 or frac < 0.25:
+        return None
+    steps = [s for s, _ in acc]
+    mean = statistics.mean(a for _, a in acc[start:start + length])
+    return Finding("d_too_strong", min(0.95, 0.55 + 0.4 * frac), "discriminator too strong",
+                   f"D accuracy {mean:.1%} (> 95%) from step {steps[start]} to {steps[start + length - 1]} "
+                   f"({frac:.0%} of the logged run)",
+                   "weaken D: lower its lr (or raise G's), add R1 (gamma 0.1-10) or spectral norm, "
+                   "augment its inputs (DiffAugment / ADA)",
+                   "d_acc_real/d_acc_fake should stay below ~0.9 after warm-up")
+
+
+def rule_vanishing_g_grad(run: RunData) -> Optional[Finding]:
+    g = [v for _, v in run.series("grad_norm_g")]
+    if len(g) < 4:
+        return None
+    first, last = statistics.median(_quarter(g, "first")), statistics.median(_quarter(g, "last"))
+    if not (last < 1e-7 or (first > 0 and last < 1e-3 * first)):
+        return None
+    key = run.key("grad_norm_g")
+    return Finding("vanishing_g_grad", 0.8, "vanishing generator gradient",
+                   f"{key} fell from {first:.3g} (first quarter) to {last:.3g} (last quarter)",
+                   "use the non-saturating or hinge G loss instead of log(1 - D(G(z))), and weaken D "
+                   "(lower D lr, R1) so D(G(z)) is not ~0",
+                   f"{key} should stay within ~100x of its early value")
+
+
+def rule_g_loss(run: RunData) -> Optional[Finding]:
+    s = [v for _, v in run.series("loss_g")]
+    if len(s) < 6:
+        return None
+    key = run.key("loss_g")
+    first, last = statistics.median(_quarter(s, "first")), statistics.median(_quarter(s, "last"))
+    grow = abs(last) / max(abs(first), 0.1)
+    if grow > 5 and last > first or max(abs(v) for v in s) > 1e4:
+        return Finding("g_loss_exploding", min(0.85, 0.6 + 0.05 * math.log2(grow + 1)),
+                       "generator loss exploding",
+                       f"{key} rose from {first:.3g} (first quarter) to {last:.3g} (last quarter)",
+                       "lower the learning rates (G and D) 2-4x, clip G's gradients, and check D is not "
+                       "winning outright (see D accuracy)",
+                       f"{key} should level off instead of growing")
+    half = s[len(s) // 2:]
+    spread = max(half) - min(half)
+    if spread <= 1e-4 * max(1.0, abs(statistics.median(half))):
+        return Finding("g_loss_flat", 0.6, "generator loss flat (generator not learning)",
+                       f"{key} constant at {statistics.median(half):.4g} over the last half of the run",
+                       "check G's parameters reach the optimiser and its lr is not 0 (scheduler), and that "
+                       "the G loss depends on D's output (no detach)",
+                       f"{key} should move over the run")
+    return None
+
+
+def rule_mode_collapse(run: RunData) -> Optional[Finding]:
+    cov = run.series("coverage")
+    what = run.key("coverage")
+    if not cov:
+        modes = run.series("modes")
+        total = run.last_value("modes_total") or run.recipe_value(("n_modes", "num_classes", "modes_total"))
+        if not modes or not total:
+            return None
+        cov = [(s, v / total) for s, v in modes]
+        what = "modes captured"
+    if len(cov) < 3:
+        return None
+    vals = [v for _, v in cov]
+    peak_i = max(range(len(vals)), key=lambda i: vals[i])
+    end = statistics.median(vals[-3:])
+    peak = vals[peak_i]
+    if peak > 0 and peak - end >= 0.2 * peak and peak - end >= 0.1:
+        drop = (peak - end) / peak
+        return Finding("mode_collapse", min(0.9, 0.6 + 0.35 * drop), "mode collapse (coverage falling)",
+                       f"{what} fell from {peak:.0%} at step {cov[peak_i][0]} to {end:.0%} at the end",
+                       "add minibatch std / minibatch discrimination or R1 to D, lower D's lr; rerun and "
+                       "keep the checkpoint with the best coverage",
+                       f"{what} should not fall after its peak")
+    if end < 0.5 and len(vals) >= 5:
+        return Finding("mode_collapse", 0.5, "mode collapse (low coverage throughout)",
+                       f"{what} only {end:.0%} at the end (peak {peak:.0%})",
+                       "add minibatch std / discrimination, R1 or spectral norm to D; check conditioning "
+                       "labels reach G",
+                       f"{what} should rise towards 100%")
+    return None
+
+
+def rule_lr_imbalance(run: RunData) -> Optional[Finding]:
+    lr_g, lr_d, where = _lrs(run)
+    if not lr_g or not lr_d or lr_g <= 0 or lr_d <= 0:
+        return None
+    ratio = lr_d / lr_g
+    if 0.25 < ratio < 4:
+        return None
+    return Finding("lr_imbalance", min(0.7, 0.45 + 0.05 * abs(math.log2(ratio))),
+                   "learning-rate imbalance between D and G",
+                   f"D lr {lr_d:.3g} vs G lr {lr_g:.3g} ({ratio:.3g}x, from {where})",
+                   "start from equal learning rates (or the TTUR 4:1 of Heusel et al. 2017 only with R1/SN) "
+                   "and change one at a time",
+                   "D accuracy and coverage compared with the run at equal learning rates")
+
+
+def rule_little_data(run: RunData) -> Optional[Finding]:
+    n = run.last_value("dataset_size")
+    if n is None:
+        n = run.recipe_value(("dataset_size", "num_train", "n_train", "train_size", "num_images",
+                              "num_examples", "limit"))
+    if n is None or n <= 0 or n >= SMALL_DATA or not run.adversarial:
+        return None
+    score = 0.4 + (0.1 if n < 1000 else 0.0)
+    real = [v for _, v in run.series("d_acc_real")]
+    extra = ""
+    if real and statistics.median(_quarter(real, "last")) > 0.8:  # ADA's r_t = E[sign D(x)] > 0.6
+        score += 0.25
+        extra = f"; D accuracy on real data {statistics.median(_quarter(real, 'last')):.0%} late in the run"
+    batch = run.last_value("batch_size") or run.recipe_value(("batch_size",))
+    last_step = max((int(r.get("step", 0)) for r in run.rows), default=0)
+    if batch:
+        extra += f"; ~{last_step * batch / n:.0f} epochs"
+    return Finding("little_data", min(score, 0.8), "too little data for the discriminator (D overfits)",
+                   f"{n:.0f} training images{extra}",
+                   "augment D's inputs (DiffAugment / ADA), add R1, use fewer D steps or a smaller D, or "
+                   "add data",
+                   "d_acc_real on held-out real images should match d_acc_real on training images")
+
+
+RULES: list[Callable[[RunData], Optional[Finding]]] = [
+    rule_nonfinite, rule_d_too_strong, rule_vanishing_g_grad, rule_g_loss, rule_mode_collapse,
+    rule_lr_imbalance, rule_little_data,
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and reporting
+
+
+def load_run(folder: str | Path) -> RunData:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DistillError(f"{folder}: no such run folder")
+    path = folder / "metrics.jsonl"
+    if not path.is_file():
+        raise DistillError(f"{path}: not found (is {folder} a run folder?)")
+    rows, skipped = [], 0
+    for line in path.read_text(errors="replace").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a truncated last line of a killed run
+            skipped += 1
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    if not rows:
+        raise DistillError(f"{path}: no metrics rows")
+    recipe: dict = {}
+    rp = folder / "recipe.yaml"
+    if rp.is_file():
+        try:
+            loaded = yaml.safe_load(rp.read_text())
+            recipe = loaded if isinstance(loaded, dict) else {}
+        except yaml.YAMLError:
+            recipe = {}
+    return RunData(folder, rows, recipe, skipped)
+
+
+def diagnose(run: RunData) -> list[Finding]:
+    """All findings, most likely cause first."""
+    found = [f for f in (rule(run) for rule in RULES) if f is not None]
+    return sorted(found, key=lambda f: -f.score)
+
+
+def rerun_protocol(run: RunData, findings: list[Finding]) -> list[str]:
+    last_step = max((int(r.get("step", 0)) for r in run.rows), default=0)
+    short = max(1, last_step // 4) if last_step else "a quarter of the original"
+    if not findings:
+        return [f"no failure pattern found; to compare, rerun {run.folder} with another seed and run "
+                f"`distill doctor` on both"]
+    top = findings[0]
+    steps = [
+        f"Rerun the same recipe and seed for {short} steps to confirm the failure reproduces "
+        f"({top.cause}).",
+        f"Apply only fix 1 ({top.fix}); keep every other setting and the seed.",
+        f"Rerun for {short} steps, then `distill doctor NEW_RUN`: {top.watch}.",
+        "If it is gone, confirm with 2 more seeds at full length; if not, revert and try the next "
+        "cause's fix.",
+    ]
+    return steps
+
+
+def report_text(run: RunData, findings: list[Finding]) -> str:
+    keys = sorted({k for r in run.rows for k in r} - {"step", "time"})
+    last_step = run.rows[-1].get("step", len(run.rows))
+    lines = [f"run: {run.folder} ({len(run.rows)} rows, last step {last_step}; metrics: {', '.join(keys)})"]
+    if run.skipped_lines:
+        lines.append(f"note: skipped {run.skipped_lines} unreadable line(s) in metrics.jsonl")
+    if findings:
+        lines.append("likely causes, most likely first:")
+        for i, f in enumerate(findings, 1):
+            lines += [f"{i}. [{f.score:.2f}] {f.cause}: {f.evidence}", f"   fix: {f.fix}"]
+    else:
+        lines.append("no failure pattern found in the logged metrics")
+    lines.append("rerun protocol:")
+    lines += [f"  {i}. {s}" for i, s in enumerate(rerun_protocol(run, findings), 1)]
+    return "\n".join(lines)
+
+
+def report_json(run: RunData, findings: list[Finding]) -> dict:
+    return {"run": str(run.folder), "rows": len(run.rows), "findings": [asdict(f) for f in findings],
+            "rerun_protocol": rerun_protocol(run, findings)}

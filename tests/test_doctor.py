@@ -1,0 +1,158 @@
+import json
+import math
+
+import pytest
+import yaml
+
+from distill import cli
+from distill.doctor import diagnose, load_run
+from distill.errors import DistillError
+
+
+@pytest.fixture(autouse=True)
+def _only_our_commands(monkeypatch):
+    # build_parser imports every registered command; keep the ones these tests exercise
+    monkeypatch.setattr(cli, "COMMANDS", {k: cli.COMMANDS[k] for k in ("lab", "doctor")})
+
+
+def cli_main(argv):
+    return cli.main(argv)
+
+N = 40
+
+
+def healthy(i: int) -> dict:
+    wiggle = 0.05 * math.sin(i * 1.7)
+    return {"step": i * 100, "time": i * 1.0, "loss_g": 0.9 + wiggle, "loss_d": 1.2 - wiggle,
+            "d_acc_real": 0.65 + wiggle, "d_acc_fake": 0.6 - wiggle, "grad_norm_g": 1.0 + wiggle,
+            "grad_norm_d": 2.0, "class_coverage": 0.95 + wiggle / 5, "lr": 1e-4, "lr_d": 1e-4}
+
+
+def write_run(path, rows, recipe=None):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if recipe is not None:
+        (path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def causes(path):
+    return [f.key for f in diagnose(load_run(path))]
+
+
+def planted(tmp_path, edit, recipe=None):
+    rows = []
+    for i in range(N):
+        r = healthy(i)
+        edit(i, r)
+        rows.append(r)
+    return write_run(tmp_path / "run", rows, recipe)
+
+
+def test_healthy_run_has_no_findings(tmp_path):
+    assert causes(planted(tmp_path, lambda i, r: None)) == []
+
+
+def test_nonfinite_first(tmp_path):
+    def edit(i, r):
+        if i >= 30:
+            r["loss_g"], r["grad_norm_g"] = "nan", "inf"
+    found = diagnose(load_run(planted(tmp_path, edit)))
+    assert found[0].key == "nonfinite" and "step 3000" in found[0].evidence
+
+
+def test_d_too_strong_first(tmp_path):
+    def edit(i, r):
+        if i >= 10:
+            r["d_acc_real"], r["d_acc_fake"] = 0.99, 0.98
+    assert causes(planted(tmp_path, edit))[0] == "d_too_strong"
+
+
+def test_g_loss_exploding_first(tmp_path):
+    def edit(i, r):
+        r["loss_g"] = 0.9 * 1.15**i
+    assert causes(planted(tmp_path, edit))[0] == "g_loss_exploding"
+
+
+def test_g_loss_flat_first(tmp_path):
+    def edit(i, r):
+        r["loss_g"] = 0.6931
+    assert causes(planted(tmp_path, edit))[0] == "g_loss_flat"
+
+
+def test_vanishing_generator_gradient_first(tmp_path):
+    def edit(i, r):
+        r["grad_norm_g"] = 10.0 ** (-i / 5)  # 1 -> 1e-8
+    assert causes(planted(tmp_path, edit))[0] == "vanishing_g_grad"
+
+
+def test_mode_collapse_first(tmp_path):
+    def edit(i, r):
+        r["class_coverage"] = 0.9 if i < 20 else 0.3
+    assert causes(planted(tmp_path, edit))[0] == "mode_collapse"
+
+
+def test_mode_collapse_from_lab_modes(tmp_path):
+    def edit(i, r):
+        del r["class_coverage"]
+        r["modes"], r["modes_total"] = (8 if i < 20 else 2), 8
+    assert causes(planted(tmp_path, edit))[0] == "mode_collapse"
+
+
+def test_lr_imbalance_first_from_metrics(tmp_path):
+    def edit(i, r):
+        r["lr_d"] = 5e-4
+    assert causes(planted(tmp_path, edit))[0] == "lr_imbalance"
+
+
+def test_lr_imbalance_first_from_recipe(tmp_path):
+    def edit(i, r):
+        del r["lr"], r["lr_d"]
+    recipe = {"train": {"learning_rate": 1e-4}, "discriminator": {"learning_rate": 1e-3}}
+    found = diagnose(load_run(planted(tmp_path, edit, recipe)))
+    assert found[0].key == "lr_imbalance" and "10x" in found[0].evidence
+
+
+def test_too_little_data_first(tmp_path):
+    def edit(i, r):
+        r["d_acc_real"] = 0.9
+    run = planted(tmp_path, edit, {"data": {"limit": 500}, "train": {"batch_size": 64}})
+    found = diagnose(load_run(run))
+    assert found[0].key == "little_data" and "500" in found[0].evidence
+
+
+def test_dataset_size_from_metrics_row(tmp_path):
+    def edit(i, r):
+        r["dataset_size"] = 800
+    assert causes(planted(tmp_path, edit))[0] == "little_data"
+
+
+def test_teacher_run_keys(tmp_path):
+    rows = [{"step": i * 50, "time": i, "loss": 0.5 / (1 + i) + 0.01 * math.sin(i), "grad_norm": 0.8, "lr": 1e-3}
+            for i in range(N)]
+    assert causes(write_run(tmp_path / "ok", rows)) == []
+    rows[-1]["loss"] = "nan"
+    assert causes(write_run(tmp_path / "bad", rows))[0] == "nonfinite"
+
+
+def test_cli_text_json_and_errors(tmp_path, capsys):
+    def edit(i, r):
+        if i >= 10:
+            r["d_acc_real"], r["d_acc_fake"] = 0.99, 0.98
+    run = planted(tmp_path, edit)
+    assert cli_main(["doctor", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "1. [" in out and "discriminator too strong" in out and "rerun protocol" in out
+    assert cli_main(["doctor", str(run), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["findings"][0]["key"] == "d_too_strong" and data["rerun_protocol"]
+
+    missing = tmp_path / "nope"
+    assert cli_main(["doctor", str(missing)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(missing) in err and len(err.splitlines()) == 1
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DistillError, match="metrics.jsonl"):
+        load_run(tmp_path / "empty")
+    assert cli_main(["doctor", str(tmp_path / "empty")]) == 2
+    assert "metrics.jsonl" in capsys.readouterr().err
