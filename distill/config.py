@@ -90,6 +90,49 @@ class EvalConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Adversarial Diffusion Distillation (Sauer et al. 2023): L = adv_weight L_adv + lambda L_distill."""
+
+    teacher: str = ""  # exported teacher pipeline: folder, Hub id, or shipped:<name>
+    student_timesteps: list[int] = field(default_factory=lambda: [999, 749, 499, 249])
+    # distillation loss (Eq. 4-5, ADD)
+    lambda_distill: float = 2.5
+    distill_weighting: Literal["exponential", "sds", "nfsd"] = "exponential"  # c(t)
+    teacher_guidance: float = 2.0  # classifier-free guidance of the teacher's target
+    distill_t_min: int = 20
+    distill_t_max: int = 980
+    # adversarial loss and discriminator
+    adv_loss: str = "hinge"  # registry key in distill.gan.losses.ADV_LOSSES
+    adv_weight: float = 1.0  # 0: distillation loss alone (ablation)
+    r1_gamma: float = 1e-5  # R1 on the heads' inputs (real), weight gamma / 2
+    backbone: str = "teacher"  # "teacher" (LADD) | "timm:<name>" (ADD, e.g. timm:vit_small_patch14_dinov2)
+    backbone_pretrained: str = "hub"  # "hub" | "none" | path to a weights file (timm backbones)
+    backbone_layers: list[int] = field(default_factory=list)  # timm blocks; empty: spread over depth
+    backbone_img_size: int = 224  # timm input size
+    disc_t_min: int = 0  # noise level range of the teacher-feature discriminator
+    disc_t_max: int = 500
+    head_channels: int = 64
+    spectral_norm: bool = True
+    augment: str = "color,translation,cutout"  # DiffAugment policy; "" for none
+    d_learning_rate: float = 1e-4
+    d_steps: int = 1  # discriminator updates per student update
+    adam_beta1: float = 0.0
+    adam_beta2: float = 0.99
+    coverage_every: int = 250  # mode-coverage check with the evaluation classifier (monitoring only)
+    coverage_classifier: Optional[str] = None  # "digits" | "mnist" | path; None: no check
+
+
+@dataclass
+class ReportConfig:
+    """What `distill run` measures after distilling (FID table, latency, grids)."""
+
+    teacher_steps: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 25, 50])
+    student_steps: list[int] = field(default_factory=lambda: [1, 2, 4])
+    latency_batch: int = 64
+    latency_repeats: int = 5
+
+
+@dataclass
 class Recipe:
     task: str  # required: registry key in distill.tasks.TASKS ("teacher", ...)
     name: str = "run"
@@ -98,6 +141,8 @@ class Recipe:
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 # ----------------------------------------------------------------------------------------------

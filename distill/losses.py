@@ -49,3 +49,44 @@ def pred_x0(noise_scheduler, x_t: torch.Tensor, t: torch.Tensor, model_out: torc
     if kind == "v_prediction":
         return alpha * x_t - sigma * model_out
     return model_out
+
+
+# ----------------------------------------------------------------------------------------------
+# Adversarial Diffusion Distillation (Sauer et al. 2023), distillation term
+
+
+def alpha_sigma(noise_scheduler, t: torch.Tensor, device, dtype=torch.float32):
+    """alpha_t = sqrt(abar_t), sigma_t = sqrt(1 - abar_t), each (B, 1, 1, 1)."""
+    abar = noise_scheduler.alphas_cumprod.to(device)[t].view(-1, 1, 1, 1).to(dtype)
+    return abar.sqrt(), (1 - abar).sqrt()
+
+
+def _exponential(alpha, sigma):  # c(t) = alpha_t, ADD Sec. 3.2
+    return alpha
+
+
+def _sds(alpha, sigma):  # SDS gradient w(t)(eps_hat - eps) written in x0-space: c(t) = alpha_t / sigma_t
+    return alpha / sigma
+
+
+DISTILL_WEIGHTINGS = {"exponential": _exponential, "sds": _sds, "nfsd": _exponential}
+
+
+def distillation_loss(
+    student_x0: torch.Tensor,  # (B, C, H, W), with grad
+    target_x0: torch.Tensor,  # (B, C, H, W), the teacher's denoised estimate (no grad)
+    c_t: torch.Tensor,  # (B, 1, 1, 1) weighting c(t)
+) -> torch.Tensor:
+    """c(t) * || x_theta - sg(x_psi(x_theta,t)) ||^2, mean over pixels: (B,)  (Eq. 5, ADD)."""
+    return (c_t * (student_x0.float() - target_x0.detach().float()).pow(2)).flatten(1).mean(1)
+
+
+def nfsd_target(student_x0, x_t, alpha, sigma, eps_cond, eps_uncond, guidance, t, t_switch: int = 200):
+    """Noise-free score distillation (Katzir et al. 2023) as an x0-space target. Its gradient
+    direction is delta = delta_D + s * delta_C, delta_C = eps_c - eps_u; delta_D = eps_u for
+    t < 200 and 0 otherwise (no negative prompt: eps_u - eps_neg = 0). In x0-space the target is
+    x_theta - (sigma / alpha) * delta."""
+    delta = guidance * (eps_cond - eps_uncond)
+    small = (t < t_switch).view(-1, 1, 1, 1).to(delta.dtype)
+    delta = delta + small * eps_uncond
+    return student_x0.detach() - (sigma / alpha) * delta

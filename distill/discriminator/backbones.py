@@ -1,0 +1,121 @@
+"""Frozen feature networks for the discriminator, a registry keyed by the spec's prefix.
+
+  teacher          the frozen teacher UNet's encoder (down blocks + mid block) applied to the
+                   image noised to a sampled level t_D (LADD, Sauer et al. 2024): no extra
+                   network, works in latent space too.
+  timm:<name>      any timm model through `forward_intermediates` (ViTs such as DINOv2
+                   `vit_small_patch14_dinov2`, ConvNets), features taken at chosen blocks
+                   (ADD, Sauer et al. 2023). Weights from a local file, else the Hub; when none
+                   can be had the features are random, with a loud warning (a weaker method).
+
+Each backbone maps (images (B, C, H, W) in [-1, 1], labels, noise inputs) to a list of
+(B, C_k, H_k, W_k) feature maps and exposes `channels` (list of C_k).
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..errors import DistillError
+
+
+class TeacherFeatures(nn.Module):
+    """Encoder features of a frozen diffusers UNet2DModel at noise level t_D.
+    Mirrors the first half of `UNet2DModel.forward` (time/class embedding, conv_in, down, mid)."""
+
+    def __init__(self, unet, noise_scheduler):
+        super().__init__()
+        self.unet = copy.deepcopy(unet).requires_grad_(False).eval()
+        self.noise_scheduler = noise_scheduler
+        boc = list(unet.config.block_out_channels)
+        self.channels = boc + [boc[-1]]
+
+    def forward(self, x0: torch.Tensor, y: Optional[torch.Tensor], t: torch.Tensor, noise: torch.Tensor):
+        u = self.unet
+        x_t = self.noise_scheduler.add_noise(x0, noise.to(x0.dtype), t)  # (B, C, H, W)
+        emb = u.time_embedding(u.time_proj(t).to(x_t.dtype))
+        if u.class_embedding is not None:
+            if y is None:
+                y = torch.full((x0.shape[0],), u.config.num_class_embeds - 1, device=x0.device, dtype=torch.long)
+            emb = emb + u.class_embedding(y).to(x_t.dtype)
+        h = u.conv_in(x_t)
+        feats = []
+        for block in u.down_blocks:
+            h, _ = block(hidden_states=h, temb=emb)
+            feats.append(h)
+        feats.append(u.mid_block(h, emb))
+        return feats
+
+
+class TimmFeatures(nn.Module):
+    """Intermediate features of a frozen timm model; grey images repeated to RGB, resized to
+    `img_size`, normalised with the model's mean/std."""
+
+    def __init__(self, name: str, layers: Optional[list[int]] = None, pretrained: str = "hub", img_size: int = 224):
+        super().__init__()
+        import timm
+
+        kwargs = {"num_classes": 0}
+        if "vit" in name or "dinov2" in name or "deit" in name:
+            kwargs["img_size"] = img_size
+        try:
+            self.model = self._create(timm, name, pretrained, kwargs)
+        except DistillError:
+            raise
+        except Exception as e:
+            raise DistillError(f"distill.backbone: cannot build timm model '{name}' ({str(e).splitlines()[0]})") from None
+        self.model.requires_grad_(False).eval()
+        self.img_size = img_size
+        cfg = getattr(self.model, "pretrained_cfg", {}) or {}
+        self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.5, 0.5, 0.5))).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.get("std", (0.5, 0.5, 0.5))).view(1, 3, 1, 1), persistent=False)
+        n_blocks = len(getattr(self.model, "blocks", [])) or len(getattr(self.model, "stages", [])) or 4
+        self.layers = layers or sorted({max(0, n_blocks // 4 - 1), n_blocks // 2 - 1, 3 * n_blocks // 4 - 1, n_blocks - 1})
+        with torch.no_grad():
+            probe = self.forward(torch.zeros(1, 3, 8, 8))
+        self.channels = [f.shape[1] for f in probe]
+
+    @staticmethod
+    def _create(timm, name, pretrained, kwargs):
+        if pretrained not in ("hub", "none"):  # a local weights file
+            try:
+                return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": pretrained}, **kwargs)
+            except FileNotFoundError:
+                raise DistillError(f"{pretrained}: backbone weights file not found") from None
+        if pretrained == "hub":
+            try:
+                return timm.create_model(name, pretrained=True, **kwargs)
+            except Exception as e:
+                reason = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+                warnings.warn(f"distill: no pretrained weights for timm:{name} ({reason[:120]}); the discriminator "
+                              f"uses RANDOM features, a different and weaker method. Pass distill.backbone_pretrained="
+                              f"<file> to use local weights.", stacklevel=3)
+        else:
+            warnings.warn(f"distill: timm:{name} with distill.backbone_pretrained=none: the discriminator uses RANDOM "
+                          f"features, a different and weaker method.", stacklevel=3)
+        return timm.create_model(name, pretrained=False, **kwargs)
+
+    def forward(self, x0: torch.Tensor, y=None, t=None, noise=None):
+        x = x0.expand(-1, 3, -1, -1) if x0.shape[1] == 1 else x0
+        x = F.interpolate(x, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)
+        x = ((x + 1) / 2 - self.mean) / self.std
+        feats = self.model.forward_intermediates(x, indices=self.layers, intermediates_only=True)
+        return [f if f.ndim == 4 else f.transpose(1, 2).unsqueeze(-1) for f in feats]  # (B, C, H, W)
+
+
+def build_backbone(spec: str, teacher_unet, noise_scheduler, layers=None, pretrained: str = "hub",
+                   img_size: int = 224) -> nn.Module:
+    kind, _, arg = spec.partition(":")
+    builders = {
+        "teacher": lambda: TeacherFeatures(teacher_unet, noise_scheduler),
+        "timm": lambda: TimmFeatures(arg, layers, pretrained, img_size),
+    }
+    if kind not in builders or (kind == "timm" and not arg):
+        raise DistillError(f"distill.backbone: unknown backbone '{spec}' (use 'teacher' or 'timm:<model name>')")
+    return builders[kind]()

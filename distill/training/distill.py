@@ -1,0 +1,249 @@
+"""Adversarial Diffusion Distillation (Sauer et al. 2023): one readable loop on accelerate.
+
+Per optimizer step, with x0 real images, y labels, s a student timestep, x_s = alpha_s x0 + sigma_s eps:
+  D phase (d_steps times): fake = sg(student_x0(x_s, s));
+      L_D = adv.d_loss(D(x0), D(fake)) + gamma/2 * R1(D, features of x0)          (Eq. 2-3, ADD)
+  G phase: fake = student_x0(x_s, s);
+      L_adv = adv.g_loss(D(fake))
+      x_t = alpha_t sg(fake) + sigma_t eps',  target = teacher_cfg_x0(x_t, t)
+      L_distill = c(t) || fake - sg(target) ||^2                                     (Eq. 4-5, ADD)
+      L_G = adv_weight * L_adv + lambda * L_distill
+All randomness is drawn for the global batch from generator(seed, step, ...) and sharded, so a
+run on P processes takes the same step as one process on the same global batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import warnings
+from pathlib import Path
+
+import torch
+from diffusers import DDPMScheduler, LCMScheduler
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+
+from ..data import load_images
+from ..discriminator import NUM_RANDOM, Discriminator, build_backbone
+from ..errors import DistillError, RecipeError
+from ..gan.losses import get_adv_loss, r1_penalty
+from ..losses import DISTILL_WEIGHTINGS, alpha_sigma, distillation_loss, nfsd_target, pred_x0
+from ..pipelines import DistillPipeline
+from ..runs import MetricsLog, prepare_run_dir
+from ..sampling import model_output, null_label
+from ..teachers import load_teacher
+from .checkpoint import load_checkpoint, resolve_resume, save_checkpoint
+from .common import EpochSampler, generator, make_accelerator, micro_batch_size, progress, shard
+from .monitor import coverage_check
+
+
+def student_x0(student, noise_scheduler, x_s, s, y):
+    """The student's clean-image estimate from x_s at student timestep s: (B, C, H, W)."""
+    return pred_x0(noise_scheduler, x_s, s, student(x_s, s, class_labels=y).sample)
+
+
+def eps_from_output(noise_scheduler, x_t, t, out):
+    alpha, sigma = alpha_sigma(noise_scheduler, t, x_t.device, x_t.dtype)
+    kind = noise_scheduler.config.prediction_type
+    if kind == "epsilon":
+        return out
+    if kind == "v_prediction":  # eps = alpha v + sigma x_t
+        return alpha * out + sigma * x_t
+    return (x_t - alpha * out) / sigma
+
+
+@torch.no_grad()
+def teacher_target(teacher, noise_scheduler, fake, y, t, eps, guidance, weighting):
+    """(target x0 (B, C, H, W), c(t) (B, 1, 1, 1)) for the distillation loss."""
+    x_t = noise_scheduler.add_noise(fake, eps, t)
+    alpha, sigma = alpha_sigma(noise_scheduler, t, fake.device, fake.dtype)
+    c_t = DISTILL_WEIGHTINGS[weighting](alpha, sigma)
+    if weighting == "nfsd" and y is not None:
+        out = teacher(torch.cat([x_t, x_t]), torch.cat([t, t]), class_labels=torch.cat([y, torch.full_like(y, null_label(teacher))])).sample
+        e_c, e_u = eps_from_output(noise_scheduler, torch.cat([x_t, x_t]), torch.cat([t, t]), out).chunk(2)
+        return nfsd_target(fake, x_t, alpha, sigma, e_c, e_u, guidance, t), c_t
+    out = model_output(teacher, x_t, t, y, guidance)
+    return pred_x0(noise_scheduler, x_t, t, out), c_t
+
+
+def student_scheduler(noise_scheduler, student_timesteps) -> LCMScheduler:
+    """x0-then-renoise sampling at the student timesteps (as ADD samples; diffusers' LCMScheduler
+    with original_inference_steps = len(student_timesteps) gives 999, 749, 499, 249 for 4)."""
+    return LCMScheduler.from_config(noise_scheduler.config, original_inference_steps=len(student_timesteps),
+                                    timestep_spacing="trailing")
+
+
+def resolve_teacher_path(spec: str) -> str:
+    if spec.startswith("shipped:"):
+        from ..metrics.classifier import ASSETS
+
+        return str(ASSETS / "teachers" / spec.split(":", 1)[1])
+    return spec
+
+
+def _grad_norm(params) -> float:
+    sq = [p.grad.detach().float().pow(2).sum() for p in params if p.grad is not None]
+    return float(torch.stack(sq).sum().sqrt()) if sq else 0.0
+
+
+def train_distill(recipe) -> Path:
+    tc, dc = recipe.train, recipe.distill
+    if not dc.teacher:
+        raise RecipeError("recipe key 'distill.teacher' is required (an exported teacher pipeline)")
+    run_dir = Path(recipe.output_dir)
+    accelerator = make_accelerator(tc, run_dir)
+    resume = resolve_resume(run_dir, tc.resume_from_checkpoint)
+    prepare_run_dir(recipe, resuming=bool(tc.resume_from_checkpoint), is_main=accelerator.is_main_process)
+    tpipe = load_teacher(resolve_teacher_path(dc.teacher))
+    teacher = tpipe.unet.requires_grad_(False).eval()
+    ns = DDPMScheduler.from_config(tpipe.scheduler.config)
+    T = ns.config.num_train_timesteps
+    if any(not 0 <= s < T for s in dc.student_timesteps):
+        raise RecipeError(f"distill.student_timesteps must lie in [0, {T - 1}]")
+    data_cfg = dataclasses.replace(recipe.data, resolution=teacher.config.sample_size, channels=teacher.config.in_channels)
+    data = load_images(data_cfg)
+    num_classes = null_label(teacher)
+    if num_classes is not None and data.labels is None:
+        raise DistillError(f"{data_cfg.source}: the teacher is class-conditional but the data has no labels")
+    P, rank, A = accelerator.num_processes, accelerator.process_index, tc.gradient_accumulation_steps
+    micro_batch_size(tc.batch_size, A, P)
+
+    torch.manual_seed(tc.seed)
+    student = copy.deepcopy(teacher).requires_grad_(True).train()  # initialised from the teacher
+    backbone = build_backbone(dc.backbone, teacher, ns, dc.backbone_layers or None, dc.backbone_pretrained,
+                              dc.backbone_img_size)
+    disc = Discriminator(backbone, num_classes, dc.head_channels, dc.spectral_norm, dc.augment)
+    ema = EMAModel(student.parameters(), decay=tc.ema_decay, model_cls=type(student), model_config=student.config)
+    betas = (dc.adam_beta1, dc.adam_beta2)
+    opt_g = torch.optim.AdamW(student.parameters(), lr=tc.learning_rate, betas=betas, weight_decay=tc.weight_decay)
+    opt_d = torch.optim.AdamW(disc.heads.parameters(), lr=dc.d_learning_rate, betas=betas)
+    lr_sched = get_scheduler(tc.lr_scheduler, opt_g, num_warmup_steps=tc.lr_warmup_steps, num_training_steps=tc.max_steps)
+    step = 0
+    if resume is not None:
+        step = load_checkpoint(resume, {"student": student, "heads": disc.heads},
+                               {"optimizer_g": opt_g, "optimizer_d": opt_d, "lr_scheduler": lr_sched, "ema": ema})["step"]
+        accelerator.print(f"resumed from {resume} at step {step}")
+    student, disc, opt_g, opt_d = accelerator.prepare(student, disc, opt_g, opt_d)
+    teacher.to(accelerator.device)
+    ema.to(accelerator.device)
+    raw_student, raw_disc = accelerator.unwrap_model(student), accelerator.unwrap_model(disc)
+    adv = get_adv_loss(dc.adv_loss)
+    ts = torch.tensor(dc.student_timesteps, dtype=torch.long)
+    dev = accelerator.device
+
+    log = MetricsLog(run_dir / "metrics.jsonl", resume_step=step, enabled=accelerator.is_main_process)
+    if accelerator.is_main_process:
+        accelerator.init_trackers("logs")
+        if step == 0:
+            log.log(0, dataset_size=len(data), lr=tc.learning_rate, lr_d=dc.d_learning_rate)
+    sampler = EpochSampler(len(data), tc.seed)
+    n = tc.batch_size // A  # global samples per accumulation slice
+    bar = progress(tc.max_steps, step, accelerator.is_local_main_process, f"distill {recipe.name}")
+    last_ckpt = None
+
+    def draw(tag, k, a):
+        """Global-batch inputs for one micro step, sharded to this process."""
+        g = generator(tc.seed, "distill", step, tag, k, a)
+        x0, y = data.batch(sampler.indices((step * (dc.d_steps + 1) + k) * tc.batch_size + a * n, n))
+        s = ts[torch.randint(0, len(ts), (n,), generator=g)]
+        eps = torch.randn(x0.shape, generator=g)
+        t_d = torch.randint(dc.disc_t_min, dc.disc_t_max + 1, (n,), generator=g)
+        noise_d = torch.randn((2,) + x0.shape, generator=g)
+        u = torch.rand(2, n, NUM_RANDOM, generator=g)
+        t = torch.randint(dc.distill_t_min, dc.distill_t_max + 1, (n,), generator=g)
+        eps2 = torch.randn(x0.shape, generator=g)
+        out = dict(x0=x0, y=y, s=s, eps=eps, t_d=t_d, noise_d=noise_d.transpose(0, 1), u=u.transpose(0, 1), t=t, eps2=eps2)
+        return {k_: (shard(v, rank, P).to(dev) if v is not None else None) for k_, v in out.items()}
+
+    while step < tc.max_steps:
+        m = {}
+        # ---- discriminator phase
+        for k in range(dc.d_steps):
+            opt_d.zero_grad(set_to_none=True)
+            for a in range(A):
+                b = draw("d", k, a)
+                with torch.no_grad():
+                    fake = student_x0(student, ns, ns.add_noise(b["x0"], b["eps"], b["s"]), b["s"], b["y"])
+                with accelerator.accumulate(disc):
+                    B = b["x0"].shape[0]
+                    y2 = torch.cat([b["y"], b["y"]]) if b["y"] is not None else None
+                    logits, feats = disc(torch.cat([b["x0"], fake]), y2, torch.cat([b["t_d"], b["t_d"]]),
+                                         torch.cat([b["noise_d"][:, 0], b["noise_d"][:, 1]]),
+                                         torch.cat([b["u"][:, 0], b["u"][:, 1]]), return_features=dc.r1_gamma > 0)
+                    real_logits, fake_logits = logits[:B], logits[B:]
+                    loss_d = adv.d_loss(real_logits, fake_logits)
+                    r1 = torch.zeros_like(loss_d)
+                    if dc.r1_gamma > 0:  # R1 on the heads' inputs for real images (Mescheder et al. 2018)
+                        r1 = r1_penalty(real_logits, feats)[:B]  # grads w.r.t. the (2B) leaves; real half
+                    accelerator.backward((loss_d + dc.r1_gamma / 2 * r1).mean())
+                    if accelerator.sync_gradients:
+                        m["grad_norm_d"] = _grad_norm(raw_disc.heads.parameters())
+                    opt_d.step()
+                m.update(loss_d=loss_d.mean().detach(), r1=r1.mean().detach(),
+                         d_acc_real=(real_logits > adv.threshold).float().mean().detach(),
+                         d_acc_fake=(fake_logits < adv.threshold).float().mean().detach())
+        # ---- student phase
+        opt_g.zero_grad(set_to_none=True)
+        for a in range(A):
+            b = draw("g", dc.d_steps, a)
+            with accelerator.accumulate(student):
+                fake = student_x0(student, ns, ns.add_noise(b["x0"], b["eps"], b["s"]), b["s"], b["y"])
+                loss_adv = torch.zeros(fake.shape[0], device=dev)
+                if dc.adv_weight > 0:
+                    fake_logits, _ = disc(fake, b["y"], b["t_d"], b["noise_d"][:, 1], b["u"][:, 1])
+                    loss_adv = adv.g_loss(fake_logits)
+                target, c_t = teacher_target(teacher, ns, fake.detach(), b["y"], b["t"], b["eps2"],
+                                             dc.teacher_guidance, dc.distill_weighting)
+                loss_distill = distillation_loss(fake, target, c_t)
+                loss_g = (dc.adv_weight * loss_adv + dc.lambda_distill * loss_distill).mean()
+                accelerator.backward(loss_g)
+                if accelerator.sync_gradients:
+                    m["grad_norm_g"] = float(accelerator.clip_grad_norm_(student.parameters(), tc.max_grad_norm))
+                opt_g.step()
+            opt_d.zero_grad(set_to_none=True)  # the G pass left gradients on the heads
+        m.update(loss_g=loss_adv.mean().detach(), loss_adv=loss_adv.mean().detach(),
+                 loss_distill=loss_distill.mean().detach(), loss=loss_g.detach())
+        if not all(torch.isfinite(torch.as_tensor(v)).all() for v in m.values()):
+            where = f"; the last good checkpoint is {last_ckpt}" if last_ckpt else "; no checkpoint was written yet"
+            bad = ", ".join(k for k, v in m.items() if not torch.isfinite(torch.as_tensor(v)).all())
+            raise DistillError(f"non-finite {bad} at step {step + 1}: stopped{where} (lower the learning rates)")
+        lr_sched.step()
+        ema.step(raw_student.parameters())
+        step += 1
+        bar.update(1)
+
+        if step % tc.log_every == 0 or step == tc.max_steps:
+            vals = {k: accelerator.reduce(torch.as_tensor(v, device=dev, dtype=torch.float32), reduction="mean").item()
+                    for k, v in sorted(m.items())}
+            row = log.log(step, **vals, lr=lr_sched.get_last_lr()[0], lr_d=dc.d_learning_rate)
+            accelerator.log({k: v for k, v in row.items() if isinstance(v, float)}, step=step)
+            bar.set_postfix(d=f"{vals['loss_d']:.3f}", dist=f"{vals['loss_distill']:.4f}")
+        if accelerator.is_main_process and dc.coverage_classifier and (step % dc.coverage_every == 0 or step == tc.max_steps):
+            ema.store(raw_student.parameters())
+            ema.copy_to(raw_student.parameters())
+            cov = coverage_check(raw_student, ns, dc, data, run_dir / "samples" / f"step-{step:07d}.png", tc.seed)
+            ema.restore(raw_student.parameters())
+            log.log(step, **cov)
+            if cov.get("collapse_warning"):
+                warnings.warn(f"step {step}: possible mode collapse: {cov['collapse_warning']}", stacklevel=1)
+        interrupted = tc.interrupt_at is not None and step >= tc.interrupt_at
+        if step % tc.checkpoint_every == 0 or step == tc.max_steps or interrupted:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                last_ckpt = save_checkpoint(run_dir, step, {"student": raw_student, "heads": raw_disc.heads},
+                                            {"optimizer_g": opt_g.optimizer, "optimizer_d": opt_d.optimizer,
+                                             "lr_scheduler": lr_sched, "ema": ema}, total_limit=tc.checkpoints_total_limit)
+        if interrupted:
+            bar.close()
+            accelerator.end_training()
+            return run_dir
+    bar.close()
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        final = copy.deepcopy(raw_student).eval()
+        ema.copy_to(final.parameters())
+        DistillPipeline(unet=final, scheduler=student_scheduler(ns, dc.student_timesteps)).save_pretrained(
+            str(run_dir / "pipeline"))
+    accelerator.end_training()
+    return run_dir

@@ -1,0 +1,60 @@
+"""Mode-coverage check during distillation (monitoring only; nothing here feeds a loss).
+
+The evaluation classifier labels 1-step student samples of every class: class accuracy and
+coverage catch a student that draws the wrong classes; the mean pairwise feature distance within
+each class, relative to real data, catches the subtler collapse where every class is present but
+each is a single image (class counts look healthy).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+
+from ..metrics.classifier import load_classifier
+from ..metrics.fid import pairwise_distance
+from ..sampling import null_label, sample
+from ..viz import save_grid, upscale_for_view
+from .common import generator
+
+
+@lru_cache(maxsize=4)
+def _classifier(spec: str):
+    return load_classifier(spec)
+
+
+@torch.no_grad()
+def coverage_check(student, noise_scheduler, dc, data, grid_path, seed: int, per_class: int = 20) -> dict:
+    from .distill import student_scheduler
+
+    clf = _classifier(dc.coverage_classifier)
+    k = null_label(student) or 10
+    labels = torch.arange(k).repeat(per_class)
+    cfg = student.config
+    noise = torch.randn(len(labels), cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=generator(seed, "coverage"))
+    device = next(student.parameters()).device
+    was_training = student.training
+    student.eval()
+    x = sample(student, student_scheduler(noise_scheduler, dc.student_timesteps), noise.to(device),
+               labels.to(device) if null_label(student) is not None else None, 1).float().cpu()
+    student.train(was_training)
+    save_grid(x[: 8 * k], grid_path, nrow=k, scale=upscale_for_view(x.shape[-1]))
+    feats = clf.features(x)
+    pred = clf.head(feats).argmax(1)
+    real_idx = torch.arange(min(len(data), 2000))
+    real_x, real_y = data.batch(real_idx)
+    real_div = pairwise_distance(clf.features(real_x), real_y)
+    div = pairwise_distance(feats, labels)
+    out = {"class_acc": float((pred == labels).float().mean()),
+           "class_coverage": len(pred.unique()) / k,
+           "intra_class_dist": div, "intra_class_dist_real": real_div,
+           "diversity_ratio": div / real_div if real_div > 0 else float("nan")}
+    reasons = []
+    if out["class_coverage"] < 0.9:
+        reasons.append(f"only {len(pred.unique())} of {k} classes generated")
+    if out["diversity_ratio"] < 0.5:
+        reasons.append(f"within-class diversity {out['diversity_ratio']:.2f}x that of real data")
+    if reasons:
+        out["collapse_warning"] = "; ".join(reasons)
+    return out

@@ -1,0 +1,110 @@
+"""End-to-end distillation on tiny models: files, losses, resume, export, backbones."""
+
+import json
+import warnings
+
+import pytest
+import torch
+from diffusers import DiffusionPipeline
+from safetensors.torch import load_file
+
+import distill  # noqa: F401
+from distill.config import recipe_from_dict
+from distill.errors import DistillError
+from distill.runs import read_metrics
+from distill.training.distill import train_distill
+from distill.training.teacher import train_teacher
+
+from .conftest import tiny_recipe_dict
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory):
+    d = tmp_path_factory.mktemp("teacher")
+    run_dir = train_teacher(recipe_from_dict(tiny_recipe_dict(d, max_steps=30, learning_rate=3e-3, checkpoint_every=30)))
+    return str(run_dir / "pipeline")
+
+
+def distill_recipe(tmp_path, teacher, **over):
+    r = tiny_recipe_dict(tmp_path, max_steps=4, checkpoint_every=2, learning_rate=1e-4, lr_scheduler="constant",
+                         lr_warmup_steps=0)
+    r["task"] = "distill"
+    r["distill"] = {"teacher": teacher, "head_channels": 8, "coverage_classifier": None, **over.pop("distill", {})}
+    r["train"].update(over)
+    return recipe_from_dict(r)
+
+
+def test_distill_run_files_and_metrics(tmp_path, tiny_teacher):
+    rec = distill_recipe(tmp_path, tiny_teacher, distill={"coverage_classifier": "digits", "coverage_every": 2})
+    run_dir = train_distill(rec)
+    for f in ["recipe.yaml", "metrics.jsonl", "pipeline/model_index.json", "checkpoints/checkpoint-4/student.safetensors",
+              "checkpoints/checkpoint-4/heads.safetensors", "samples/step-0000002.png"]:
+        assert (run_dir / f).exists(), f
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    train_rows = [r for r in rows if "loss_d" in r]
+    assert len(train_rows) == 4
+    for key in ["loss_d", "loss_g", "loss_distill", "d_acc_real", "d_acc_fake", "grad_norm_g", "grad_norm_d", "r1", "lr"]:
+        assert all(key in r for r in train_rows), key
+    cov = [r for r in rows if "class_coverage" in r]
+    assert cov and 0 <= cov[-1]["class_coverage"] <= 1 and "diversity_ratio" in cov[-1]
+    # the student samples in 1 step with no guidance through plain diffusers
+    pipe = DiffusionPipeline.from_pretrained(str(run_dir / "pipeline"))
+    assert type(pipe.scheduler).__name__ == "LCMScheduler"
+    pipe.scheduler.set_timesteps(4)
+    assert pipe.scheduler.timesteps.tolist() == [999, 749, 499, 249]
+    x = pipe(class_labels=[0, 1, 2], num_inference_steps=1, generator=torch.Generator().manual_seed(0), output_type="pt").images
+    assert x.shape == (3, 1, 8, 8) and torch.isfinite(x).all()
+
+
+def test_student_starts_from_teacher_and_moves(tmp_path, tiny_teacher):
+    run_dir = train_distill(distill_recipe(tmp_path, tiny_teacher, max_steps=2, checkpoint_every=2))
+    w_t = load_file(f"{tiny_teacher}/unet/diffusion_pytorch_model.safetensors")
+    w_s = load_file(run_dir / "checkpoints/checkpoint-2/student.safetensors")
+    diffs = [float((w_s[k] - w_t[k]).abs().max()) for k in w_t]
+    assert max(diffs) > 0 and max(diffs) < 0.05  # initialised from the teacher, a few small steps
+
+
+def test_distill_resume_exact(tmp_path, tiny_teacher):
+    full = train_distill(distill_recipe(tmp_path / "a", tiny_teacher))
+    part = train_distill(distill_recipe(tmp_path / "b", tiny_teacher, interrupt_at=3))
+    train_distill(distill_recipe(tmp_path / "b", tiny_teacher, resume_from_checkpoint="latest"))
+    for name in ["student.safetensors", "heads.safetensors"]:
+        a, b = load_file(full / "checkpoints/checkpoint-4" / name), load_file(part / "checkpoints/checkpoint-4" / name)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+@pytest.mark.parametrize("over", [
+    {"adv_loss": "ns", "r1_gamma": 0.0, "augment": ""},
+    {"adv_weight": 0.0},  # distillation loss alone
+    {"lambda_distill": 0.0, "adv_loss": "lsgan"},  # adversarial loss alone
+    {"distill_weighting": "sds"},
+    {"distill_weighting": "nfsd"},
+    {"d_steps": 2},
+])
+def test_distill_variants_run(tmp_path, tiny_teacher, over):
+    run_dir = train_distill(distill_recipe(tmp_path, tiny_teacher, max_steps=2, distill=over))
+    rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if "loss_distill" in r]
+    assert len(rows) == 2 and all(isinstance(r["loss"], float) for r in rows)
+
+
+def test_timm_backbone_warns_when_random(tmp_path, tiny_teacher):
+    with pytest.warns(UserWarning, match="RANDOM features"):
+        run_dir = train_distill(distill_recipe(tmp_path, tiny_teacher, max_steps=1, distill={
+            "backbone": "timm:test_vit", "backbone_pretrained": "none", "backbone_img_size": 32, "backbone_layers": [1, 3]}))
+    assert (run_dir / "pipeline" / "model_index.json").exists()
+
+
+def test_bad_inputs(tmp_path, tiny_teacher):
+    with pytest.raises(DistillError, match="distill.teacher"):
+        train_distill(distill_recipe(tmp_path / "a", ""))
+    with pytest.raises(DistillError, match="unknown backbone"):
+        train_distill(distill_recipe(tmp_path / "b", tiny_teacher, distill={"backbone": "clip"}))
+    with pytest.raises(DistillError, match="cannot load a pipeline"):
+        train_distill(distill_recipe(tmp_path / "c", str(tmp_path / "nowhere")))
+
+
+def test_nonfinite_guard_keeps_checkpoint(tmp_path, tiny_teacher):
+    rec = distill_recipe(tmp_path, tiny_teacher, max_steps=6, checkpoint_every=2, learning_rate=1e6, max_grad_norm=1e9,
+                         distill={"lambda_distill": 1e30})
+    with pytest.raises(DistillError, match="non-finite"):
+        train_distill(rec)
