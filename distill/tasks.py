@@ -9,7 +9,7 @@ from .errors import RecipeError
 
 TASKS = {
     "teacher": "distill.training.teacher:train_teacher",
-    "distill": "distill.training.distill:train_distill",
+    "distill": "distill.training.distill:run_distill",
 }
 
 

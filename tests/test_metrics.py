@@ -26,11 +26,13 @@ def test_fid_self_zero_noise_large():
     test = load_images(DataConfig(source="digits", split="test", resolution=16)).images
     f_real = extract(ext, real)
     same = fid_kid(f_real, f_real)
-    assert abs(same["fid"]) < 1e-3 and abs(same["kid"]) < 1e-3
+    assert abs(same["fid"]) < 1e-3
     held_out = fid_kid(f_real, extract(ext, test))
     noise = torch.rand(len(test), 1, 16, 16) * 2 - 1
     bad = fid_kid(f_real, extract(ext, noise))
-    assert bad["fid"] > 20 * max(held_out["fid"], 1e-3) and bad["kid"] > held_out["kid"]
+    assert bad["fid"] > 20 * max(held_out["fid"], 1e-3)
+    # KID is unbiased: about 0 (it can dip below) for matching sets, large for noise
+    assert abs(same["kid"]) < 0.02 * bad["kid"] and abs(held_out["kid"]) < 0.02 * bad["kid"]
 
 
 def test_pairwise_distance_detects_collapse():

@@ -81,7 +81,7 @@ def evaluate_pipeline(pipe, eval_cfg, data_cfg, out_dir, tag: str = "teacher", s
         x, labels = generate(pipe, eval_cfg.num_samples, s, scheduler if scheduler != "pipeline" else None, w,
                              eval_cfg.batch_size, eval_cfg.seed, bar)
         row = {"model": tag, "steps": s, "scheduler": scheduler, "guidance_scale": w,
-               "num_samples": eval_cfg.num_samples, "features": eval_cfg.features,
+               "num_samples": eval_cfg.num_samples, "features": eval_cfg.features, "seed": eval_cfg.seed,
                **score(x, labels, real_feats, ref.labels, extractor),
                "real_intra_class_dist": real_div, "sample_seconds": round(time.time() - t0, 2)}
         rows.append(row)

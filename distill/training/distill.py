@@ -247,3 +247,15 @@ def train_distill(recipe) -> Path:
             str(run_dir / "pipeline"))
     accelerator.end_training()
     return run_dir
+
+
+def run_distill(recipe) -> Path:
+    """`distill run` for task: distill -> train, then evaluate and write report.md (main process)."""
+    from accelerate import PartialState
+
+    run_dir = train_distill(recipe)
+    if recipe.eval.num_samples > 0 and (run_dir / "pipeline").is_dir() and PartialState().is_main_process:
+        from ..report import write_distill_report
+
+        print(f"report: {write_distill_report(recipe, run_dir)}")
+    return run_dir

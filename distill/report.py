@@ -1,0 +1,139 @@
+"""After distilling: evaluate teacher and student through the same sampler, time them, and write
+`report.md` with side-by-side grids, an FID table and a latency table into the run folder.
+
+The student is compared with the teacher's *best* step count, not a convenient one: an
+under-trained teacher can be better at 8 DDIM steps than at 50.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from .metrics.evaluate import _fmt, evaluate_pipeline
+from .pipelines import DistillPipeline
+from .sampling import make_scheduler, sample
+from .teachers import load_teacher
+from .training.common import generator
+from .viz import grid_tensor, line_plot
+
+
+def _cached_teacher_rows(teacher_path: str, eval_cfg, steps, guidance) -> list[dict] | None:
+    """Reuse the teacher's shipped FID table (eval/eval-teacher.json) when it was measured with
+    the same samples, features, sampler and guidance."""
+    f = Path(teacher_path) / "eval" / "eval-teacher.json"
+    if not f.is_file():
+        return None
+    rows = json.loads(f.read_text())
+    keep = [r for r in rows if r["steps"] in steps and r["num_samples"] == eval_cfg.num_samples
+            and r["features"] == eval_cfg.features and r["scheduler"] == "ddim" and r["guidance_scale"] == guidance
+            and r.get("seed", eval_cfg.seed) == eval_cfg.seed]
+    return keep if {r["steps"] for r in keep} == set(steps) else None
+
+
+@torch.no_grad()
+def median_latency(unet, scheduler, steps: int, guidance: float, batch: int, repeats: int, labels: bool) -> float:
+    """Median wall time (s) of one `sample` call at `batch`, after 2 warm-up calls."""
+    cfg = unet.config
+    noise = torch.randn(batch, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=generator(0, "latency"))
+    y = torch.arange(batch) % (cfg.num_class_embeds - 1) if labels and cfg.num_class_embeds else None
+    times = []
+    for i in range(repeats + 2):
+        t0 = time.perf_counter()
+        sample(unet, scheduler, noise, y, steps, guidance)
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+@torch.no_grad()
+def side_by_side(teacher, student, path, seed: int = 0, per_class: int = 2):
+    """Rows: teacher 50 steps, teacher 1 step, student 1 step, student 4 steps; same noise/labels."""
+    cfg = teacher.unet.config
+    k = teacher.num_classes or 10
+    labels = torch.arange(k).repeat(per_class) if teacher.num_classes else None
+    noise = torch.randn(k * per_class, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=generator(seed, "sbs"))
+    ddim = make_scheduler("ddim", teacher.scheduler.config)
+    panels = [("teacher, 50 DDIM steps", sample(teacher.unet, ddim, noise, labels, 50)),
+              ("teacher, 1 DDIM step", sample(teacher.unet, ddim, noise, labels, 1)),
+              ("student, 1 step", sample(student.unet, student.scheduler, noise, labels, 1)),
+              ("student, 4 steps", sample(student.unet, student.scheduler, noise, labels, 4, generator=generator(seed, "sbs4")))]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.2), dpi=110)
+    for ax, (title, x) in zip(axes, panels):
+        ax.imshow(grid_tensor(x, nrow=k).permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_distill_report(recipe, run_dir: Path) -> Path:
+    from .training.distill import resolve_teacher_path
+
+    run_dir = Path(run_dir)
+    rc, ec = recipe.report, recipe.eval
+    teacher_path = resolve_teacher_path(recipe.distill.teacher)
+    teacher = load_teacher(teacher_path)
+    student = DistillPipeline.from_pretrained(str(run_dir / "pipeline"))
+    data_cfg = recipe.data.__class__(**{**recipe.data.__dict__, "resolution": teacher.unet.config.sample_size,
+                                        "channels": teacher.unet.config.in_channels})
+    out = run_dir / "eval"
+    side_by_side(teacher, student, run_dir / "side_by_side.png", seed=ec.seed)
+    t_rows = _cached_teacher_rows(teacher_path, ec, rc.teacher_steps, ec.guidance_scale)
+    if t_rows is None:
+        t_rows = evaluate_pipeline(teacher, ec, data_cfg, out, tag="teacher", scheduler="ddim", steps=rc.teacher_steps)
+    s_rows = evaluate_pipeline(student, ec, data_cfg, out, tag="student", scheduler="pipeline", steps=rc.student_steps,
+                               guidance_scale=1.0)
+    line_plot({"teacher (DDIM)": ([r["steps"] for r in t_rows], [r["fid"] for r in t_rows]),
+               "student": ([r["steps"] for r in s_rows], [r["fid"] for r in s_rows])},
+              run_dir / "fid_vs_steps.png", "sampling steps", "FID (classifier features)", logx=True,
+              xticks=sorted({r["steps"] for r in t_rows + s_rows}))
+    # latency, through the same sampler
+    b, n = rc.latency_batch, rc.latency_repeats
+    cond = teacher.num_classes is not None
+    ddim = make_scheduler("ddim", teacher.scheduler.config)
+    lat = [("teacher", 50, 1.0, 50, median_latency(teacher.unet, ddim, 50, 1.0, b, n, cond))]
+    if cond:
+        lat.append(("teacher + guidance", 50, 2.0, 100, median_latency(teacher.unet, ddim, 50, 2.0, b, n, cond)))
+    for s in rc.student_steps:
+        lat.append(("student", s, 1.0, s, median_latency(student.unet, student.scheduler, s, 1.0, b, n, cond)))
+    best = min(t_rows, key=lambda r: r["fid"])
+    s1 = next((r for r in s_rows if r["steps"] == 1), s_rows[0])
+    t1 = next((r for r in t_rows if r["steps"] == 1), None)
+    summary = {"teacher_best": {"steps": best["steps"], "fid": best["fid"]}, "teacher_50": next((r["fid"] for r in t_rows if r["steps"] == 50), None),
+               "teacher_1": t1["fid"] if t1 else None, "student_1": s1["fid"],
+               "student": {r["steps"]: r["fid"] for r in s_rows},
+               "latency_s": [dict(model=m, steps=s, guidance=g, nfe=nfe, seconds=sec, per_image_ms=1000 * sec / b) for m, s, g, nfe, sec in lat]}
+    (run_dir / "report.json").write_text(json.dumps(summary, indent=1))
+    cols = ["model", "steps", "fid", "kid", "class_acc", "intra_class_dist", "class_coverage"]
+    lines = [f"# Distillation report: {recipe.name}", "",
+             f"Teacher `{recipe.distill.teacher}`; FID/KID on {ec.num_samples} class-balanced samples against the "
+             f"`{ec.reference_split}` split, features `{ec.features}` (a classifier never used in training). "
+             f"Teacher sampled with DDIM (trailing spacing), guidance {ec.guidance_scale}; student with its own "
+             f"scheduler, no guidance.", "",
+             "![side by side](side_by_side.png)", "", "## FID", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in t_rows + s_rows:
+        lines.append("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
+    lines += ["", f"Teacher's best: {best['steps']} steps, FID {best['fid']:.3f}. Student 1 step: FID {s1['fid']:.3f}"
+              + (f" ({s1['fid'] / t1['fid']:.2f}x the teacher's own 1-step FID)." if t1 else "."),
+              f"Within-class diversity (mean pairwise feature distance; real data: {s1.get('real_intra_class_dist', float('nan')):.3f}) "
+              "guards against a student that draws one image per class.", "",
+              "![FID vs steps](fid_vs_steps.png)", "", f"## Latency (batch {b}, median of {n}, {torch.get_num_threads()} threads, "
+              f"{'cuda' if torch.cuda.is_available() else 'cpu'})", "",
+              "| model | steps | guidance | network evals | s per batch | ms per image |", "|---|---|---|---|---|---|"]
+    for m, s, g, nfe, sec in lat:
+        lines.append(f"| {m} | {s} | {g} | {nfe} | {sec:.4f} | {1000 * sec / b:.3f} |")
+    lines += ["", "Sample grids during training: `samples/`; metrics: `metrics.jsonl` (diagnose with `distill doctor`)."]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
