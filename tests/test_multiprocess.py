@@ -1,0 +1,54 @@
+"""Two CPU processes through `accelerate launch` (gloo) take the same optimizer step as one
+process on the same global batch."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from distill.config import recipe_from_dict
+from distill.training.teacher import train_teacher
+
+from .conftest import tiny_recipe_dict
+
+
+def _launch(n: int, recipe_path, out_dir):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(n), "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(29500 + n + os.getpid() % 500),
+           "-m", "distill.cli", "run", str(recipe_path), f"output_dir={out_dir}"]
+    if n == 1:
+        cmd = [sys.executable, "-m", "distill.cli", "run", str(recipe_path), f"output_dir={out_dir}"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+
+
+@pytest.mark.parametrize("task", ["distill", "teacher"])
+def test_two_processes_equal_one(tmp_path, task):
+    teacher = train_teacher(recipe_from_dict(tiny_recipe_dict(tmp_path / "t", max_steps=10, checkpoint_every=10)))
+    r = tiny_recipe_dict(tmp_path, max_steps=2, checkpoint_every=2, batch_size=16, learning_rate=1e-3,
+                         lr_scheduler="constant", lr_warmup_steps=0)
+    r["task"] = task
+    if task == "distill":
+        r["distill"] = {"teacher": str(teacher / "pipeline"), "head_channels": 8, "r1_gamma": 1e-3}
+        names = ["student.safetensors", "heads.safetensors"]
+    else:
+        names = ["unet.safetensors"]
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(r))
+    _launch(1, path, tmp_path / "one")
+    _launch(2, path, tmp_path / "two")
+    for name in names:
+        a = load_file(tmp_path / "one" / "checkpoints" / "checkpoint-2" / name)
+        b = load_file(tmp_path / "two" / "checkpoints" / "checkpoint-2" / name)
+        assert a.keys() == b.keys()
+        worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+        moved = load_file(teacher / "pipeline" / "unet" / "diffusion_pytorch_model.safetensors") if task == "distill" else None
+        assert worst < 1e-5, (name, worst)
+    if task == "distill":  # and the step did something
+        w = load_file(tmp_path / "one" / "checkpoints" / "checkpoint-2" / "student.safetensors")
+        assert max(float((w[k] - moved[k]).abs().max()) for k in w) > 1e-4
