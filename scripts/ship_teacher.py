@@ -51,7 +51,11 @@ def main():
     pipe = load_teacher(str(dest))
     data_cfg = dataclasses.replace(recipe.data, **({"source": a.data} if a.data else {}))
     eval_cfg = dataclasses.replace(recipe.eval, **({"num_samples": a.num_samples} if a.num_samples else {}))
-    rows = [] if a.skip_eval else evaluate_pipeline(pipe, eval_cfg, data_cfg, dest / "eval", tag="teacher")
+    if (run / "eval" / "eval-teacher.json").is_file() and not a.num_samples:  # measured at the end of training
+        shutil.copytree(run / "eval", dest / "eval")
+        rows = json.loads((dest / "eval" / "eval-teacher.json").read_text())
+    else:
+        rows = [] if a.skip_eval else evaluate_pipeline(pipe, eval_cfg, data_cfg, dest / "eval", tag="teacher")
     metrics = read_metrics(run / "metrics.jsonl")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     n_params = sum(p.numel() for p in pipe.unet.parameters())
@@ -62,7 +66,7 @@ def main():
             f"{recipe.teacher.beta_schedule} schedule, classifier-free guidance label dropout {recipe.teacher.cond_drop_prob}), "
             "EMA weights.", "",
             f"- recipe: `recipe.yaml` (task teacher; data `{recipe.data.source}`{' trained from ' + a.data if a.data else ''})",
-            f"- code: commit `{commit}`",
+            f"- shipped at commit `{commit}`",
             f"- training: {last['step']} steps of batch {recipe.train.batch_size}, final loss {last['loss']:.4f}, "
             f"wall time {wall_seconds(metrics) / 60:.1f} min on a 2-core CPU (AMD EPYC, shared with other jobs)",
             "- load: `DistillPipeline.from_pretrained(path)` or `DiffusionPipeline.from_pretrained(path)` after `import distill`", ""]

@@ -167,6 +167,6 @@ def train_teacher(recipe) -> Path:
         if recipe.eval.num_samples > 0:
             from ..metrics.evaluate import evaluate_pipeline
 
-            evaluate_pipeline(pipe, recipe.eval, recipe.data, run_dir)
+            evaluate_pipeline(pipe, recipe.eval, recipe.data, run_dir / "eval")
     accelerator.end_training()
     return run_dir
