@@ -11,7 +11,7 @@ import torch
 from distill.bench import MODELS, BenchConfig, derived_checks, run_benchmark, summarize, write_report
 from distill.bench.latency import load_generator, prepare_pipeline
 from distill.bench.report import CSV_COLUMNS, TABLE, attach_fid, pareto_front
-from distill.bench.timing import CudaEventTimer, Recorder, WallTimer, instrument, make_sync, make_timer, run_timed
+from distill.bench.timing import CudaEventTimer, Recorder, WallTimer, instrument, make_sync, make_timer, run_paired, run_timed
 from distill.cli import main as cli
 from distill.config import TeacherConfig
 from distill.errors import DistillError
@@ -91,6 +91,15 @@ def test_budget_stops_repeats_but_keeps_three():
     assert len(m.samples_s) == 3
     m = run_timed(lambda: clock.work(1.0), WallTimer(clock=clock), warmup=1, repeats=50, budget_s=4.5)
     assert len(m.samples_s) == 5
+
+
+def test_paired_runs_alternate():
+    clock = FakeClock()
+    order = []
+    a = lambda: (order.append("a"), clock.work(2.0))  # noqa: E731
+    b = lambda: (order.append("b"), clock.work(1.0))  # noqa: E731
+    ma, mb = run_paired(a, b, WallTimer(clock=clock), warmup=1, repeats=3)
+    assert order == ["a", "b"] * 4 and ma.samples_s == [2.0] * 3 and mb.samples_s == [1.0] * 3
 
 
 def test_recorder_counts_components_once_and_restores():

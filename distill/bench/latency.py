@@ -9,7 +9,8 @@ guidance) one *configuration* is timed:
 3. `profile_repeats` instrumented calls: each network component's `forward` (denoiser, text
    encoder), the decoder's `decode` and the scheduler's `set_timesteps`/`scale_model_input`/`step`
    timed (synchronised on CUDA); overhead = total - network time,
-4. the bare denoiser forward at the batch the pipeline feeds it (2B with guidance), timed like 2.
+4. the bare denoiser forward at the batch the pipeline feeds it (2B with guidance), timed in
+   alternation with the calls of 2 (a, b, a, b, ...) so both see the same machine load.
 
 A new thing to time is one `MODELS` entry: how to load it, its cases, and how to call it.
 """
@@ -29,7 +30,8 @@ from typing import Any, Callable, Optional
 import torch
 
 from ..errors import DistillError
-from .timing import Clock, MemoryTracker, Recorder, device_type, instrument, make_sync, make_timer, run_timed, summarize
+from .timing import (Clock, MemoryTracker, Recorder, device_type, instrument, make_sync, make_timer, run_paired,
+                     run_timed, summarize)
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -224,7 +226,7 @@ def prepare_generator(gen: Generator, steps: int, guidance: float, batch: int, c
             return gen.module(x)
 
     scripted = isinstance(gen.module, torch.jit.ScriptModule)
-    return Prepared(call=call, nfe=1, denoiser_calls=1, bare=call, bare_batch=batch,
+    return Prepared(call=call, nfe=1, denoiser_calls=1,  # the call is the bare forward: nothing to compare
                     components=[] if scripted else [("generator", gen.module, "forward")])
 
 
@@ -346,7 +348,6 @@ def run_benchmark(cfg: BenchConfig, clock: Optional[Clock] = None, progress: boo
         loaded.append((name, kind, path, handle, time.perf_counter() - t0))
     plan = [(m, b, c) for m in loaded for b in cfg.batch_sizes for c in MODELS[m[1]].cases(m[3], cfg)]
     rows: list[dict] = []
-    bare_cache: dict[tuple[str, int], dict] = {}
     bar = tqdm(plan, desc="bench latency", unit="cfg", disable=not progress, dynamic_ncols=True)
     for (name, kind, path, handle, load_s), batch, (steps, guidance) in bar:
         bar.set_postfix_str(f"{name} b={batch} steps={steps} w={guidance:g}")
@@ -359,7 +360,10 @@ def run_benchmark(cfg: BenchConfig, clock: Optional[Clock] = None, progress: boo
             mem.reset()
             rss0 = mem.peak().get("rss_mb")
             with torch.no_grad():
-                meas = run_timed(prep.call, timer, cfg.warmup, cfg.repeats, cfg.budget_s)
+                if prep.bare is not None:  # end-to-end and bare forward alternated: compared under equal load
+                    meas, bm = run_paired(prep.call, prep.bare, timer, cfg.warmup, cfg.repeats, cfg.budget_s)
+                else:
+                    meas, bm = run_timed(prep.call, timer, cfg.warmup, cfg.repeats, cfg.budget_s), None
                 stats = summarize(meas.samples_s, batch)
                 row.update(stats.to_dict())
                 row["warmup_s"] = meas.warmup_s
@@ -369,15 +373,11 @@ def run_benchmark(cfg: BenchConfig, clock: Optional[Clock] = None, progress: boo
                 row.update({f"mem_{k}": v for k, v in mem.peak().items()})
                 row["mem_rss_before_mb"] = rss0
                 row.update(_profile(prep, cfg.profile_repeats, wall, sync))
-                if prep.bare is not None:
-                    key = (name, prep.bare_batch)
-                    if key not in bare_cache:
-                        bm = run_timed(prep.bare, timer, cfg.warmup, cfg.repeats, cfg.budget_s)
-                        bs = summarize(bm.samples_s, prep.bare_batch)
-                        bare_cache[key] = {"bare_forward_median_s": bs.median_s, "bare_forward_p90_s": bs.p90_s,
-                                           "bare_forward_n": bs.n}
-                    row.update(bare_cache[key], bare_forward_batch=prep.bare_batch)
-                    expected = prep.denoiser_calls * row["bare_forward_median_s"] + row.get("decoder_s", 0.0) \
+                if bm is not None:
+                    bs = summarize(bm.samples_s, prep.bare_batch)
+                    row.update(bare_forward_median_s=bs.median_s, bare_forward_p90_s=bs.p90_s, bare_forward_n=bs.n,
+                               bare_forward_batch=prep.bare_batch)
+                    expected = prep.denoiser_calls * bs.median_s + row.get("decoder_s", 0.0) \
                         + row.get("text_encoder_s", 0.0)
                     row["expected_network_s"] = expected
                     row["overhead_vs_bare_frac"] = stats.median_s / expected - 1 if expected > 0 else None

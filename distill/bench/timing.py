@@ -153,6 +153,22 @@ def run_timed(fn: Callable[[], Any], timer, warmup: int, repeats: int, budget_s:
     return m
 
 
+def run_paired(fn_a: Callable[[], Any], fn_b: Callable[[], Any], timer, warmup: int, repeats: int,
+               budget_s: float = 0.0, min_repeats: int = 3) -> tuple[Measurement, Measurement]:
+    """`run_timed` for two calls alternated a, b, a, b, ...: a ratio of their medians then compares
+    them under the same machine conditions (load on a shared machine drifts between blocks)."""
+    a, b = Measurement(), Measurement()
+    for _ in range(warmup):
+        a.warmup_s.append(timer.measure(fn_a)[1])
+        b.warmup_s.append(timer.measure(fn_b)[1])
+    for i in range(repeats):
+        a.samples_s.append(timer.measure(fn_a)[1])
+        b.samples_s.append(timer.measure(fn_b)[1])
+        if budget_s > 0 and i + 1 >= min_repeats and sum(a.samples_s) + sum(b.samples_s) > budget_s:
+            break
+    return a, b
+
+
 # ---------------------------------------------------------------- component split
 
 
