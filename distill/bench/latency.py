@@ -115,7 +115,8 @@ def load_pipeline(path: str, cfg: BenchConfig):
     for name in ("unet", "vae", "text_encoder"):
         mod = getattr(pipe, name, None)
         if isinstance(mod, torch.nn.Module):
-            mod.to(device=cfg.device, dtype=DTYPES[cfg.dtype]).eval()
+            dtype = DTYPES[cfg.dtype]
+            mod.to(device=cfg.device, **({"dtype": dtype} if mod.dtype != dtype else {})).eval()
             if cfg.channels_last and name != "text_encoder":
                 mod.to(memory_format=torch.channels_last)
     if cfg.compile:
@@ -360,10 +361,14 @@ def run_benchmark(cfg: BenchConfig, clock: Optional[Clock] = None, progress: boo
             mem.reset()
             rss0 = mem.peak().get("rss_mb")
             with torch.no_grad():
+                cpu0, wall0 = time.process_time(), time.perf_counter()
                 if prep.bare is not None:  # end-to-end and bare forward alternated: compared under equal load
                     meas, bm = run_paired(prep.call, prep.bare, timer, cfg.warmup, cfg.repeats, cfg.budget_s)
                 else:
                     meas, bm = run_timed(prep.call, timer, cfg.warmup, cfg.repeats, cfg.budget_s), None
+                # process CPU seconds per wall second over the timed calls: ~threads when the process ran
+                # undisturbed; well below on a shared machine (descheduled: latencies include waiting)
+                row["cpu_util"] = (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
                 stats = summarize(meas.samples_s, batch)
                 row.update(stats.to_dict())
                 row["warmup_s"] = meas.warmup_s

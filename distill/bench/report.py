@@ -20,7 +20,7 @@ from .latency import BenchResult
 CSV_COLUMNS = [
     "model", "kind", "steps", "guidance", "nfe", "batch", "device", "dtype", "channels_last", "compile", "threads",
     "scheduler", "n", "median_s", "mean_s", "p90_s", "p95_s", "p99_s", "std_s", "iqr_s", "min_s", "max_s",
-    "images_per_s", "ms_per_image", "first_call_s", "compile_s", "denoiser_calls", "bare_forward_batch",
+    "images_per_s", "ms_per_image", "cpu_util", "first_call_s", "compile_s", "denoiser_calls", "bare_forward_batch",
     "bare_forward_median_s", "expected_network_s", "overhead_vs_bare_frac", "profiled_total_s", "denoiser_s",
     "scheduler_s", "decoder_s", "text_encoder_s", "generator_s", "network_s", "overhead_s", "python_other_s",
     "overhead_frac", "mem_rss_peak_mb", "mem_rss_before_mb", "mem_cuda_max_allocated_mb", "mem_cuda_max_reserved_mb",
@@ -146,7 +146,8 @@ TABLE = [  # (header, cell)
     ("median ms", lambda r: _ms(r.get("median_s"))), ("p90 ms", lambda r: _ms(r.get("p90_s"))),
     ("p99 ms", lambda r: _ms(r.get("p99_s"))), ("std ms", lambda r: _ms(r.get("std_s"))),
     ("IQR ms", lambda r: _ms(r.get("iqr_s"))), ("img/s", lambda r: _num(r.get("images_per_s"), "{:.1f}")),
-    ("n", lambda r: str(r.get("n", ""))),
+    ("n", lambda r: str(r.get("n", ""))), ("min ms", lambda r: _ms(r.get("min_s"))),
+    ("CPU/wall", lambda r: _num(r.get("cpu_util"), "{:.2f}")),
     ("denoiser ms", lambda r: _ms(r.get("denoiser_s", r.get("generator_s")))),
     ("sched ms", lambda r: _ms(r.get("scheduler_s"))), ("overhead", lambda r: _pct(r.get("overhead_frac"))),
     ("vs bare fwd", lambda r: _pct(r.get("overhead_vs_bare_frac"))), ("peak MB", _mem),
@@ -178,9 +179,18 @@ def markdown(result: BenchResult, checks: dict) -> str:
         + (f" (budget {c['budget_s']:g} s)" if c.get("budget_s") else "")
         + f"; component split from {c['profile_repeats']} instrumented calls. NFE = denoiser evaluations per image "
         "(steps x 2 with guidance). *overhead* = time outside the networks (scheduler + Python) / total; "
-        "*vs bare fwd* = median / (denoiser calls x bare denoiser forward at the same batch + decoder) - 1.", "",
+        "*vs bare fwd* = median / (denoiser calls x bare denoiser forward at the same batch + decoder) - 1, the two "
+        "timed in alternation. *CPU/wall* = process CPU time / wall time over the timed calls: on CPU it should be "
+        "close to the thread count; well below means the process was descheduled (shared machine) and the "
+        "latencies include waiting: trust *min* over *median* there.", "",
         markdown_table(result.rows), "",
     ]
+    threads = c.get("threads") or 1
+    busy = [r for r in result.rows if r.get("cpu_util") is not None and c["device"] == "cpu"
+            and r["cpu_util"] < 0.8 * threads]
+    if busy:
+        out += [f"**Warning:** {len(busy)} of {len(result.rows)} rows ran with CPU/wall below 0.8 x {threads} thread(s): "
+                "the machine was shared while timing, medians include time spent descheduled.", ""]
     if checks["headline"] or checks["student_overhead"]:
         out += ["## Derived checks", ""]
     if checks["teacher_vs_student"]:
