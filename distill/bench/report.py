@@ -223,20 +223,46 @@ def markdown(result: BenchResult, checks: dict) -> str:
 # ---------------------------------------------------------------- plots
 
 
-def plot_latency_vs_steps(rows: list[dict], path: Path) -> Optional[Path]:
-    from ..viz import line_plot
+def _axes(figsize=(7.5, 4.2)):
+    import matplotlib
 
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=figsize, dpi=120)
+    return plt, fig, ax
+
+
+def _save(plt, fig, ax, path: Path) -> Path:
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never hides a line
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_latency_vs_steps(rows: list[dict], path: Path) -> Optional[Path]:
     series: dict[str, tuple[list, list]] = {}
     for r in sorted((r for r in rows if _ok(r) and r["kind"] != "generator"), key=lambda r: r["steps"]):
-        key = f"{r['model']} w={r['guidance']:g} b={r['batch']}"
-        xs, ys = series.setdefault(key, ([], []))
+        xs, ys = series.setdefault(f"{r['model']} w={r['guidance']:g} b={r['batch']}", ([], []))
         xs.append(r["steps"])
         ys.append(1e3 * r["median_s"])
     if not series:
         return None
+    plt, fig, ax = _axes()
+    for name, (xs, ys) in series.items():
+        ax.plot(xs, ys, marker="o", ms=3, label=name, ls="--" if "w=1 " not in name + " " else "-")
     ticks = sorted({x for xs, _ in series.values() for x in xs})
-    return line_plot(series, path, "sampling steps", "median latency per call (ms)", title="latency vs steps",
-                     logx=True, logy=True, xticks=ticks)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(t) for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("sampling steps (log)")
+    ax.set_ylabel("median latency per call (ms, log)")
+    ax.set_title("latency vs steps (dashed: with guidance)", fontsize=9)
+    return _save(plt, fig, ax, path)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -253,12 +279,7 @@ def plot_pareto(rows: list[dict], path: Path) -> Optional[Path]:
     pts = [r for r in rows if _ok(r) and r.get("fid") is not None]
     if not pts:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=120)
+    plt, fig, ax = _axes()
     for b in sorted({r["batch"] for r in pts}):
         at = [r for r in pts if r["batch"] == b]
         xs = [r["ms_per_image"] for r in at]
@@ -272,12 +293,7 @@ def plot_pareto(rows: list[dict], path: Path) -> Optional[Path]:
     ax.set_xlabel("median latency per image (ms, log)")
     ax.set_ylabel("FID")
     ax.set_title("quality vs latency (Pareto front per batch; T=teacher S=student, g=guided)", fontsize=8)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path)
 
 
 def write_report(result: BenchResult, out_dir, fid_rows: Optional[list[dict]] = None, plots: bool = True,
