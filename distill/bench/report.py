@@ -290,6 +290,9 @@ def plot_pareto(rows: list[dict], path: Path) -> Optional[Path]:
         front = pareto_front(list(zip(xs, [r["fid"] for r in at])))
         ax.plot([p[0] for p in front], [p[1] for p in front], lw=1, alpha=0.6)
     ax.set_xscale("log")
+    fids = [r["fid"] for r in pts]
+    if min(fids) > 0 and max(fids) / min(fids) > 20:  # FID spans decades from 1 step to 50
+        ax.set_yscale("log")
     ax.set_xlabel("median latency per image (ms, log)")
     ax.set_ylabel("FID")
     ax.set_title("quality vs latency (Pareto front per batch; T=teacher S=student, g=guided)", fontsize=8)
