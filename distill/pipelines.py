@@ -40,7 +40,8 @@ class DistillPipeline(DiffusionPipeline):
         output_type: str = "pil",
         return_dict: bool = True,
     ):
-        device = self._execution_device
+        param = next(self.unet.parameters())  # cheaper than _execution_device (walks every module)
+        device = param.device
         if class_labels is not None:
             class_labels = torch.as_tensor(class_labels, device=device).long().reshape(-1)
             batch_size = class_labels.shape[0]
@@ -50,7 +51,7 @@ class DistillPipeline(DiffusionPipeline):
         batch_size = batch_size or 1
         cfg = self.unet.config
         shape = (batch_size, cfg.in_channels, cfg.sample_size, cfg.sample_size)
-        noise = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
+        noise = randn_tensor(shape, generator=generator, device=device, dtype=param.dtype)
         x = sample(self.unet, self.scheduler, noise, class_labels, num_inference_steps, guidance_scale, generator)
         images = (x / 2 + 0.5).clamp(0, 1)
         if output_type == "pt":

@@ -182,14 +182,11 @@ def _load_py(spec: str):
 def _load_file(path: str):
     if not Path(path).is_file():
         raise DistillError(f"{path}: no such generator file")
-    try:
+    try:  # TorchScript only: a pickled module would execute code from the file (never unpickled here)
         return torch.jit.load(path, map_location="cpu")
-    except RuntimeError:
-        pass
-    try:  # a pickled nn.Module: executes code from the file, so only for files you trust
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001  (any unpickling failure is a bad input here)
-        raise DistillError(f"{path}: not a TorchScript or pickled torch module ({str(e).splitlines()[0]})") from None
+    except RuntimeError as e:
+        raise DistillError(f"{path}: not a TorchScript module ({str(e).splitlines()[0]}); "
+                           "use py:<module>:<builder> for a generator built in code") from None
 
 
 GENERATOR_LOADERS: dict[str, Callable[[str], Any]] = {"py": _load_py, "jit": _load_file, "file": _load_file}

@@ -13,7 +13,7 @@ def add_latency_arguments(p):
     p.add_argument("--teacher", default=None, help="teacher pipeline folder")
     p.add_argument("--student", default=None, help="student pipeline folder")
     p.add_argument("--generator", action="append", default=[], metavar="[NAME=]PATH",
-                   help="a generator to time (repeatable): TorchScript or pickled nn.Module file, or "
+                   help="a generator to time (repeatable): TorchScript file, or "
                         "py:module:factory returning an nn.Module")
     p.add_argument("--generator-input", type=int, nargs=3, default=None, metavar=("C", "H", "W"),
                    help="generator input shape (default: its `input_shape` attribute, else 3 256 256)")
