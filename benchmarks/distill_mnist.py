@@ -1,0 +1,94 @@
+"""MNIST distillation benchmark: the recipe's student against the shipped teacher, plus ablations,
+each trained for the same (shorter) budget and scored on 10k samples with the evaluation classifier.
+
+  python benchmarks/distill_mnist.py --data ../shared/data/mnist/mnist_full.npz --steps 500 --only baseline timm_random
+  python benchmarks/distill_mnist.py --collect     # merge the per-run JSON into results/distill_mnist.{json,md}
+
+Writes benchmarks/results/distill_mnist/<name>.json per run and the merged table.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+from distill.config import load_recipe  # noqa: E402
+from distill.metrics.evaluate import evaluate_pipeline  # noqa: E402
+from distill.pipelines import DistillPipeline  # noqa: E402
+from distill.training.distill import train_distill  # noqa: E402
+
+ABLATIONS = {
+    "baseline": ("recipe as shipped", []),
+    "timm_random": ("timm:resnet18 backbone, random features", ["distill.backbone=timm:resnet18",
+                                                                "distill.backbone_pretrained=none",
+                                                                "distill.backbone_img_size=32"]),
+    "adv_only": ("adversarial loss alone (lambda 0)", ["distill.lambda_distill=0"]),
+    "distill_only": ("distillation loss alone (no adversarial)", ["distill.adv_weight=0"]),
+    "lambda_2.5": ("lambda 2.5 (paper default)", ["distill.lambda_distill=2.5"]),
+    "lambda_10": ("lambda 10", ["distill.lambda_distill=10"]),
+    "r1_off": ("R1 off", ["distill.r1_gamma=0"]),
+}
+OUT = Path(__file__).resolve().parent / "results" / "distill_mnist"
+
+
+def run_one(name, data, steps, student_steps):
+    desc, over = ABLATIONS[name]
+    out_dir = Path("runs") / f"bench-mnist-{name}-{steps}"
+    recipe = load_recipe("recipes/mnist.yaml", [f"data.source={data}", f"output_dir={out_dir}", f"train.max_steps={steps}",
+                                                "train.checkpoint_every=100000", "distill.coverage_every=100000", *over])
+    t0 = time.time()
+    train_distill(recipe)
+    wall = time.time() - t0
+    pipe = DistillPipeline.from_pretrained(str(out_dir / "pipeline"))
+    rows = evaluate_pipeline(pipe, recipe.eval, recipe.data, out_dir / "eval", tag="student", scheduler="pipeline",
+                             steps=student_steps, guidance_scale=1.0)
+    res = {"name": name, "description": desc, "overrides": over, "train_steps": steps, "train_wall_s": round(wall, 1),
+           "threads": torch.get_num_threads(), "rows": rows}
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{name}-{steps}.json").write_text(json.dumps(res, indent=1))
+    print(json.dumps({"name": name, "fid": [(r["steps"], round(r["fid"], 3)) for r in rows], "wall_s": round(wall)}))
+
+
+def collect(teacher_eval: Path):
+    runs = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))]
+    teacher = json.loads(teacher_eval.read_text())
+    t = {r["steps"]: r for r in teacher}
+    best = min(teacher, key=lambda r: r["fid"])
+    lines = ["| run | train steps | wall (min) | 1-step FID | 4-step FID | 1-step KID | class acc | within-class dist |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        by = {x["steps"]: x for x in r["rows"]}
+        f4 = f"{by[4]['fid']:.3f}" if 4 in by else "-"
+        lines.append(f"| {r['description']} | {r['train_steps']} | {r['train_wall_s'] / 60:.1f} | {by[1]['fid']:.3f} | {f4} | "
+                     f"{by[1]['kid']:.3f} | {by[1]['class_acc']:.3f} | {by[1]['intra_class_dist']:.2f} |")
+    real_div = runs[0]["rows"][0]["real_intra_class_dist"] if runs else float("nan")
+    head = [f"Teacher (DDIM, guidance 1): 1 step FID {t[1]['fid']:.3f}, 50 steps FID {t[50]['fid']:.3f}, best "
+            f"{best['steps']} steps FID {best['fid']:.3f}. Real test-set within-class distance {real_div:.2f}.", ""]
+    md = "\n".join(head + lines) + "\n"
+    (OUT.parent / "distill_mnist.md").write_text(md)
+    (OUT.parent / "distill_mnist.json").write_text(json.dumps({"teacher": teacher, "runs": runs}, indent=1))
+    print(md)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="../shared/data/mnist/mnist_full.npz")
+    ap.add_argument("--steps", type=int, default=500)
+    ap.add_argument("--only", nargs="*", default=list(ABLATIONS))
+    ap.add_argument("--student-steps", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--collect", action="store_true")
+    ap.add_argument("--teacher-eval", default="distill/assets/teachers/mnist/eval/eval-teacher.json")
+    a = ap.parse_args()
+    if a.collect:
+        return collect(Path(a.teacher_eval))
+    for name in a.only:
+        run_one(name, a.data, a.steps, a.student_steps)
+
+
+if __name__ == "__main__":
+    main()
