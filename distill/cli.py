@@ -15,6 +15,7 @@ COMMANDS = {
     "eval": "distill.commands.evaluate",
     "lab": "distill.commands.lab",
     "doctor": "distill.commands.doctor",
+    "translate": "distill.commands.translate",
 }
 
 
