@@ -26,15 +26,14 @@ def main(args) -> int:
 
     if not args.onnx and not (args.input and args.output):
         raise DistillError("give INPUT and OUTPUT, or --onnx PATH")
-    torch.set_grad_enabled(False)
     G, cfg = load_generator(args.checkpoint, reverse=args.reverse)
     if args.input and args.output:
-        written = translate_images(G, cfg, args.input, args.output, batch=args.batch, size=args.size,
-                                   eval_mode=not args.paper_test_mode)
+        with torch.no_grad():
+            written = translate_images(G, cfg, args.input, args.output, batch=args.batch, size=args.size,
+                                       eval_mode=not args.paper_test_mode)
         print(f"wrote {len(written)} image(s) to {args.output}")
     if args.onnx:
-        with torch.enable_grad():
-            r = export_onnx(G, cfg, args.onnx, size=args.size)
+        r = export_onnx(G, cfg, args.onnx, size=args.size)
         diff = "onnxruntime not installed: not checked" if r["max_abs_diff"] is None else f"max |onnx - torch| = {r['max_abs_diff']:.2e}"
         print(f"exported {r['path']} ({diff})")
     return 0
