@@ -160,3 +160,10 @@ def test_recipes_parse():
     assert p2p.task == "pix2pix" and p2p.translate.direction == "BtoA" and p2p.translate.lambda_L1 == 100
     cyc = load_recipe(root / "cyclegan-horse2zebra.yaml")
     assert cyc.task == "cyclegan" and cyc.translate.gan_mode == "lsgan" and cyc.translate.pool_size == 50
+
+
+def test_bf16_steps_via_accelerate(tmp_path, aligned):
+    d = pix2pix_recipe(tmp_path, aligned, max_steps=2, mixed_precision="bf16")
+    run = run_task(recipe_from_dict(d))
+    rows = read_metrics(run / "metrics.jsonl")
+    assert len(rows) == 2 and all(map(lambda r: r["loss_g"] == r["loss_g"], rows))  # finite, not NaN
