@@ -163,7 +163,13 @@ def test_recipes_parse():
 
 
 def test_bf16_steps_via_accelerate(tmp_path, aligned):
-    d = pix2pix_recipe(tmp_path, aligned, max_steps=2, mixed_precision="bf16")
-    run = run_task(recipe_from_dict(d))
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)  # accelerate keeps one process-wide state (mixed precision)
+    try:
+        d = pix2pix_recipe(tmp_path, aligned, max_steps=2, mixed_precision="bf16")
+        run = run_task(recipe_from_dict(d))
+    finally:
+        AcceleratorState._reset_state(True)
     rows = read_metrics(run / "metrics.jsonl")
     assert len(rows) == 2 and all(map(lambda r: r["loss_g"] == r["loss_g"], rows))  # finite, not NaN
