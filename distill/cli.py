@@ -16,6 +16,7 @@ COMMANDS = {
     "lab": "distill.commands.lab",
     "doctor": "distill.commands.doctor",
     "bench": "distill.commands.bench",
+    "translate": "distill.commands.translate",
 }
 
 

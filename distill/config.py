@@ -22,6 +22,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from .errors import RecipeError
+from .translate.config import TranslateConfig
 
 
 # ----------------------------------------------------------------------------------------------
@@ -143,6 +144,7 @@ class Recipe:
     eval: EvalConfig = field(default_factory=EvalConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    translate: TranslateConfig = field(default_factory=TranslateConfig)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ from .errors import RecipeError
 TASKS = {
     "teacher": "distill.training.teacher:train_teacher",
     "distill": "distill.training.distill:run_distill",
+    "pix2pix": "distill.translate.train:train_pix2pix",
+    "cyclegan": "distill.translate.train:train_cyclegan",
 }
 
 

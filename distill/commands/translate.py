@@ -1,0 +1,39 @@
+"""`distill translate CHECKPOINT INPUT OUTPUT [--onnx model.onnx]`: translate an image or a
+folder with a trained pix2pix / CycleGAN generator, and/or export it to ONNX."""
+
+from __future__ import annotations
+
+HELP = "translate images with a pix2pix / CycleGAN checkpoint; export the generator to ONNX"
+
+
+def add_arguments(p):
+    p.add_argument("checkpoint", help="checkpoint folder or run folder (latest checkpoint)")
+    p.add_argument("input", nargs="?", help="image file or folder of images")
+    p.add_argument("output", nargs="?", help="output folder (or file, for one input image)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--size", type=int, default=None, help="resize inputs to this (default: the training crop size)")
+    p.add_argument("--reverse", action="store_true", help="CycleGAN: use G_B (B -> A)")
+    p.add_argument("--paper-test-mode", action="store_true",
+                   help="per-image batch statistics and dropout at test time (pix2pix Sec. 3.3)")
+    p.add_argument("--onnx", default=None, help="also export the generator to this .onnx file (checked with onnxruntime)")
+
+
+def main(args) -> int:
+    import torch
+
+    from ..errors import DistillError
+    from ..translate.infer import export_onnx, load_generator, translate_images
+
+    if not args.onnx and not (args.input and args.output):
+        raise DistillError("give INPUT and OUTPUT, or --onnx PATH")
+    G, cfg = load_generator(args.checkpoint, reverse=args.reverse)
+    if args.input and args.output:
+        with torch.no_grad():
+            written = translate_images(G, cfg, args.input, args.output, batch=args.batch, size=args.size,
+                                       eval_mode=not args.paper_test_mode)
+        print(f"wrote {len(written)} image(s) to {args.output}")
+    if args.onnx:
+        r = export_onnx(G, cfg, args.onnx, size=args.size)
+        diff = "onnxruntime not installed: not checked" if r["max_abs_diff"] is None else f"max |onnx - torch| = {r['max_abs_diff']:.2e}"
+        print(f"exported {r['path']} ({diff})")
+    return 0

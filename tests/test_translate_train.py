@@ -1,0 +1,175 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from distill import cli
+from distill.config import recipe_from_dict
+from distill.runs import read_metrics
+from distill.tasks import run_task
+from distill.translate.train import TranslateSession
+
+from .translate_fixtures import cyclegan_recipe, make_aligned, make_npz, pix2pix_recipe
+
+
+@pytest.fixture
+def aligned(tmp_path):
+    return make_aligned(tmp_path / "facades-tiny")
+
+
+@pytest.fixture
+def npz(tmp_path):
+    return make_npz(tmp_path / "tiny.npz")
+
+
+def _mean(rows, key, sl):
+    return sum(r[key] for r in rows[sl]) / len(rows[sl])
+
+
+def test_pix2pix_steps_lower_l1_and_evaluate(tmp_path, aligned):
+    d = pix2pix_recipe(tmp_path, aligned, max_steps=40, checkpoint_every=1000)
+    d["translate"]["lr"] = 1e-3
+    d["eval"]["num_samples"] = 1  # evaluate at the end
+    run = run_task(recipe_from_dict(d))
+    rows = read_metrics(run / "metrics.jsonl")
+    assert len(rows) == 40 and {"loss_g", "loss_d", "loss_l1", "d_acc_real", "d_acc_fake", "grad_norm_g",
+                                "grad_norm_d", "lr", "lr_d"} <= set(rows[0])
+    assert _mean(rows, "loss_l1", slice(-5, None)) < 0.8 * _mean(rows, "loss_l1", slice(0, 5))
+    assert rows[-1]["lr"] < rows[0]["lr"]  # linear decay over the second half
+    ev = json.loads((run / "eval.json").read_text())
+    assert {"l1", "psnr", "ssim"} <= set(ev["eval_mode"]) and ev["eval_mode"]["n"] == 6
+    assert (run / "report.md").is_file() and (run / "eval-grid.png").is_file()
+    assert (run / "samples" / "step-0000040.png").is_file()
+
+
+def test_cyclegan_steps_lower_cycle_loss(tmp_path, npz):
+    d = cyclegan_recipe(tmp_path, npz, max_steps=60, checkpoint_every=1000)
+    d["translate"]["lr"] = 1e-3
+    run = run_task(recipe_from_dict(d))
+    rows = read_metrics(run / "metrics.jsonl")
+    assert {"loss_cycle", "loss_idt"} <= set(rows[0])
+    assert _mean(rows, "loss_cycle", slice(-10, None)) < 0.8 * _mean(rows, "loss_cycle", slice(0, 5))
+
+
+@pytest.mark.parametrize("method", ["pix2pix", "cyclegan"])
+def test_resume_is_exact(tmp_path, aligned, npz, method):
+    make = (lambda p, **t: pix2pix_recipe(p, aligned, **t)) if method == "pix2pix" else \
+        (lambda p, **t: cyclegan_recipe(p, npz, **t))
+    full = run_task(recipe_from_dict(make(tmp_path / "full")))
+    part = tmp_path / "part"
+    run_task(recipe_from_dict(make(part, interrupt_at=3)))
+    resumed = run_task(recipe_from_dict(make(part, resume_from_checkpoint="latest")))
+    for f in (full / "checkpoints" / "checkpoint-6").glob("*.safetensors"):
+        a, b = load_file(str(f)), load_file(str(resumed / "checkpoints" / "checkpoint-6" / f.name))
+        for k in a:
+            assert torch.equal(a[k], b[k]), (f.name, k)
+    m_full, m_res = read_metrics(full / "metrics.jsonl"), read_metrics(resumed / "metrics.jsonl")
+    assert [r["loss_g"] for r in m_full] == [r["loss_g"] for r in m_res]
+
+
+def test_finetune_from_checkpoint_with_frozen_layers(tmp_path, aligned):
+    src = run_task(recipe_from_dict(pix2pix_recipe(tmp_path / "src", aligned, max_steps=3)))
+    d = pix2pix_recipe(tmp_path / "ft", aligned, max_steps=3)
+    d["translate"].update(init_from=str(src), freeze=["model.model.1"])
+    ft = run_task(recipe_from_dict(d))
+    a = load_file(str(src / "checkpoints" / "checkpoint-3" / "G.safetensors"))
+    b = load_file(str(ft / "checkpoints" / "checkpoint-3" / "G.safetensors"))
+    assert torch.equal(a["model.model.1.model.1.weight"], b["model.model.1.model.1.weight"])  # frozen
+    assert not torch.equal(a["model.model.0.weight"], b["model.model.0.weight"])  # trained on
+
+
+def test_finetune_from_reference_state_dict(tmp_path, aligned):
+    """A reference-code checkpoint folder (latest_net_G.pth / latest_net_D.pth, torch.save'd
+    state dicts) loads with torch.load(weights_only=True) into the same architecture."""
+    probe = TranslateSession(recipe_from_dict(pix2pix_recipe(tmp_path / "probe", aligned)), "pix2pix", prepare_dir=False)
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    sd_g = {k: torch.randn_like(v.float()).to(v.dtype) if v.is_floating_point() else v
+            for k, v in probe.raw("G").state_dict().items()}
+    torch.save(sd_g, ref / "latest_net_G.pth")
+    torch.save(probe.raw("D").state_dict(), ref / "latest_net_D.pth")
+    d = pix2pix_recipe(tmp_path / "ft", aligned)
+    d["translate"]["init_from"] = str(ref)
+    s = TranslateSession(recipe_from_dict(d), "pix2pix", prepare_dir=False)
+    assert s.loaded == ["G", "D"]
+    for k, v in s.raw("G").state_dict().items():
+        assert torch.equal(v, sd_g[k])
+    d["translate"]["init_from"] = str(ref / "latest_net_G.pth")  # a single generator file
+    d["translate"]["ngf"] = 4
+    from distill.errors import DistillError
+
+    with pytest.raises(DistillError, match="do not fit"):
+        TranslateSession(recipe_from_dict(d), "pix2pix", prepare_dir=False)
+
+
+def test_translate_folder_and_onnx(tmp_path, aligned, capsys):
+    run = run_task(recipe_from_dict(pix2pix_recipe(tmp_path, aligned, max_steps=2)))
+    out = tmp_path / "out"
+    onnx = tmp_path / "g.onnx"
+    assert cli.main(["translate", str(run), str(aligned / "test"), str(out), "--batch", "4", "--onnx", str(onnx)]) == 0
+    files = sorted(out.glob("*.png"))
+    assert len(files) == 6
+    from PIL import Image
+
+    assert Image.open(files[0]).size == (32, 32)
+    assert onnx.is_file() and "max |onnx - torch|" in capsys.readouterr().out
+    from distill.translate.infer import export_onnx, load_generator
+
+    G, cfg = load_generator(run)
+    assert export_onnx(G, cfg, tmp_path / "g2.onnx")["max_abs_diff"] < 1e-4
+
+
+def test_cyclegan_onnx_reverse_and_eval(tmp_path, npz):
+    from distill.translate.evaluate import evaluate_checkpoint
+    from distill.translate.infer import export_onnx, load_generator
+    from distill.metrics.classifier import classifier_path
+
+    run = run_task(recipe_from_dict(cyclegan_recipe(tmp_path, npz, max_steps=2)))
+    G, cfg = load_generator(run, reverse=True)
+    assert export_onnx(G, cfg, tmp_path / "gb.onnx")["max_abs_diff"] < 1e-4
+    if classifier_path("horse2zebra").is_file():
+        import dataclasses
+
+        ck = run / "checkpoints" / "checkpoint-2"
+        state = json.loads((ck / "state.json").read_text())
+        state["translate"]["domain_classifier"] = "horse2zebra"
+        (ck / "state.json").write_text(json.dumps(state))
+        ev = evaluate_checkpoint(ck)
+        assert 0 <= ev["AtoB"]["domain_success"] <= 1 and "kid" in ev["BtoA"] and "cycle_l1" in ev["AtoB"]
+
+
+def test_cli_one_line_errors(tmp_path, capsys):
+    import yaml
+
+    p = tmp_path / "r.yaml"
+    p.write_text(yaml.safe_dump(pix2pix_recipe(tmp_path, tmp_path / "missing")))
+    assert cli.main(["run", str(p)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("distill run: error:") and "\n" not in err
+    assert cli.main(["translate", str(tmp_path)]) == 2
+
+
+def test_recipes_parse():
+    from pathlib import Path
+
+    from distill.config import load_recipe
+
+    root = Path(__file__).resolve().parent.parent / "recipes"
+    p2p = load_recipe(root / "pix2pix-facades.yaml")
+    assert p2p.task == "pix2pix" and p2p.translate.direction == "BtoA" and p2p.translate.lambda_L1 == 100
+    cyc = load_recipe(root / "cyclegan-horse2zebra.yaml")
+    assert cyc.task == "cyclegan" and cyc.translate.gan_mode == "lsgan" and cyc.translate.pool_size == 50
+
+
+def test_bf16_steps_via_accelerate(tmp_path, aligned):
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)  # accelerate keeps one process-wide state (mixed precision)
+    try:
+        d = pix2pix_recipe(tmp_path, aligned, max_steps=2, mixed_precision="bf16")
+        run = run_task(recipe_from_dict(d))
+    finally:
+        AcceleratorState._reset_state(True)
+    rows = read_metrics(run / "metrics.jsonl")
+    assert len(rows) == 2 and all(map(lambda r: r["loss_g"] == r["loss_g"], rows))  # finite, not NaN
