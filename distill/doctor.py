@@ -31,6 +31,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "grad_norm_g": ("grad_norm_g", "g_grad_norm", "grad_norm"),
     "coverage": ("class_coverage", "coverage", "mode_coverage"),
     "modes": ("modes", "modes_captured"),
+    "diversity": ("diversity_ratio",),  # within-class feature spread, generated / real
     "modes_total": ("modes_total", "n_modes"),
     "lr_g": ("lr_g", "lr"),
     "lr_d": ("lr_d", "d_lr"),
@@ -282,6 +283,43 @@ def rule_mode_collapse(run: RunData) -> Optional[Finding]:
     return None
 
 
+def rule_within_class_collapse(run: RunData) -> Optional[Finding]:
+    """Every class present but each drawn as (nearly) one image: class counts look healthy."""
+    div = run.series("diversity")
+    if not div:
+        return None
+    end = div[-1][1]
+    if end >= 0.5:
+        return None
+    return Finding("within_class_collapse", min(0.9, 0.6 + 0.6 * (0.5 - end)),
+                   "mode collapse within classes (one image per class)",
+                   f"within-class diversity {end:.2f}x that of real data at step {div[-1][0]}",
+                   "strengthen the discriminator so it can tell the mean image from real ones (raise its lr, "
+                   "lower its noise level, drop heavy augmentation), lower lambda_distill or the teacher's guidance",
+                   "diversity_ratio should climb towards 1 and the sample grid's rows should differ")
+
+
+def rule_d_at_chance(run: RunData) -> Optional[Finding]:
+    """D not learning: accuracy near 50% on real and fake for most of the run."""
+    real, fake = run.series("d_acc_real"), run.series("d_acc_fake")
+    if len(real) < 5 or len(fake) < 5:
+        return None
+    half = len(real) // 2
+    acc = [(r + f) / 2 for (_, r), (_, f) in zip(real[half:], fake[half:])]
+    mean = statistics.mean(acc)
+    if mean > 0.6:
+        return None
+    div = run.series("diversity")
+    healthy = bool(div) and div[-1][1] >= 0.5  # a balanced game with diverse samples is an equilibrium, not a fault
+    score = 0.25 if healthy else 0.55 + 0.5 * (0.6 - mean)
+    return Finding("d_at_chance", score, "discriminator not learning (at chance)",
+                   f"mean D accuracy {mean:.0%} over the second half of the run"
+                   + (" (samples stay diverse: possibly a healthy equilibrium)" if healthy else ": G gets no useful signal"),
+                   "raise D's learning rate, remove augmentation or lower the noise added to D's inputs, "
+                   "check D's heads receive gradients",
+                   "d_acc_real and d_acc_fake should rise above ~0.6 within a few hundred steps")
+
+
 def rule_lr_imbalance(run: RunData) -> Optional[Finding]:
     lr_g, lr_d, where = _lrs(run)
     if not lr_g or not lr_d or lr_g <= 0 or lr_d <= 0:
@@ -289,7 +327,10 @@ def rule_lr_imbalance(run: RunData) -> Optional[Finding]:
     ratio = lr_d / lr_g
     if 0.25 < ratio < 4:
         return None
-    return Finding("lr_imbalance", min(0.7, 0.45 + 0.05 * abs(math.log2(ratio))),
+    score = min(0.7, 0.45 + 0.05 * abs(math.log2(ratio)))
+    if run.recipe.get("task") == "distill":  # distillation: fresh heads on a frozen backbone
+        score *= 0.6  # usually need a higher lr than the pretrained student; weaker evidence of a fault
+    return Finding("lr_imbalance", score,
                    "learning-rate imbalance between D and G",
                    f"D lr {lr_d:.3g} vs G lr {lr_g:.3g} ({ratio:.3g}x, from {where})",
                    "start from equal learning rates (or the TTUR 4:1 of Heusel et al. 2017 only with R1/SN) "
@@ -323,7 +364,7 @@ def rule_little_data(run: RunData) -> Optional[Finding]:
 
 RULES: list[Callable[[RunData], Optional[Finding]]] = [
     rule_nonfinite, rule_d_too_strong, rule_vanishing_g_grad, rule_g_loss, rule_mode_collapse,
-    rule_lr_imbalance, rule_little_data,
+    rule_within_class_collapse, rule_d_at_chance, rule_lr_imbalance, rule_little_data,
 ]
 
 

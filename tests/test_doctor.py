@@ -156,3 +156,21 @@ def test_cli_text_json_and_errors(tmp_path, capsys):
         load_run(tmp_path / "empty")
     assert cli_main(["doctor", str(tmp_path / "empty")]) == 2
     assert "metrics.jsonl" in capsys.readouterr().err
+
+
+def test_planted_within_class_collapse(tmp_path):
+    """Classes all present, but each drawn as one image: the distillation trap."""
+    rows = [healthy(i) for i in range(N)]
+    for i, r in enumerate(rows):
+        r.update(class_coverage=1.0, diversity_ratio=max(0.1, 0.8 - 0.03 * i))
+    assert causes(write_run(tmp_path / "run", rows))[0] == "within_class_collapse"
+
+
+def test_planted_d_at_chance(tmp_path):
+    rows = [healthy(i) for i in range(N)]
+    for r in rows:
+        r.update(d_acc_real=0.5, d_acc_fake=0.49, loss_d=2.0)
+    assert causes(write_run(tmp_path / "run", rows))[0] == "d_at_chance"
+    for r in rows:  # the same accuracy with diverse samples is not ranked as a fault
+        r["diversity_ratio"] = 0.9
+    assert "d_at_chance" not in causes(write_run(tmp_path / "ok", rows))[:1]
