@@ -50,7 +50,7 @@ def median_latency(unet, scheduler, steps: int, guidance: float, batch: int, rep
 
 
 @torch.no_grad()
-def side_by_side(teacher, student, path, seed: int = 0, per_class: int = 2):
+def side_by_side(teacher, student, path, seed: int = 0, per_class: int = 4):
     """Rows: teacher 50 steps, teacher 1 step, student 1 step, student 4 steps; same noise/labels."""
     cfg = teacher.unet.config
     k = teacher.num_classes or 10
@@ -66,8 +66,8 @@ def side_by_side(teacher, student, path, seed: int = 0, per_class: int = 2):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4.2), dpi=110)
-    for ax, (title, x) in zip(axes, panels):
+    fig, axes = plt.subplots(2, 2, figsize=(10, 4.6), dpi=110)
+    for ax, (title, x) in zip(axes.flat, panels):
         ax.imshow(grid_tensor(x, nrow=k).permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_title(title)
         ax.axis("off")
