@@ -114,6 +114,6 @@ def pairwise_distance(feats: torch.Tensor, labels: Optional[torch.Tensor] = None
     for f in groups:
         f = f[:max_per_group]
         if len(f) > 1:
-            d = torch.cdist(f, f)
+            d = torch.cdist(f, f, compute_mode="donot_use_mm_for_euclid_dist")
             vals.append(d.sum() / (len(f) * (len(f) - 1)))
     return float(torch.stack(vals).mean()) if vals else float("nan")
