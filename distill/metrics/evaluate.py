@@ -66,6 +66,10 @@ def evaluate_pipeline(pipe, eval_cfg, data_cfg, out_dir, tag: str = "teacher", s
     """FID/KID etc. of `pipe` at each step count; files go to `out_dir` (eval.json, eval.md, plot, grids)."""
     from tqdm.auto import tqdm
 
+    if eval_cfg.num_samples <= 0:
+        from ..errors import DistillError
+
+        raise DistillError("eval.num_samples must be positive to evaluate")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     steps = steps or eval_cfg.steps
