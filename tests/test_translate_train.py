@@ -104,6 +104,7 @@ def test_finetune_from_reference_state_dict(tmp_path, aligned):
 
 
 def test_translate_folder_and_onnx(tmp_path, aligned, capsys):
+    pytest.importorskip("onnx")
     run = run_task(recipe_from_dict(pix2pix_recipe(tmp_path, aligned, max_steps=2)))
     out = tmp_path / "out"
     onnx = tmp_path / "g.onnx"
@@ -121,6 +122,7 @@ def test_translate_folder_and_onnx(tmp_path, aligned, capsys):
 
 
 def test_cyclegan_onnx_reverse_and_eval(tmp_path, npz):
+    pytest.importorskip("onnx")
     from distill.translate.evaluate import evaluate_checkpoint
     from distill.translate.infer import export_onnx, load_generator
     from distill.metrics.classifier import classifier_path
