@@ -21,15 +21,15 @@ from .training.common import generator
 from .viz import grid_tensor, line_plot
 
 
-def _cached_teacher_rows(teacher_path: str, eval_cfg, steps, guidance) -> list[dict] | None:
-    """Reuse the teacher's shipped FID table (eval/eval-teacher.json) when it was measured with
-    the same samples, features, sampler and guidance."""
-    f = Path(teacher_path) / "eval" / "eval-teacher.json"
+def _cached_rows(folder, tag: str, eval_cfg, steps, guidance, scheduler: str = "ddim") -> list[dict] | None:
+    """Reuse an FID table (eval/eval-<tag>.json, e.g. the teacher's shipped one) when it was
+    measured with the same samples, features, sampler and guidance."""
+    f = Path(folder) / "eval" / f"eval-{tag}.json"
     if not f.is_file():
         return None
     rows = json.loads(f.read_text())
     keep = [r for r in rows if r["steps"] in steps and r["num_samples"] == eval_cfg.num_samples
-            and r["features"] == eval_cfg.features and r["scheduler"] == "ddim" and r["guidance_scale"] == guidance
+            and r["features"] == eval_cfg.features and r["scheduler"] == scheduler and r["guidance_scale"] == guidance
             and r.get("seed", eval_cfg.seed) == eval_cfg.seed]
     return keep if {r["steps"] for r in keep} == set(steps) else None
 
@@ -88,11 +88,13 @@ def write_distill_report(recipe, run_dir: Path) -> Path:
                                         "channels": teacher.unet.config.in_channels})
     out = run_dir / "eval"
     side_by_side(teacher, student, run_dir / "side_by_side.png", seed=ec.seed)
-    t_rows = _cached_teacher_rows(teacher_path, ec, rc.teacher_steps, ec.guidance_scale)
+    t_rows = _cached_rows(teacher_path, "teacher", ec, rc.teacher_steps, ec.guidance_scale)
     if t_rows is None:
         t_rows = evaluate_pipeline(teacher, ec, data_cfg, out, tag="teacher", scheduler="ddim", steps=rc.teacher_steps)
-    s_rows = evaluate_pipeline(student, ec, data_cfg, out, tag="student", scheduler="pipeline", steps=rc.student_steps,
-                               guidance_scale=1.0)
+    s_rows = _cached_rows(run_dir, "student", ec, rc.student_steps, 1.0, scheduler="pipeline")
+    if s_rows is None:
+        s_rows = evaluate_pipeline(student, ec, data_cfg, out, tag="student", scheduler="pipeline",
+                                   steps=rc.student_steps, guidance_scale=1.0)
     line_plot({"teacher (DDIM)": ([r["steps"] for r in t_rows], [r["fid"] for r in t_rows]),
                "student": ([r["steps"] for r in s_rows], [r["fid"] for r in s_rows])},
               run_dir / "fid_vs_steps.png", "sampling steps", "FID (classifier features)", logx=True,

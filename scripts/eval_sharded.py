@@ -1,0 +1,88 @@
+"""Evaluate a pipeline's FID-versus-steps table with the sampling split over processes.
+
+Shard k of N generates batches i = k, k+N, ... with the same per-batch seeds as
+`distill.metrics.evaluate.generate`, so the merged samples equal a single-process run's.
+
+  python scripts/eval_sharded.py PIPE --recipe R --shard 0 --of 2 --work W &   # each shard
+  python scripts/eval_sharded.py PIPE --recipe R --of 2 --work W --merge --out runs/x/eval
+"""
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
+
+from distill.config import load_recipe  # noqa: E402
+from distill.data import to_uint8_images  # noqa: E402
+from distill.metrics.evaluate import real_reference, score, write_eval  # noqa: E402
+from distill.metrics.fid import feature_extractor, pairwise_distance  # noqa: E402
+from distill.sampling import make_scheduler, sample  # noqa: E402
+from distill.teachers import load_teacher  # noqa: E402
+from distill.training.common import generator  # noqa: E402
+from distill.viz import save_grid, upscale_for_view  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("pipeline")
+    ap.add_argument("--recipe", required=True)
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--shard", type=int, default=0)
+    ap.add_argument("--of", type=int, default=1)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--merge", action="store_true")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--tag", default="teacher")
+    a = ap.parse_args()
+    r = load_recipe(a.recipe)
+    ec = r.eval
+    pipe = load_teacher(a.pipeline)
+    cfg = pipe.unet.config
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    n_batches = (ec.num_samples + ec.batch_size - 1) // ec.batch_size
+    k = pipe.num_classes
+    labels = torch.arange(ec.num_samples) % k if k else None
+    if not a.merge:
+        sched = make_scheduler(ec.scheduler, pipe.scheduler.config)
+        for s in ec.steps:
+            for i in range(a.shard, n_batches, a.of):
+                f = work / f"s{s}-b{i}.safetensors"
+                if f.exists():
+                    continue
+                start = i * ec.batch_size
+                m = min(ec.batch_size, ec.num_samples - start)
+                t0 = time.time()
+                noise = torch.randn(m, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=generator(ec.seed, "eval", i))
+                y = labels[start:start + m] if labels is not None else None
+                x = sample(pipe.unet, sched, noise, y, s, ec.guidance_scale, generator=generator(ec.seed, "eval-step", i))
+                save_file({"x": to_uint8_images(x)}, str(f))
+                print(f"steps {s} batch {i}: {time.time() - t0:.1f}s", flush=True)
+        return
+    data_cfg = dataclasses.replace(r.data, resolution=cfg.sample_size, channels=cfg.in_channels,
+                                   **({"source": a.data} if a.data else {}))
+    extractor = feature_extractor(ec.features)
+    ref, real_feats = real_reference(data_cfg, ec.reference_split, extractor)
+    real_div = pairwise_distance(real_feats.float(), ref.labels)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for s in ec.steps:
+        x = torch.cat([load_file(str(work / f"s{s}-b{i}.safetensors"))["x"] for i in range(n_batches)])
+        xf = x.float() / 127.5 - 1
+        rows.append({"model": a.tag, "steps": s, "scheduler": ec.scheduler, "guidance_scale": ec.guidance_scale,
+                     "num_samples": ec.num_samples, "features": ec.features, "seed": ec.seed,
+                     **score(xf, labels, real_feats, ref.labels, extractor), "real_intra_class_dist": real_div})
+        save_grid(xf[:80], out / f"{a.tag}-{s}steps.png", nrow=k or 10, scale=upscale_for_view(x.shape[-1]))
+        print(s, rows[-1]["fid"], flush=True)
+    write_eval(rows, out, a.tag)
+
+
+if __name__ == "__main__":
+    main()
