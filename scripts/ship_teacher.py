@@ -54,6 +54,7 @@ def main():
     if (run / "eval" / "eval-teacher.json").is_file() and not a.num_samples:  # measured at the end of training
         shutil.copytree(run / "eval", dest / "eval")
         rows = json.loads((dest / "eval" / "eval-teacher.json").read_text())
+        eval_cfg = dataclasses.replace(eval_cfg, num_samples=rows[0]["num_samples"])
     else:
         rows = [] if a.skip_eval else evaluate_pipeline(pipe, eval_cfg, data_cfg, dest / "eval", tag="teacher")
     metrics = read_metrics(run / "metrics.jsonl")

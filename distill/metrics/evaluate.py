@@ -15,7 +15,7 @@ from typing import Optional
 
 import torch
 
-from ..data import load_images
+from ..data import load_images, to_uint8_images
 from ..sampling import make_scheduler, sample
 from ..training.common import generator
 from ..viz import line_plot, save_grid, upscale_for_view
@@ -37,8 +37,9 @@ def generate(pipe, n: int, steps: int, scheduler: Optional[str] = "ddim", guidan
         m = min(batch, n - start)
         noise = torch.randn(m, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=generator(seed, "eval", i))
         y = labels[start:start + m].to(device) if labels is not None else None
-        out.append(sample(unet, sched, noise.to(device, unet.dtype), y, steps, guidance_scale,
-                          generator=generator(seed, "eval-step", i, device=device)).float().cpu())
+        x = sample(unet, sched, noise.to(device, unet.dtype), y, steps, guidance_scale,
+                   generator=generator(seed, "eval-step", i, device=device)).float().cpu()
+        out.append(to_uint8_images(x).float() / 127.5 - 1)  # scored as the saved 8-bit images would be
         if progress is not None:
             progress.update(m)
     return torch.cat(out), labels
