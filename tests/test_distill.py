@@ -1,7 +1,5 @@
 """End-to-end distillation on tiny models: files, losses, resume, export, backbones."""
 
-import json
-import warnings
 
 import pytest
 import torch

@@ -1,6 +1,5 @@
 """End-to-end runs of the teacher trainer on tiny models: files, loss, resume, export."""
 
-import json
 
 import pytest
 import torch

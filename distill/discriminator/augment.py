@@ -8,7 +8,6 @@ batch, so the augmentation is a pure function and multi-process runs match singl
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 NUM_RANDOM = 7
 

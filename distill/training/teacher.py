@@ -10,7 +10,6 @@ clip, AdamW, LR schedule, EMA. Checkpoints every `checkpoint_every` steps; sampl
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 
 import torch
@@ -86,7 +85,7 @@ def train_teacher(recipe) -> Path:
     unet, opt = accelerator.prepare(unet, opt)
     ema.to(accelerator.device)
     raw = accelerator.unwrap_model(unet)
-    null = num_classes if num_classes is not None else None
+    null = num_classes  # the null label index equals the number of real classes
 
     log = MetricsLog(run_dir / "metrics.jsonl", resume_step=step, enabled=accelerator.is_main_process)
     if accelerator.is_main_process:
