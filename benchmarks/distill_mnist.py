@@ -3,6 +3,12 @@ each trained for the same (shorter) budget and scored on 10k samples with the ev
 
   python benchmarks/distill_mnist.py --data ../shared/data/mnist/mnist_full.npz --steps 500 --only baseline timm_random
   python benchmarks/distill_mnist.py --collect     # merge the per-run JSON into results/distill_mnist.{json,md}
+  python benchmarks/distill_mnist.py --wall-ratio  # distillation vs teacher training cost, timed alternately
+
+--wall-ratio times K steps of the shipped teacher's own recipe and K steps of recipes/mnist.yaml,
+alternated (T D T D) so both see the same machine load, and projects each to its full schedule
+(teacher: train.max_steps of its recipe; student: of recipes/mnist.yaml). The ratio of the
+projections is the issue's "distillation wall time <= half the teacher's" check.
 
 Writes benchmarks/results/distill_mnist/<name>.json per run and the merged table.
 """
@@ -54,6 +60,50 @@ def run_one(name, data, steps, student_steps):
     print(json.dumps({"name": name, "fid": [(r["steps"], round(r["fid"], 3)) for r in rows], "wall_s": round(wall)}))
 
 
+def _seconds_per_step(run_dir: Path, skip: int) -> float:
+    """Median seconds per step from metrics.jsonl time stamps, dropping the first `skip` rows (warm-up)."""
+    rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "time" in r and r["step"] > 0]
+    first = {}
+    for r in rows:  # the first row of a step: a coverage check logged after it would count its sampling time
+        first.setdefault(r["step"], r)
+    rows = list(first.values())[skip:]
+    per = [(b["time"] - a["time"]) / (b["step"] - a["step"]) for a, b in zip(rows, rows[1:])]
+    return sorted(per)[len(per) // 2]
+
+
+def wall_ratio(data: str, k: int, rounds: int = 2):
+    import shutil
+    import tempfile
+
+    from distill.training.teacher import train_teacher
+
+    teacher_recipe = "distill/assets/teachers/mnist/recipe.yaml"
+    full_t = load_recipe(teacher_recipe).train.max_steps
+    full_d = load_recipe("recipes/mnist.yaml").train.max_steps
+    per = {"teacher": [], "distill": []}
+    tmp = Path(tempfile.mkdtemp(prefix="wall-ratio-"))
+    common = [f"data.source={data}", f"train.max_steps={k}", "train.log_every=5", "train.checkpoint_every=100000"]
+    for r in range(rounds):
+        for name, path, train, extra in (
+                ("teacher", teacher_recipe, train_teacher, ["train.resume_from_checkpoint=null", "train.sample_every=100000"]),
+                ("distill", "recipes/mnist.yaml", train_distill, ["distill.coverage_every=100000"])):
+            out = tmp / f"{name}-{r}"
+            recipe = load_recipe(path, [*common, *extra, f"output_dir={out}"])
+            train(recipe)
+            per[name].append(_seconds_per_step(out, skip=1))
+            print(f"round {r} {name}: {per[name][-1]:.3f} s/step", flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    s_t, s_d = (sorted(v)[len(v) // 2] for v in per.values())
+    res = {"k_steps": k, "rounds": rounds, "threads": torch.get_num_threads(), "teacher_s_per_step": per["teacher"],
+           "distill_s_per_step": per["distill"], "teacher_full_steps": full_t, "distill_full_steps": full_d,
+           "teacher_projected_min": s_t * full_t / 60, "distill_projected_min": s_d * full_d / 60,
+           "ratio": (s_d * full_d) / (s_t * full_t)}
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    (OUT.parent / "distill_mnist_wall_ratio.json").write_text(json.dumps(res, indent=1))
+    print(json.dumps(res, indent=1))
+
+
 def collect(teacher_eval: Path):
     runs = [json.loads(p.read_text()) for p in sorted(OUT.glob("*.json"))]
     teacher = json.loads(teacher_eval.read_text())
@@ -82,10 +132,14 @@ def main():
     ap.add_argument("--only", nargs="*", default=list(ABLATIONS))
     ap.add_argument("--student-steps", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--collect", action="store_true")
+    ap.add_argument("--wall-ratio", type=int, metavar="K", nargs="?", const=40,
+                    help="time K steps of teacher training and of distillation, alternated")
     ap.add_argument("--teacher-eval", default="distill/assets/teachers/mnist/eval/eval-teacher.json")
     a = ap.parse_args()
     if a.collect:
         return collect(Path(a.teacher_eval))
+    if a.wall_ratio:
+        return wall_ratio(a.data, a.wall_ratio)
     for name in a.only:
         run_one(name, a.data, a.steps, a.student_steps)
 

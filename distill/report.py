@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import torch
@@ -35,19 +34,15 @@ def _cached_rows(folder, tag: str, eval_cfg, steps, guidance, scheduler: str = "
     return keep if {r["steps"] for r in keep} == set(steps) else None
 
 
-@torch.no_grad()
-def median_latency(unet, scheduler, steps: int, guidance: float, batch: int, repeats: int, labels: bool) -> float:
-    """Median wall time (s) of one `sample` call at `batch`, after 2 warm-up calls."""
-    cfg = unet.config
-    noise = torch.randn(batch, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=generator(0, "latency"))
-    y = torch.arange(batch) % (cfg.num_class_embeds - 1) if labels and cfg.num_class_embeds else None
-    times = []
-    for i in range(repeats + 2):
-        t0 = time.perf_counter()
-        sample(unet, scheduler, noise, y, steps, guidance)
-        if i >= 2:
-            times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+def latency_rows(teacher_path: str, student_path: str, steps: list[int], batch: int, repeats: int) -> list[dict]:
+    """Teacher at 50 steps (without and with guidance 2) and the student at `steps`, timed by the
+    latency benchmark's harness (`distill.bench`) at `batch`."""
+    from .bench import BenchConfig, run_benchmark
+
+    cfg = BenchConfig(teacher=teacher_path, student=student_path, batch_sizes=[batch], teacher_steps=[50],
+                      student_steps=list(steps), guidance=2.0, warmup=2, repeats=repeats, profile_repeats=0,
+                      threads=torch.get_num_threads())
+    return [r for r in run_benchmark(cfg, progress=False).rows if "error" not in r]
 
 
 @torch.no_grad()
@@ -102,13 +97,8 @@ def write_distill_report(recipe, run_dir: Path) -> Path:
               xticks=sorted({r["steps"] for r in t_rows + s_rows}))
     # latency, through the same sampler
     b, n = rc.latency_batch, rc.latency_repeats
-    cond = teacher.num_classes is not None
-    ddim = make_scheduler("ddim", teacher.scheduler.config)
-    lat = [("teacher", 50, 1.0, 50, median_latency(teacher.unet, ddim, 50, 1.0, b, n, cond))]
-    if cond:
-        lat.append(("teacher + guidance", 50, 2.0, 100, median_latency(teacher.unet, ddim, 50, 2.0, b, n, cond)))
-    for s in rc.student_steps:
-        lat.append(("student", s, 1.0, s, median_latency(student.unet, student.scheduler, s, 1.0, b, n, cond)))
+    lat = [(r["model"] + (" + guidance" if r["guidance"] != 1.0 else ""), r["steps"], r["guidance"], r["nfe"], r["median_s"])
+           for r in latency_rows(teacher_path, str(run_dir / "pipeline"), rc.student_steps, b, n)]
     best = min(t_rows, key=lambda r: r["fid"])
     s1 = next((r for r in s_rows if r["steps"] == 1), s_rows[0])
     t1 = next((r for r in t_rows if r["steps"] == 1), None)

@@ -106,3 +106,25 @@ def test_nonfinite_guard_keeps_checkpoint(tmp_path, tiny_teacher):
                          distill={"lambda_distill": 1e30})
     with pytest.raises(DistillError, match="non-finite"):
         train_distill(rec)
+
+
+def test_run_distill_writes_report(tmp_path, tiny_teacher):
+    """`distill run` for a distill recipe: train, evaluate teacher and student, time them, report.md."""
+    import json
+
+    from distill.training.distill import run_distill
+
+    r = distill_recipe(tmp_path, tiny_teacher, max_steps=2)
+    r.eval.num_samples, r.eval.batch_size = 60, 30
+    r.report.teacher_steps, r.report.student_steps = [1, 2], [1, 2]
+    r.report.latency_batch, r.report.latency_repeats = 4, 2
+    run_dir = run_distill(r)
+    for f in ["report.md", "report.json", "side_by_side.png", "fid_vs_steps.png", "eval/eval-student.json"]:
+        assert (run_dir / f).is_file(), f
+    rep = json.loads((run_dir / "report.json").read_text())
+    assert set(rep["student"]) == {"1", "2"} and rep["teacher_best"]["steps"] in (1, 2)
+    lat = {(x["model"], x["steps"]): x for x in rep["latency_s"]}
+    assert lat[("teacher + guidance", 50)]["nfe"] == 100 and lat[("student", 1)]["nfe"] == 1
+    assert lat[("teacher", 50)]["seconds"] > lat[("student", 1)]["seconds"] > 0
+    md = (run_dir / "report.md").read_text()
+    assert "| teacher + guidance | 50 | 2.0 | 100 |" in md and "![side by side](side_by_side.png)" in md
