@@ -114,6 +114,7 @@ class DistillConfig:
     disc_t_max: int = 500
     head_channels: int = 64
     spectral_norm: bool = True
+    head_norm: Literal["group", "none"] = "group"  # normalisation after the heads' first conv
     augment: str = "color,translation,cutout"  # DiffAugment policy; "" for none
     d_learning_rate: float = 1e-4
     d_steps: int = 1  # discriminator updates per student update

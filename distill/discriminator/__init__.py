@@ -19,10 +19,10 @@ from .heads import PatchHead
 
 class Discriminator(nn.Module):
     def __init__(self, backbone: nn.Module, num_classes: Optional[int], c_hidden: int = 64, sn: bool = True,
-                 augment: str = ""):
+                 augment: str = "", head_norm: str = "group"):
         super().__init__()
         self.backbone = backbone
-        self.heads = nn.ModuleList(PatchHead(c, c_hidden, num_classes, sn) for c in backbone.channels)
+        self.heads = nn.ModuleList(PatchHead(c, c_hidden, num_classes, sn, head_norm) for c in backbone.channels)
         self.augment = augment
 
     def features(self, x, y, t=None, noise=None, u=None) -> list[torch.Tensor]:

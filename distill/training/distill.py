@@ -113,7 +113,7 @@ def train_distill(recipe) -> Path:
     student = copy.deepcopy(teacher).requires_grad_(True).train()  # initialised from the teacher
     backbone = build_backbone(dc.backbone, teacher, ns, dc.backbone_layers or None, dc.backbone_pretrained,
                               dc.backbone_img_size)
-    disc = Discriminator(backbone, num_classes, dc.head_channels, dc.spectral_norm, dc.augment)
+    disc = Discriminator(backbone, num_classes, dc.head_channels, dc.spectral_norm, dc.augment, dc.head_norm)
     ema = EMAModel(student.parameters(), decay=tc.ema_decay, model_cls=type(student), model_config=student.config)
     betas = (dc.adam_beta1, dc.adam_beta2)
     opt_g = torch.optim.AdamW(student.parameters(), lr=tc.learning_rate, betas=betas, weight_decay=tc.weight_decay)
