@@ -87,11 +87,17 @@ class LoraWeights:
 
 
 def save_lora(folder, unet, pipeline_cls) -> None:
-    """LoRA-only export in diffusers' format (`pytorch_lora_weights.safetensors`)."""
-    from diffusers.utils import convert_state_dict_to_diffusers
+    """LoRA-only export (`pytorch_lora_weights.safetensors`, peft key names, which diffusers loads
+    as they are; converting them to the old diffusers names would rename only the attention
+    layers and leave a mixed file). The LoraConfig (rank, alpha, targets) is stored as metadata
+    where diffusers supports it, so an alpha != rank loads with the right scale."""
+    import inspect
 
-    layers = convert_state_dict_to_diffusers(lora_state_dict(unet))
-    pipeline_cls.save_lora_weights(str(folder), unet_lora_layers=layers, safe_serialization=True)
+    kw = {}
+    if "unet_lora_adapter_metadata" in inspect.signature(pipeline_cls.save_lora_weights).parameters:
+        cfg = unet.peft_config["default"].to_dict()
+        kw["unet_lora_adapter_metadata"] = {k: (sorted(v) if isinstance(v, set) else v) for k, v in cfg.items()}
+    pipeline_cls.save_lora_weights(str(folder), unet_lora_layers=lora_state_dict(unet), safe_serialization=True, **kw)
 
 
 def fused_copy(unet):
