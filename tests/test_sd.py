@@ -208,3 +208,22 @@ def test_imagefolder_captions_and_prompt_files(tmp_path):
     assert x.shape == (5, 3, R, R) and all(c.startswith("a photo of the digit ") for c in caps)
     (tmp_path / "p.txt").write_text("# comment\na cat\n\na dog\n")
     assert read_prompts(str(tmp_path / "p.txt")) == ["a cat", "a dog"]
+
+
+@pytest.mark.parametrize("name,kind,procs", [("1gpu", "NO", 1), ("ddp-8gpu", "MULTI_GPU", 8), ("fsdp", "FSDP", 8),
+                                             ("deepspeed-zero2", "DEEPSPEED", 8)])
+def test_accelerate_configs_load(name, kind, procs):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    cfg = load_config_from_file(f"recipes/accelerate/{name}.yaml")
+    assert cfg.distributed_type.name == kind and cfg.num_processes == procs and cfg.mixed_precision == "bf16"
+    if kind == "FSDP":
+        assert cfg.fsdp_config["fsdp_sharding_strategy"] == "FULL_SHARD" and cfg.fsdp_config["fsdp_use_orig_params"]
+    if kind == "DEEPSPEED":
+        assert cfg.deepspeed_config["zero_stage"] == 2
+
+
+@pytest.mark.parametrize("recipe", ["recipes/sd15-turbo.yaml", "recipes/sdxl-turbo.yaml", "recipes/tiny-sd.yaml"])
+def test_sd_recipes_parse(recipe):
+    r = load_recipe(recipe)
+    assert r.task == "sd-distill" and r.distill.teacher and r.sd.input in ("real", "synthetic")
