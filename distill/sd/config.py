@@ -33,7 +33,6 @@ class SDConfig:
     lora_dropout: float = 0.0
     lora_target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
     gradient_checkpointing: bool = False
-    export_steps: int = 1  # default num_inference_steps written in the exported scheduler's README
     # --- losses and discriminator
     loss_space: Literal["latent", "pixel"] = "latent"  # distillation loss in latents or through the VAE decoder
     disc_text_cond: bool = True  # project the pooled text embedding into the heads' logits

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.images import IMAGE_EXTENSIONS, _read_image, _resize, _set_channels, load_images, source_kind
+from ..data.images import IMAGE_EXTENSIONS, _pick_key, _read_image, _resize, _set_channels, load_images, source_kind
 from ..errors import DataError
 
 CAPTION_COLUMNS = ["text", "caption", "prompt"]
@@ -52,15 +52,11 @@ def read_prompts(path: str) -> list[str]:
 
 
 def _caption_key(keys, wanted, where):
-    if wanted:
-        if wanted not in keys:
-            raise DataError(f"{where}: no caption column '{wanted}' (columns: {', '.join(keys)}); set sd.caption_column")
-        return wanted
-    for k in CAPTION_COLUMNS:
-        if k in keys:
-            return k
-    raise DataError(f"{where}: no caption column (looked for {', '.join(CAPTION_COLUMNS)}; columns: "
-                    f"{', '.join(keys)}); set sd.caption_column")
+    key = _pick_key(list(keys), wanted, CAPTION_COLUMNS, where, "caption column")
+    if key is None:
+        raise DataError(f"{where}: no caption column (looked for {', '.join(CAPTION_COLUMNS)}; columns: "
+                        f"{', '.join(keys)}); set sd.caption_column")
+    return key
 
 
 def _metadata(root: Path):

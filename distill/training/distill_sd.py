@@ -30,8 +30,8 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 
 from ..discriminator import NUM_RANDOM, Discriminator, build_backbone
-from ..errors import DistillError, RecipeError
-from ..gan.losses import get_adv_loss, r1_penalty
+from ..errors import RecipeError
+from ..gan.losses import get_adv_loss
 from ..losses import DISTILL_WEIGHTINGS, alpha_sigma, distillation_loss, nfsd_target, pred_x0
 from ..runs import MetricsLog, prepare_run_dir
 from ..sd.data import LatentSet, encode_images, load_captioned_images, prompt_list, synthetic_latents
@@ -39,6 +39,7 @@ from ..sd.export import export_student
 from ..sd.features import DecodedFeatures, SDTeacherFeatures
 from ..sd.lora import LoraWeights, as_teacher, add_lora
 from ..sd.teacher import TextCond, cfg_out, encode_prompts, load_sd_teacher, make_decoder, null_cond, unet_out
+from .add_steps import check_finite, d_loss_and_metrics, g_metrics, log_step
 from .checkpoint import load_checkpoint, resolve_resume, save_checkpoint
 from .common import EpochSampler, generator, make_accelerator, micro_batch_size, progress, shard
 from .distill import _grad_norm, eps_from_output
@@ -129,9 +130,9 @@ def train_sd_distill(recipe) -> Path:
         backbone = DecodedFeatures(build_backbone(dc.backbone, None, ns, dc.backbone_layers or None,
                                                   dc.backbone_pretrained, dc.backbone_img_size), decode).to(dev)
     with accelerator.autocast():
-        probe = encode_prompts(tpipe, [""], R, dev)
+        uncond1 = null_cond(tpipe, 1, R, dev)  # the teacher's unconditional input, encoded once
     disc = Discriminator(backbone, None, dc.head_channels, dc.spectral_norm, dc.augment,
-                         probe.pooled.shape[-1] if sc.disc_text_cond else None)
+                         uncond1.pooled.shape[-1] if sc.disc_text_cond else None)
     ema = EMAModel(trainable, decay=tc.ema_decay) if tc.ema_decay > 0 else None
     betas = (dc.adam_beta1, dc.adam_beta2)
     opt_g = torch.optim.AdamW(trainable, lr=tc.learning_rate, betas=betas, weight_decay=tc.weight_decay)
@@ -192,18 +193,12 @@ def train_sd_distill(recipe) -> Path:
                         logits, feats = D(torch.cat([b["z0"], fake]), TextCond.cat(b["cond"], b["cond"]),
                                           torch.cat([b["t_d"], b["t_d"]]), torch.cat([b["noise_d"][:, 0], b["noise_d"][:, 1]]),
                                           torch.cat([b["u"][:, 0], b["u"][:, 1]]), return_features=dc.r1_gamma > 0)
-                        real_logits, fake_logits = logits[:B].float(), logits[B:].float()
-                        loss_d = adv.d_loss(real_logits, fake_logits)
-                        r1 = torch.zeros_like(loss_d)
-                        if dc.r1_gamma > 0:
-                            r1 = r1_penalty(real_logits, feats)[:B]
-                        accelerator.backward((loss_d + dc.r1_gamma / 2 * r1).mean())
+                        loss_d, md = d_loss_and_metrics(adv, logits, feats, B, dc.r1_gamma)
+                        accelerator.backward(loss_d)
                         if accelerator.sync_gradients:
                             m["grad_norm_d"] = _grad_norm(accelerator.unwrap_model(disc).heads.parameters())
                         opt_d.step()
-                    m.update(loss_d=loss_d.mean().detach(), r1=r1.mean().detach(),
-                             d_acc_real=(real_logits > adv.threshold).float().mean().detach(),
-                             d_acc_fake=(fake_logits < adv.threshold).float().mean().detach())
+                    m.update(md)
             # ---- student phase
             opt_g.zero_grad(set_to_none=True)
             for a in range(A):
@@ -214,7 +209,7 @@ def train_sd_distill(recipe) -> Path:
                     if dc.adv_weight > 0:
                         loss_adv = adv.g_loss(D(fake, b["cond"], b["t_d"], b["noise_d"][:, 1], b["u"][:, 1])[0].float())
                     with as_teacher(teacher):
-                        uncond = null_cond(tpipe, fake.shape[0], R, dev)
+                        uncond = uncond1.map(lambda x: x.expand(fake.shape[0], *x.shape[1:]))
                         target, c_t = teacher_target(teacher, ns, fake.detach(), b["cond"], uncond, b["t"], b["eps2"],
                                                      dc.teacher_guidance, dc.distill_weighting)
                     if sc.loss_space == "pixel":  # through the VAE decoder (ADD)
@@ -230,23 +225,15 @@ def train_sd_distill(recipe) -> Path:
                         m["grad_norm_g"] = float(accelerator.clip_grad_norm_(trainable, tc.max_grad_norm))
                     opt_g.step()
                 opt_d.zero_grad(set_to_none=True)
-        m.update(loss_g=loss_adv.mean().detach(), loss_adv=loss_adv.mean().detach(),
-                 loss_distill=loss_distill.mean().detach(), loss=loss_g.detach())
-        if not all(torch.isfinite(torch.as_tensor(v)).all() for v in m.values()):
-            where = f"; the last good checkpoint is {last_ckpt}" if last_ckpt else "; no checkpoint was written yet"
-            bad = ", ".join(k for k, v in m.items() if not torch.isfinite(torch.as_tensor(v)).all())
-            raise DistillError(f"non-finite {bad} at step {step + 1}: stopped{where} (lower the learning rates)")
+        m.update(g_metrics(loss_adv, loss_distill, loss_g))
+        check_finite(m, step, last_ckpt)
         lr_sched.step()
         if ema is not None:
             ema.step(trainable)
         step += 1
         bar.update(1)
         if step % tc.log_every == 0 or step == tc.max_steps:
-            vals = {k: accelerator.reduce(torch.as_tensor(v, device=dev, dtype=torch.float32), reduction="mean").item()
-                    for k, v in sorted(m.items())}
-            row = log.log(step, **vals, lr=lr_sched.get_last_lr()[0], lr_d=dc.d_learning_rate)
-            accelerator.log({k: v for k, v in row.items() if isinstance(v, float)}, step=step)
-            bar.set_postfix(d=f"{vals['loss_d']:.3f}", dist=f"{vals['loss_distill']:.4f}")
+            log_step(accelerator, log, bar, step, m, lr_sched.get_last_lr()[0], dc.d_learning_rate)
         interrupted = tc.interrupt_at is not None and step >= tc.interrupt_at
         if step % tc.checkpoint_every == 0 or step == tc.max_steps or interrupted:
             accelerator.wait_for_everyone()
