@@ -227,3 +227,21 @@ def test_accelerate_configs_load(name, kind, procs):
 def test_sd_recipes_parse(recipe):
     r = load_recipe(recipe)
     assert r.task == "sd-distill" and r.distill.teacher and r.sd.input in ("real", "synthetic")
+
+
+def test_bf16_mixed_precision_with_r1_and_export(tiny_sd, tmp_path):
+    """bf16 autocast (CPU): frozen text encoders / VAE / base UNet in bf16, adapters in fp32, R1 through
+    accelerate's fp32 output conversion; the export is one dtype and reloads in plain diffusers."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)  # accelerate keeps one process-wide state (mixed precision)
+    try:
+        run = train_sd_distill(sd_recipe(tmp_path, tiny_sd, sd={"lora_rank": 4}, distill={"r1_gamma": 1e-3},
+                                         mixed_precision="bf16"))
+    finally:
+        AcceleratorState._reset_state(True)
+    rows = [r for r in read_metrics(run / "metrics.jsonl") if "loss_d" in r]
+    assert len(rows) == 2 and all(r["r1"] > 0 for r in rows)
+    pipe = StableDiffusionPipeline.from_pretrained(str(run / "pipeline"))
+    assert {p.dtype for m in [pipe.unet, pipe.vae, pipe.text_encoder] for p in m.parameters()} == {torch.float32}
+    assert torch.isfinite(_sample(pipe, 1)).all()

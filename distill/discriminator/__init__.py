@@ -40,8 +40,9 @@ class Discriminator(nn.Module):
         `y` goes to the backbone and, unless a head conditioning `c` is given, to the heads
         (latent students pass the text conditioning as `y` and its pooled embedding as `c`)."""
         feats = self.features(x, y, t, noise, u)
-        if return_features:
-            feats = [f.detach().requires_grad_(True) for f in feats]
+        if return_features:  # fp32 leaves: accelerate's mixed-precision wrapper converts bf16/fp16 outputs to
+            # fp32 copies, which would cut them from the graph (R1 would see "unused" tensors)
+            feats = [f.detach().float().requires_grad_(True) for f in feats]
         return self.heads_forward(feats, y if c is None else c), (feats if return_features else None)
 
 

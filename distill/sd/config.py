@@ -33,6 +33,7 @@ class SDConfig:
     lora_dropout: float = 0.0
     lora_target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
     gradient_checkpointing: bool = False
+    export_dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # every module of the exported pipeline
     # --- losses and discriminator
     loss_space: Literal["latent", "pixel"] = "latent"  # distillation loss in latents or through the VAE decoder
     disc_text_cond: bool = True  # project the pooled text embedding into the heads' logits

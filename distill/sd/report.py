@@ -30,7 +30,8 @@ def write_sd_report(recipe, run_dir: Path) -> Path:
 
     sc, R, run_dir = recipe.sd, recipe.data.resolution, Path(run_dir)
     name = json.loads((run_dir / "pipeline" / "model_index.json").read_text())["_class_name"]
-    student = getattr(diffusers, name).from_pretrained(str(run_dir / "pipeline"))
+    student = getattr(diffusers, name).from_pretrained(str(run_dir / "pipeline"), torch_dtype=getattr(torch, sc.export_dtype))
+    student.to(torch.float32)  # CPU sampling for the grid
     student.set_progress_bar_config(disable=True)
     teacher = load_sd_teacher(recipe.distill.teacher, sc.revision, sc.variant)
     prompts = list(sc.sample_prompts)

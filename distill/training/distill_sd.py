@@ -251,7 +251,7 @@ def train_sd_distill(recipe) -> Path:
             ema.store(trainable)
             ema.copy_to(trainable)
         student.eval()
-        export_student(run_dir / "pipeline", tpipe, student, dc.student_timesteps)
+        export_student(run_dir / "pipeline", tpipe, student, dc.student_timesteps, sc.export_dtype)
         if ema is not None:
             ema.restore(trainable)
     accelerator.end_training()
