@@ -230,14 +230,16 @@ def test_sd_recipes_parse(recipe):
 
 
 def test_bf16_mixed_precision_with_r1_and_export(tiny_sd, tmp_path):
-    """bf16 autocast (CPU): frozen text encoders / VAE / base UNet in bf16, adapters in fp32, R1 through
-    accelerate's fp32 output conversion; the export is one dtype and reloads in plain diffusers."""
+    """bf16 autocast (CPU): frozen text encoders / VAE / base UNet in bf16, adapters in fp32, synthetic
+    teacher samples, R1 through accelerate's fp32 output conversion; the export is one dtype and
+    reloads in plain diffusers."""
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(True)  # accelerate keeps one process-wide state (mixed precision)
     try:
-        run = train_sd_distill(sd_recipe(tmp_path, tiny_sd, sd={"lora_rank": 4}, distill={"r1_gamma": 1e-3},
-                                         mixed_precision="bf16"))
+        run = train_sd_distill(sd_recipe(tmp_path, tiny_sd, distill={"r1_gamma": 1e-3}, mixed_precision="bf16",
+                                         sd={"lora_rank": 4, "input": "synthetic", "synthetic_count": 4,
+                                             "synthetic_steps": 2}))
     finally:
         AcceleratorState._reset_state(True)
     rows = [r for r in read_metrics(run / "metrics.jsonl") if "loss_d" in r]
@@ -245,3 +247,18 @@ def test_bf16_mixed_precision_with_r1_and_export(tiny_sd, tmp_path):
     pipe = StableDiffusionPipeline.from_pretrained(str(run / "pipeline"))
     assert {p.dtype for m in [pipe.unet, pipe.vae, pipe.text_encoder] for p in m.parameters()} == {torch.float32}
     assert torch.isfinite(_sample(pipe, 1)).all()
+
+
+def test_tiny_autoencoder_decoder(tiny_sd, tmp_path):
+    """sd.taesd: an AutoencoderTiny decodes for the pixel-space loss (full fine-tuning, 1 step)."""
+    from distill.sd.teacher import load_sd_teacher, make_decoder
+    from distill.sd.tiny import build_tiny_taesd
+
+    taesd = str(build_tiny_taesd(tmp_path / "taesd"))
+    dec = make_decoder(load_sd_teacher(tiny_sd), taesd)
+    assert type(dec.vae).__name__ == "AutoencoderTiny" and dec(torch.randn(2, 4, R // 2, R // 2)).shape == (2, 3, R, R)
+    run = train_sd_distill(sd_recipe(tmp_path, tiny_sd, sd={"taesd": taesd, "loss_space": "pixel"}, max_steps=1,
+                                     checkpoint_every=1))
+    assert (run / "pipeline/model_index.json").is_file()
+    with pytest.raises(DistillError, match="sd.taesd"):
+        make_decoder(load_sd_teacher(tiny_sd), str(tmp_path / "missing"))

@@ -127,3 +127,13 @@ def build_tiny_sdxl(folder: str | Path, resolution: int = 16, seed: int = 0, ove
         scheduler=tiny_scheduler(), force_zeros_for_empty_prompt=True)
     pipe.save_pretrained(str(folder))
     return folder
+
+
+def build_tiny_taesd(folder: str | Path, seed: int = 0) -> Path:
+    """A tiny AutoencoderTiny (TAESD class, random weights) with the tiny VAE's factor 2, for `sd.taesd`."""
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    AutoencoderTiny(encoder_block_out_channels=(16, 16), decoder_block_out_channels=(16, 16), num_encoder_blocks=(1, 1),
+                    num_decoder_blocks=(1, 1), latent_channels=4).save_pretrained(str(folder))
+    return Path(folder)

@@ -105,7 +105,8 @@ def train_sd_distill(recipe) -> Path:
     if R % f:
         raise RecipeError(f"data.resolution={R} must be a multiple of the VAE factor {f}")
     decode = make_decoder(tpipe, sc.taesd)
-    data = load_latents(recipe, tpipe, run_dir, accelerator.is_main_process)
+    with accelerator.autocast():  # bf16 text encoders / VAE with the fp32 UNet (synthetic samples)
+        data = load_latents(recipe, tpipe, run_dir, accelerator.is_main_process)
     P, rank, A = accelerator.num_processes, accelerator.process_index, tc.gradient_accumulation_steps
     micro_batch_size(tc.batch_size, A, P)
 
