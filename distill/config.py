@@ -22,6 +22,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from .errors import RecipeError
+from .sd.config import SDConfig
 from .translate.config import TranslateConfig
 
 
@@ -146,6 +147,7 @@ class Recipe:
     distill: DistillConfig = field(default_factory=DistillConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     translate: TranslateConfig = field(default_factory=TranslateConfig)
+    sd: SDConfig = field(default_factory=SDConfig)
 
 
 # ----------------------------------------------------------------------------------------------

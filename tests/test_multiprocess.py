@@ -51,3 +51,27 @@ def test_two_processes_equal_one(tmp_path, task):
         moved = load_file(teacher / "pipeline" / "unet" / "diffusion_pytorch_model.safetensors")
         w = load_file(tmp_path / "one" / "checkpoints" / "checkpoint-2" / "student.safetensors")
         assert max(float((w[k] - moved[k]).abs().max()) for k in w) > 1e-4
+
+
+def test_sd_distill_two_processes_equal_one(tmp_path):
+    """sd-distill with LoRA (the teacher pass and the LADD features run the DDP-wrapped UNet's raw
+    module with adapters disabled): 2 processes x 2 samples = 1 process x 4 samples."""
+    from distill.sd.tiny import build_tiny_sd
+
+    teacher = build_tiny_sd(tmp_path / "teacher", 16)
+    r = {"task": "sd-distill", "data": {"source": "digits", "resolution": 16, "limit": 16},
+         "distill": {"teacher": str(teacher), "head_channels": 8, "augment": "", "r1_gamma": 1e-3},
+         "sd": {"lora_rank": 4, "gradient_checkpointing": True, "loss_space": "pixel", "teacher_sample_steps": 2},
+         "train": {"max_steps": 2, "batch_size": 4, "learning_rate": 1e-3, "lr_scheduler": "constant",
+                   "lr_warmup_steps": 0, "checkpoint_every": 2, "ema_decay": 0.0, "log_every": 1}}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(r))
+    _launch(1, path, tmp_path / "one")
+    _launch(2, path, tmp_path / "two")
+    for name in ["student.safetensors", "heads.safetensors"]:
+        a = load_file(tmp_path / "one" / "checkpoints" / "checkpoint-2" / name)
+        b = load_file(tmp_path / "two" / "checkpoints" / "checkpoint-2" / name)
+        assert a.keys() == b.keys()
+        worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+        assert worst < 1e-5, (name, worst)
+    assert (tmp_path / "two" / "pipeline" / "lora" / "pytorch_lora_weights.safetensors").is_file()

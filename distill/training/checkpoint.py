@@ -1,7 +1,8 @@
 """Checkpoints written atomically (temp folder, then rename) and resumed exactly.
 
 A checkpoint folder `checkpoints/checkpoint-<step>/` holds:
-  <name>.safetensors  model weights (safetensors)
+  <name>.safetensors  model weights (safetensors): an nn.Module, or any object with
+                      state_dict()/load_state_dict() over tensors (e.g. LoRA adapter weights only)
   <name>.pt           optimizer / LR-scheduler / EMA states (tensors and numbers only, loaded
                       with `torch.load(weights_only=True)`: nothing is unpickled)
   state.json          the step and anything else the trainer needs
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 from ..errors import DistillError
 
@@ -51,7 +52,10 @@ def save_checkpoint(run_dir: Path, step: int, models: dict, states: dict, extra:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     for name, module in models.items():
-        save_model(module, str(tmp / f"{name}.safetensors"))
+        if isinstance(module, torch.nn.Module):
+            save_model(module, str(tmp / f"{name}.safetensors"))
+        else:
+            save_file(module.state_dict(), str(tmp / f"{name}.safetensors"))
     for name, obj in states.items():
         torch.save(obj.state_dict(), tmp / f"{name}.pt")
     (tmp / "state.json").write_text(json.dumps({"step": step, **(extra or {})}))
@@ -75,7 +79,10 @@ def load_checkpoint(path: Path, models: dict, states: dict, map_location="cpu") 
         f = path / f"{name}.safetensors"
         if not f.is_file():
             raise DistillError(f"{f}: missing from checkpoint")
-        load_model(module, str(f), device=str(next(module.parameters()).device))
+        if isinstance(module, torch.nn.Module):
+            load_model(module, str(f), device=str(next(module.parameters()).device))
+        else:
+            module.load_state_dict(load_file(str(f)))
     for name, obj in states.items():
         f = path / f"{name}.pt"
         if not f.is_file():

@@ -27,12 +27,13 @@ from diffusers.training_utils import EMAModel
 from ..data import load_images
 from ..discriminator import NUM_RANDOM, Discriminator, build_backbone
 from ..errors import DistillError, RecipeError
-from ..gan.losses import get_adv_loss, r1_penalty
+from ..gan.losses import get_adv_loss
 from ..losses import DISTILL_WEIGHTINGS, alpha_sigma, distillation_loss, nfsd_target, pred_x0
 from ..pipelines import DistillPipeline
 from ..runs import MetricsLog, prepare_run_dir
 from ..sampling import model_output, null_label
 from ..teachers import load_teacher
+from .add_steps import check_finite, d_loss_and_metrics, g_metrics, log_step
 from .checkpoint import load_checkpoint, resolve_resume, save_checkpoint
 from .common import EpochSampler, generator, make_accelerator, micro_batch_size, progress, shard
 from .monitor import coverage_check
@@ -113,7 +114,7 @@ def train_distill(recipe) -> Path:
     student = copy.deepcopy(teacher).requires_grad_(True).train()  # initialised from the teacher
     backbone = build_backbone(dc.backbone, teacher, ns, dc.backbone_layers or None, dc.backbone_pretrained,
                               dc.backbone_img_size)
-    disc = Discriminator(backbone, num_classes, dc.head_channels, dc.spectral_norm, dc.augment, dc.head_norm)
+    disc = Discriminator(backbone, num_classes, dc.head_channels, dc.spectral_norm, dc.augment, head_norm=dc.head_norm)
     ema = EMAModel(student.parameters(), decay=tc.ema_decay, model_cls=type(student), model_config=student.config)
     betas = (dc.adam_beta1, dc.adam_beta2)
     opt_g = torch.optim.AdamW(student.parameters(), lr=tc.learning_rate, betas=betas, weight_decay=tc.weight_decay)
@@ -171,18 +172,12 @@ def train_distill(recipe) -> Path:
                     logits, feats = disc(torch.cat([b["x0"], fake]), y2, torch.cat([b["t_d"], b["t_d"]]),
                                          torch.cat([b["noise_d"][:, 0], b["noise_d"][:, 1]]),
                                          torch.cat([b["u"][:, 0], b["u"][:, 1]]), return_features=dc.r1_gamma > 0)
-                    real_logits, fake_logits = logits[:B], logits[B:]
-                    loss_d = adv.d_loss(real_logits, fake_logits)
-                    r1 = torch.zeros_like(loss_d)
-                    if dc.r1_gamma > 0:  # R1 on the heads' inputs for real images (Mescheder et al. 2018)
-                        r1 = r1_penalty(real_logits, feats)[:B]  # grads w.r.t. the (2B) leaves; real half
-                    accelerator.backward((loss_d + dc.r1_gamma / 2 * r1).mean())
+                    loss_d, md = d_loss_and_metrics(adv, logits, feats, B, dc.r1_gamma)
+                    accelerator.backward(loss_d)
                     if accelerator.sync_gradients:
                         m["grad_norm_d"] = _grad_norm(raw_disc.heads.parameters())
                     opt_d.step()
-                m.update(loss_d=loss_d.mean().detach(), r1=r1.mean().detach(),
-                         d_acc_real=(real_logits > adv.threshold).float().mean().detach(),
-                         d_acc_fake=(fake_logits < adv.threshold).float().mean().detach())
+                m.update(md)
         # ---- student phase
         opt_g.zero_grad(set_to_none=True)
         for a in range(A):
@@ -202,23 +197,15 @@ def train_distill(recipe) -> Path:
                     m["grad_norm_g"] = float(accelerator.clip_grad_norm_(student.parameters(), tc.max_grad_norm))
                 opt_g.step()
             opt_d.zero_grad(set_to_none=True)  # the G pass left gradients on the heads
-        m.update(loss_g=loss_adv.mean().detach(), loss_adv=loss_adv.mean().detach(),
-                 loss_distill=loss_distill.mean().detach(), loss=loss_g.detach())
-        if not all(torch.isfinite(torch.as_tensor(v)).all() for v in m.values()):
-            where = f"; the last good checkpoint is {last_ckpt}" if last_ckpt else "; no checkpoint was written yet"
-            bad = ", ".join(k for k, v in m.items() if not torch.isfinite(torch.as_tensor(v)).all())
-            raise DistillError(f"non-finite {bad} at step {step + 1}: stopped{where} (lower the learning rates)")
+        m.update(g_metrics(loss_adv, loss_distill, loss_g))
+        check_finite(m, step, last_ckpt)
         lr_sched.step()
         ema.step(raw_student.parameters())
         step += 1
         bar.update(1)
 
         if step % tc.log_every == 0 or step == tc.max_steps:
-            vals = {k: accelerator.reduce(torch.as_tensor(v, device=dev, dtype=torch.float32), reduction="mean").item()
-                    for k, v in sorted(m.items())}
-            row = log.log(step, **vals, lr=lr_sched.get_last_lr()[0], lr_d=dc.d_learning_rate)
-            accelerator.log({k: v for k, v in row.items() if isinstance(v, float)}, step=step)
-            bar.set_postfix(d=f"{vals['loss_d']:.3f}", dist=f"{vals['loss_distill']:.4f}")
+            log_step(accelerator, log, bar, step, m, lr_sched.get_last_lr()[0], dc.d_learning_rate)
         if accelerator.is_main_process and dc.coverage_classifier and (step % dc.coverage_every == 0 or step == tc.max_steps):
             ema.store(raw_student.parameters())
             ema.copy_to(raw_student.parameters())

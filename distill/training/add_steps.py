@@ -1,0 +1,46 @@
+"""Pieces of one ADD optimizer step shared by the pixel loop (`distill.py`) and the latent Stable
+Diffusion loop (`distill_sd.py`): the discriminator loss with R1 and its metrics, the non-finite
+guard, and the logging of a step."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import DistillError
+from ..gan.losses import r1_penalty
+
+
+def d_loss_and_metrics(adv, logits: torch.Tensor, feats, B: int, r1_gamma: float):
+    """logits (2B, L) for [real; fake] -> (scalar L_D + gamma/2 R1, metrics). R1 on the heads'
+    inputs for real images (Mescheder et al. 2018): grads w.r.t. the (2B) feature leaves, real half."""
+    real_logits, fake_logits = logits[:B].float(), logits[B:].float()
+    loss_d = adv.d_loss(real_logits, fake_logits)
+    r1 = torch.zeros_like(loss_d)
+    if r1_gamma > 0:
+        r1 = r1_penalty(real_logits, feats)[:B]
+    metrics = dict(loss_d=loss_d.mean().detach(), r1=r1.mean().detach(),
+                   d_acc_real=(real_logits > adv.threshold).float().mean().detach(),
+                   d_acc_fake=(fake_logits < adv.threshold).float().mean().detach())
+    return (loss_d + r1_gamma / 2 * r1).mean(), metrics
+
+
+def g_metrics(loss_adv, loss_distill, loss_g) -> dict:
+    return dict(loss_g=loss_adv.mean().detach(), loss_adv=loss_adv.mean().detach(),
+                loss_distill=loss_distill.mean().detach(), loss=loss_g.detach())
+
+
+def check_finite(m: dict, step: int, last_ckpt) -> None:
+    """Stop with a one-line error naming the non-finite metrics and the last good checkpoint."""
+    bad = [k for k, v in m.items() if not torch.isfinite(torch.as_tensor(v)).all()]
+    if bad:
+        where = f"; the last good checkpoint is {last_ckpt}" if last_ckpt else "; no checkpoint was written yet"
+        raise DistillError(f"non-finite {', '.join(bad)} at step {step + 1}: stopped{where} (lower the learning rates)")
+
+
+def log_step(accelerator, log, bar, step: int, m: dict, lr: float, lr_d: float) -> None:
+    """Mean over processes, one metrics.jsonl row, TensorBoard, progress-bar postfix."""
+    vals = {k: accelerator.reduce(torch.as_tensor(v, device=accelerator.device, dtype=torch.float32),
+                                  reduction="mean").item() for k, v in sorted(m.items())}
+    row = log.log(step, **vals, lr=lr, lr_d=lr_d)
+    accelerator.log({k: v for k, v in row.items() if isinstance(v, float)}, step=step)
+    bar.set_postfix(d=f"{vals['loss_d']:.3f}", dist=f"{vals['loss_distill']:.4f}")
