@@ -72,10 +72,16 @@ class LoraWeights:
     """state_dict / load_state_dict over a UNet's adapter weights only (for checkpoints)."""
 
     def __init__(self, unet):
-        self.unet = unet
+        self.module = self.unet = unet
 
     def state_dict(self):
         return lora_state_dict(self.unet)
+
+    def select(self, unet_state_dict):
+        """The adapter entries of a full UNet state dict (e.g. one gathered from FSDP shards)."""
+        from peft.utils import get_peft_model_state_dict
+
+        return {k: v.contiguous() for k, v in get_peft_model_state_dict(self.unet, state_dict=unet_state_dict).items()}
 
     def load_state_dict(self, sd):
         from peft.utils import set_peft_model_state_dict
@@ -98,6 +104,18 @@ def save_lora(folder, unet, pipeline_cls) -> None:
         cfg = unet.peft_config["default"].to_dict()
         kw["unet_lora_adapter_metadata"] = {k: (sorted(v) if isinstance(v, set) else v) for k, v in cfg.items()}
     pipeline_cls.save_lora_weights(str(folder), unet_lora_layers=lora_state_dict(unet), safe_serialization=True, **kw)
+
+
+def unsharded_copy(unet, state_dict):
+    """A plain UNet2DConditionModel of `unet`'s config (and LoRA adapters) holding `state_dict`: the
+    student gathered from FSDP shards, to export."""
+    from diffusers import UNet2DConditionModel
+
+    u = UNet2DConditionModel.from_config(unet.config)
+    if has_lora(unet):
+        u.add_adapter(unet.peft_config["default"])
+    u.load_state_dict(state_dict)
+    return u
 
 
 def fused_copy(unet):

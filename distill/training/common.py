@@ -3,6 +3,7 @@ global/micro batch arithmetic, and the progress bar."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from typing import Optional
 
@@ -27,6 +28,21 @@ def make_accelerator(train_cfg, run_dir) -> Accelerator:
         log_with=log_with,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir)),
     )
+
+
+@contextlib.contextmanager
+def whole_fsdp_unit(accelerator):
+    """Under FSDP, `prepare` inside shards a model as one unit: the configured auto-wrap policy names
+    the student's layer classes (recipes/accelerate/fsdp.yaml), which e.g. discriminator heads lack."""
+    plugin = getattr(accelerator.state, "fsdp_plugin", None)
+    saved = plugin.auto_wrap_policy if plugin is not None else None
+    if plugin is not None:
+        plugin.auto_wrap_policy = None
+    try:
+        yield
+    finally:
+        if plugin is not None:
+            plugin.auto_wrap_policy = saved
 
 
 def micro_batch_size(global_batch: int, accum: int, num_processes: int) -> int:

@@ -30,18 +30,18 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 
 from ..discriminator import NUM_RANDOM, Discriminator, build_backbone
-from ..errors import RecipeError
+from ..errors import DistillError, RecipeError
 from ..gan.losses import get_adv_loss
 from ..losses import DISTILL_WEIGHTINGS, alpha_sigma, distillation_loss, nfsd_target, pred_x0
 from ..runs import MetricsLog, prepare_run_dir
 from ..sd.data import LatentSet, encode_images, load_captioned_images, prompt_list, synthetic_latents
 from ..sd.export import export_student
 from ..sd.features import DecodedFeatures, SDTeacherFeatures
-from ..sd.lora import LoraWeights, as_teacher, add_lora
+from ..sd.lora import LoraWeights, as_teacher, add_lora, unsharded_copy
 from ..sd.teacher import TextCond, cfg_out, encode_prompts, load_sd_teacher, make_decoder, null_cond, unet_out
 from .add_steps import check_finite, d_loss_and_metrics, g_metrics, log_step
-from .checkpoint import load_checkpoint, resolve_resume, save_checkpoint
-from .common import EpochSampler, generator, make_accelerator, micro_batch_size, progress, shard
+from .checkpoint import gathered, is_fsdp, load_checkpoint, load_optimizers, resolve_resume, save_all
+from .common import EpochSampler, generator, make_accelerator, micro_batch_size, progress, shard, whole_fsdp_unit
 from .distill import _grad_norm, eps_from_output
 
 DTYPES = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -75,12 +75,34 @@ def load_latents(recipe, tpipe, run_dir: Path, is_main: bool) -> LatentSet:
                              R, recipe.train.seed, cache, recipe.distill.teacher)
 
 
+def check_distributed(accelerator, tc) -> None:
+    """Fail early on launches this loop does not support (one line each)."""
+    import os
+
+    from accelerate.utils import DistributedType
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world != accelerator.num_processes:
+        raise DistillError(f"launched {world} processes but accelerate formed {accelerator.num_processes} "
+                           "(without a GPU, `accelerate launch --use_fsdp` does not form a process group)")
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        raise DistillError("DeepSpeed is not supported by sd-distill (it prepares two models and two optimizers; "
+                           "accelerate needs one DeepSpeed engine per model): use DDP or FSDP")
+    if is_fsdp(accelerator):
+        if not accelerator.is_fsdp2:
+            raise DistillError("sd-distill under FSDP needs fsdp_version: 2 (see recipes/accelerate/fsdp.yaml)")
+        if tc.ema_decay > 0:
+            raise DistillError("train.ema_decay > 0 is not supported under FSDP (the EMA would hold sharded "
+                               "parameters): set train.ema_decay: 0")
+
+
 def train_sd_distill(recipe) -> Path:
     tc, dc, sc = recipe.train, recipe.distill, recipe.sd
     if not dc.teacher:
         raise RecipeError("recipe key 'distill.teacher' is required (a Stable Diffusion pipeline: Hub id or folder)")
     run_dir = Path(recipe.output_dir)
     accelerator = make_accelerator(tc, run_dir)
+    check_distributed(accelerator, tc)
     resume = resolve_resume(run_dir, tc.resume_from_checkpoint)
     prepare_run_dir(recipe, resuming=bool(tc.resume_from_checkpoint), is_main=accelerator.is_main_process)
     if sc.build_tiny:
@@ -141,11 +163,17 @@ def train_sd_distill(recipe) -> Path:
     lr_sched = get_scheduler(tc.lr_scheduler, opt_g, num_warmup_steps=tc.lr_warmup_steps, num_training_steps=tc.max_steps)
     states = {"optimizer_g": opt_g, "optimizer_d": opt_d, "lr_scheduler": lr_sched, **({"ema": ema} if ema else {})}
     weights = {"student": LoraWeights(student) if sc.lora_rank > 0 else student, "heads": disc.heads}
-    step = 0
-    if resume is not None:
-        step = load_checkpoint(resume, weights, states)["step"]
+    step, fsdp = 0, is_fsdp(accelerator)
+    if resume is not None:  # weights into the unsharded modules; under FSDP the optimizers after prepare
+        step = load_checkpoint(resume, weights, {k: v for k, v in states.items() if not (fsdp and k.startswith("optimizer"))})["step"]
         accelerator.print(f"resumed from {resume} at step {step}")
-    student_w, disc, opt_g, opt_d = accelerator.prepare(student, disc, opt_g, opt_d)
+    student_w, opt_g = accelerator.prepare(student, opt_g)  # one model per call (FSDP2)
+    with whole_fsdp_unit(accelerator):
+        disc, opt_d = accelerator.prepare(disc, opt_d)
+    owners = {"optimizer_g": (student_w, opt_g), "optimizer_d": (disc, opt_d)}
+    if resume is not None and fsdp:
+        load_optimizers(accelerator, resume, owners)
+    trainable = [p for p in student_w.parameters() if p.requires_grad]  # FSDP swaps in sharded parameters
     if ema is not None:
         ema.to(dev)
     adv = get_adv_loss(dc.adv_loss)
@@ -237,16 +265,18 @@ def train_sd_distill(recipe) -> Path:
             log_step(accelerator, log, bar, step, m, lr_sched.get_last_lr()[0], dc.d_learning_rate)
         interrupted = tc.interrupt_at is not None and step >= tc.interrupt_at
         if step % tc.checkpoint_every == 0 or step == tc.max_steps or interrupted:
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                last_ckpt = save_checkpoint(run_dir, step, weights, {**states, "optimizer_g": opt_g.optimizer,
-                                            "optimizer_d": opt_d.optimizer}, total_limit=tc.checkpoints_total_limit)
+            last_ckpt = save_all(accelerator, run_dir, step, weights, {**states, "optimizer_g": opt_g.optimizer,
+                                 "optimizer_d": opt_d.optimizer}, {k: m for k, (m, _) in owners.items()},
+                                 tc.checkpoints_total_limit)
         if interrupted:
             bar.close()
             accelerator.end_training()
             return run_dir
     bar.close()
     accelerator.wait_for_everyone()
+    if fsdp:  # every process gathers the shards; the main one exports a plain copy
+        full = gathered(accelerator, student_w)
+        student = unsharded_copy(student, full) if accelerator.is_main_process else None
     if accelerator.is_main_process:
         if ema is not None:
             ema.store(trainable)
