@@ -75,3 +75,38 @@ def test_sd_distill_two_processes_equal_one(tmp_path):
         worst = max(float((a[k] - b[k]).abs().max()) for k in a)
         assert worst < 1e-5, (name, worst)
     assert (tmp_path / "two" / "pipeline" / "lora" / "pytorch_lora_weights.safetensors").is_file()
+
+
+@pytest.mark.slow  # ~65 s on 2 CPU cores
+def test_sd_distill_fsdp2_two_cpu_processes(tmp_path):
+    """sd-distill with LoRA under FSDP2 (full shard) on 2 CPU processes (gloo, torchrun + tests/fsdp_cpu.py):
+    the gathered checkpoint and the exported UNet match 1 process x 4 samples, and the run resumes.
+    r1_gamma: 0, as the R1 backward through the sharded UNet segfaults on CPU (docs/memory.md)."""
+    from distill.sd.tiny import build_tiny_sd
+
+    teacher = build_tiny_sd(tmp_path / "teacher", 16)
+    r = {"task": "sd-distill", "data": {"source": "digits", "resolution": 16, "limit": 16},
+         "distill": {"teacher": str(teacher), "head_channels": 8, "augment": "", "r1_gamma": 0.0},
+         "sd": {"lora_rank": 4, "gradient_checkpointing": True, "loss_space": "pixel", "teacher_sample_steps": 2},
+         "train": {"max_steps": 2, "batch_size": 4, "learning_rate": 1e-3, "lr_scheduler": "constant",
+                   "lr_warmup_steps": 0, "checkpoint_every": 2, "ema_decay": 0.0, "log_every": 1},
+         "eval": {"num_samples": 0}}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(r))
+    _launch(1, path, tmp_path / "one")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+    script = os.path.join(os.path.dirname(__file__), "fsdp_cpu.py")
+    for extra in [[], ["train.max_steps=3", "train.resume_from_checkpoint=latest"]]:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(29300 + os.getpid() % 500), script, "run", str(path), f"output_dir={tmp_path / 'fsdp'}",
+               *extra]
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        if not extra:
+            for name in ["checkpoints/checkpoint-2/student.safetensors", "checkpoints/checkpoint-2/heads.safetensors",
+                         "pipeline/unet/diffusion_pytorch_model.safetensors"]:
+                a, b = load_file(tmp_path / "one" / name), load_file(tmp_path / "fsdp" / name)
+                assert a.keys() == b.keys()
+                worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+                assert worst < 2e-4, (name, worst)
+    assert (tmp_path / "fsdp" / "checkpoints" / "checkpoint-3" / "optimizer_g.pt").is_file()

@@ -218,7 +218,7 @@ def test_accelerate_configs_load(name, kind, procs):
     cfg = load_config_from_file(f"recipes/accelerate/{name}.yaml")
     assert cfg.distributed_type.name == kind and cfg.num_processes == procs and cfg.mixed_precision == "bf16"
     if kind == "FSDP":
-        assert cfg.fsdp_config["fsdp_sharding_strategy"] == "FULL_SHARD" and cfg.fsdp_config["fsdp_use_orig_params"]
+        assert cfg.fsdp_config["fsdp_version"] == 2 and cfg.fsdp_config["fsdp_reshard_after_forward"] is True
     if kind == "DEEPSPEED":
         assert cfg.deepspeed_config["zero_stage"] == 2
 

@@ -60,8 +60,8 @@ def gathered(accelerator, obj, model=None):
     dict is gathered to the main process (the others get {}); `obj` is a prepared module, an object
     wrapping one as `obj.module` with `obj.select(module_state_dict)` (LoraWeights), or, with `model`
     (the prepared module it steps), an optimizer. Otherwise `obj` itself (written as before)."""
-    if not is_fsdp(accelerator):
-        return obj
+    if not is_fsdp(accelerator) or not (model is not None or hasattr(obj, "select") or isinstance(obj, torch.nn.Module)):
+        return obj  # also LR schedulers: not sharded
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
 
     opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
