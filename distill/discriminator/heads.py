@@ -35,7 +35,7 @@ class PatchHead(nn.Module):
     def __init__(self, c_in: int, c_hidden: int = 64, num_classes: Optional[int] = None, sn: bool = True,
                  cond_dim: Optional[int] = None, norm: str = "group"):
         super().__init__()
-        self.conv = _sn(nn.Conv2d(c_in, c_hidden, 3, padding=1), sn)
+        self.conv = _sn(nn.Conv2d(c_in, c_hidden, 3, padding=1, bias=norm == "none"), sn)  # a norm removes a bias
         self.norm = HEAD_NORMS[norm](c_hidden)
         self.act = nn.LeakyReLU(0.2)
         self.mix = _sn(nn.Conv2d(c_hidden, c_hidden, 1), sn)

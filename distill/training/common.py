@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 from typing import Optional
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration
 
-from ..errors import RecipeError
+from ..errors import DistillError, RecipeError
 
 
 def make_accelerator(train_cfg, run_dir) -> Accelerator:
@@ -22,12 +23,17 @@ def make_accelerator(train_cfg, run_dir) -> Accelerator:
         log_with = "tensorboard"
     except ImportError:
         log_with = None
-    return Accelerator(
+    accelerator = Accelerator(
         mixed_precision=train_cfg.mixed_precision,
         gradient_accumulation_steps=train_cfg.gradient_accumulation_steps,
         log_with=log_with,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir)),
     )
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world != accelerator.num_processes:  # P independent copies would write into one run folder
+        raise DistillError(f"launched {world} processes but accelerate formed {accelerator.num_processes} (on CPU "
+                           "launch with `ACCELERATE_USE_CPU=true torchrun --nproc_per_node N -m distill.cli run ...`)")
+    return accelerator
 
 
 @contextlib.contextmanager

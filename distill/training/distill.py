@@ -137,7 +137,8 @@ def train_distill(recipe) -> Path:
     if accelerator.is_main_process:
         accelerator.init_trackers("logs")
         if step == 0:
-            log.log(0, dataset_size=len(data), lr=tc.learning_rate, lr_d=dc.d_learning_rate)
+            log.log(0, dataset_size=len(data), processes=accelerator.num_processes, lr=tc.learning_rate,
+                    lr_d=dc.d_learning_rate)
     sampler = EpochSampler(len(data), tc.seed)
     n = tc.batch_size // A  # global samples per accumulation slice
     bar = progress(tc.max_steps, step, accelerator.is_local_main_process, f"distill {recipe.name}")

@@ -77,14 +77,8 @@ def load_latents(recipe, tpipe, run_dir: Path, is_main: bool) -> LatentSet:
 
 def check_distributed(accelerator, tc) -> None:
     """Fail early on launches this loop does not support (one line each)."""
-    import os
-
     from accelerate.utils import DistributedType
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world != accelerator.num_processes:
-        raise DistillError(f"launched {world} processes but accelerate formed {accelerator.num_processes} "
-                           "(without a GPU, `accelerate launch --use_fsdp` does not form a process group)")
     if accelerator.distributed_type == DistributedType.DEEPSPEED:
         raise DistillError("DeepSpeed is not supported by sd-distill (it prepares two models and two optimizers; "
                            "accelerate needs one DeepSpeed engine per model): use DDP or FSDP")
@@ -183,7 +177,7 @@ def train_sd_distill(recipe) -> Path:
     if accelerator.is_main_process:
         accelerator.init_trackers("logs")
         if step == 0:
-            log.log(0, dataset_size=len(data), lr=tc.learning_rate, lr_d=dc.d_learning_rate,
+            log.log(0, dataset_size=len(data), processes=accelerator.num_processes, lr=tc.learning_rate, lr_d=dc.d_learning_rate,
                     trainable_params=sum(p.numel() for p in trainable))
     sampler = EpochSampler(len(data), tc.seed)
     n = tc.batch_size // A

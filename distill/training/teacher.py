@@ -90,6 +90,8 @@ def train_teacher(recipe) -> Path:
     log = MetricsLog(run_dir / "metrics.jsonl", resume_step=step, enabled=accelerator.is_main_process)
     if accelerator.is_main_process:
         accelerator.init_trackers("logs")
+        if step == 0:
+            log.log(0, dataset_size=len(data), processes=accelerator.num_processes)
     sampler = EpochSampler(len(data), tc.seed)
     T = noise_scheduler.config.num_train_timesteps
     slice_size = tc.batch_size // A  # global samples per accumulation slice
