@@ -26,6 +26,8 @@ def test_run_folder_and_loss_falls(tmp_path):
         assert (run_dir / f).exists(), f
     assert any((run_dir / "logs").rglob("events.out.tfevents*"))
     rows = read_metrics(run_dir / "metrics.jsonl")
+    assert rows[0]["step"] == 0 and rows[0]["processes"] == 1 and rows[0]["dataset_size"] > 0  # run facts
+    rows = rows[1:]
     assert [r["step"] for r in rows] == list(range(1, 41))
     first = sum(r["loss"] for r in rows[:5]) / 5
     last = sum(r["loss"] for r in rows[-5:]) / 5
@@ -55,7 +57,7 @@ def test_resume_is_exact(tmp_path):
     eb = torch.load(part / "checkpoints" / "checkpoint-6" / "ema.pt", weights_only=True)["shadow_params"]
     assert all(torch.equal(a, b) for a, b in zip(ea, eb))
     steps = [r["step"] for r in read_metrics(part / "metrics.jsonl")]
-    assert steps == list(range(1, 7))  # no duplicated lines after resume
+    assert steps == list(range(0, 7))  # no duplicated lines after resume
 
 
 def test_refuses_to_overwrite_run(tmp_path):
