@@ -24,6 +24,28 @@ def d_loss_and_metrics(adv, logits: torch.Tensor, feats, B: int, r1_gamma: float
     return (loss_d + r1_gamma / 2 * r1).mean(), metrics
 
 
+def d_update(accelerator, disc, heads, opt_d, adv, real, fake, cond2, b: dict, r1_gamma: float, m: dict) -> None:
+    """One discriminator micro step on real and fake halves (B each, one forward of 2B): hinge/ns/...
+    loss + gamma/2 R1 (Eq. 2-3, ADD), backward, step; writes loss and accuracy metrics into `m`.
+    `b` holds the draws t_d (B,), noise_d (B, 2, ...), u (B, 2, K); `cond2` the labels/text of both halves;
+    `disc` is the (wrapped) discriminator or a callable around it, `heads` its unwrapped trainable heads."""
+    B = real.shape[0]
+    logits, feats = disc(torch.cat([real, fake]), cond2, torch.cat([b["t_d"], b["t_d"]]),
+                         torch.cat([b["noise_d"][:, 0], b["noise_d"][:, 1]]), torch.cat([b["u"][:, 0], b["u"][:, 1]]),
+                         return_features=r1_gamma > 0)
+    loss_d, md = d_loss_and_metrics(adv, logits, feats, B, r1_gamma)
+    accelerator.backward(loss_d)
+    if accelerator.sync_gradients:
+        m["grad_norm_d"] = grad_norm(heads.parameters())
+    opt_d.step()
+    m.update(md)
+
+
+def grad_norm(params) -> float:
+    sq = [p.grad.detach().float().pow(2).sum() for p in params if p.grad is not None]
+    return float(torch.stack(sq).sum().sqrt()) if sq else 0.0
+
+
 def g_metrics(loss_adv, loss_distill, loss_g) -> dict:
     return dict(loss_g=loss_adv.mean().detach(), loss_adv=loss_adv.mean().detach(),
                 loss_distill=loss_distill.mean().detach(), loss=loss_g.detach())

@@ -33,7 +33,7 @@ from ..pipelines import DistillPipeline
 from ..runs import MetricsLog, prepare_run_dir
 from ..sampling import model_output, null_label
 from ..teachers import load_teacher
-from .add_steps import check_finite, d_loss_and_metrics, g_metrics, log_step
+from .add_steps import check_finite, d_update, g_metrics, log_step
 from .checkpoint import load_checkpoint, resolve_resume, save_checkpoint
 from .common import EpochSampler, generator, make_accelerator, micro_batch_size, progress, shard
 from .monitor import coverage_check
@@ -81,11 +81,6 @@ def resolve_teacher_path(spec: str) -> str:
 
         return str(ASSETS / "teachers" / spec.split(":", 1)[1])
     return spec
-
-
-def _grad_norm(params) -> float:
-    sq = [p.grad.detach().float().pow(2).sum() for p in params if p.grad is not None]
-    return float(torch.stack(sq).sum().sqrt()) if sq else 0.0
 
 
 def train_distill(recipe) -> Path:
@@ -168,17 +163,8 @@ def train_distill(recipe) -> Path:
                 with torch.no_grad():
                     fake = student_x0(student, ns, ns.add_noise(b["x0"], b["eps"], b["s"]), b["s"], b["y"])
                 with accelerator.accumulate(disc):
-                    B = b["x0"].shape[0]
                     y2 = torch.cat([b["y"], b["y"]]) if b["y"] is not None else None
-                    logits, feats = disc(torch.cat([b["x0"], fake]), y2, torch.cat([b["t_d"], b["t_d"]]),
-                                         torch.cat([b["noise_d"][:, 0], b["noise_d"][:, 1]]),
-                                         torch.cat([b["u"][:, 0], b["u"][:, 1]]), return_features=dc.r1_gamma > 0)
-                    loss_d, md = d_loss_and_metrics(adv, logits, feats, B, dc.r1_gamma)
-                    accelerator.backward(loss_d)
-                    if accelerator.sync_gradients:
-                        m["grad_norm_d"] = _grad_norm(raw_disc.heads.parameters())
-                    opt_d.step()
-                m.update(md)
+                    d_update(accelerator, disc, raw_disc.heads, opt_d, adv, b["x0"], fake, y2, b, dc.r1_gamma, m)
         # ---- student phase
         opt_g.zero_grad(set_to_none=True)
         for a in range(A):

@@ -39,10 +39,10 @@ from ..sd.export import export_student
 from ..sd.features import DecodedFeatures, SDTeacherFeatures
 from ..sd.lora import LoraWeights, as_teacher, add_lora, unsharded_copy
 from ..sd.teacher import TextCond, cfg_out, encode_prompts, load_sd_teacher, make_decoder, null_cond, unet_out
-from .add_steps import check_finite, d_loss_and_metrics, g_metrics, log_step
+from .add_steps import check_finite, d_update, g_metrics, log_step
 from .checkpoint import gathered, is_fsdp, load_checkpoint, load_optimizers, resolve_resume, save_all
 from .common import EpochSampler, generator, make_accelerator, micro_batch_size, progress, shard, whole_fsdp_unit
-from .distill import _grad_norm, eps_from_output
+from .distill import eps_from_output
 
 DTYPES = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -212,16 +212,8 @@ def train_sd_distill(recipe) -> Path:
                     with torch.no_grad():
                         fake = student_z0(student_w, ns, ns.add_noise(b["z0"], b["eps"], b["s"]), b["s"], b["cond"])
                     with accelerator.accumulate(disc):
-                        B = b["z0"].shape[0]
-                        logits, feats = D(torch.cat([b["z0"], fake]), TextCond.cat(b["cond"], b["cond"]),
-                                          torch.cat([b["t_d"], b["t_d"]]), torch.cat([b["noise_d"][:, 0], b["noise_d"][:, 1]]),
-                                          torch.cat([b["u"][:, 0], b["u"][:, 1]]), return_features=dc.r1_gamma > 0)
-                        loss_d, md = d_loss_and_metrics(adv, logits, feats, B, dc.r1_gamma)
-                        accelerator.backward(loss_d)
-                        if accelerator.sync_gradients:
-                            m["grad_norm_d"] = _grad_norm(accelerator.unwrap_model(disc).heads.parameters())
-                        opt_d.step()
-                    m.update(md)
+                        d_update(accelerator, D, accelerator.unwrap_model(disc).heads, opt_d, adv, b["z0"], fake,
+                                 TextCond.cat(b["cond"], b["cond"]), b, dc.r1_gamma, m)
             # ---- student phase
             opt_g.zero_grad(set_to_none=True)
             for a in range(A):
