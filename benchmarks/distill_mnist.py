@@ -38,6 +38,8 @@ ABLATIONS = {
     "lambda_2.5": ("lambda 2.5 (paper default)", ["distill.lambda_distill=2.5"]),
     "lambda_10": ("lambda 10", ["distill.lambda_distill=10"]),
     "r1_off": ("R1 off", ["distill.r1_gamma=0"]),
+    "dmd": ("+ distribution matching (DMD2 fake score, lambda_dmd 1)", ["distill.lambda_dmd=1"]),
+    "dmd_only_adv": ("adversarial + DMD, no ADD distillation term", ["distill.lambda_dmd=1", "distill.lambda_distill=0"]),
 }
 OUT = Path(__file__).resolve().parent / "results" / "distill_mnist"
 

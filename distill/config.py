@@ -121,6 +121,10 @@ class DistillConfig:
     d_steps: int = 1  # discriminator updates per student update
     adam_beta1: float = 0.0
     adam_beta2: float = 0.99
+    # distribution matching (DMD2, Yin et al. 2024): a fake score network, initialised from the teacher,
+    # follows the student's samples; the student descends KL(p_student || p_teacher) through it
+    lambda_dmd: float = 0.0  # 0: off (ADD alone)
+    fake_learning_rate: float = 1e-4  # the fake score network's Adam lr (one update per D update)
     coverage_every: int = 250  # mode-coverage check with the evaluation classifier (monitoring only)
     coverage_classifier: Optional[str] = None  # "digits" | "mnist" | path; None: no check
 

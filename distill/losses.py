@@ -90,3 +90,23 @@ def nfsd_target(student_x0, x_t, alpha, sigma, eps_cond, eps_uncond, guidance, t
     small = (t < t_switch).view(-1, 1, 1, 1).to(delta.dtype)
     delta = delta + small * eps_uncond
     return student_x0.detach() - (sigma / alpha) * delta
+
+
+# ----------------------------------------------------------------------------------------------
+# Distribution matching (DMD, Yin et al. 2024; DMD2, Yin et al. 2024)
+
+
+def dmd_loss(
+    student_x0: torch.Tensor,  # (B, C, H, W) x = G(z), with grad
+    real_x0: torch.Tensor,  # (B, C, H, W) teacher's denoised estimate of x_t = alpha_t sg(x) + sigma_t eps
+    fake_x0: torch.Tensor,  # (B, C, H, W) fake score network's estimate of the same x_t
+) -> torch.Tensor:
+    """Distribution-matching loss, (B,). The KL gradient s_fake - s_real (DMD Eq. 7) in x0-space is
+    grad = (fake_x0 - real_x0) / mean|x - real_x0| (per-sample normalisation, DMD Eq. 8); the loss
+    0.5 || x - sg(x - grad) ||^2 (mean over pixels) has exactly that gradient w.r.t. x. Unlike the
+    ADD distillation loss, which pulls x to the teacher's estimate (mode-seeking, as SDS), the fake
+    term pushes the student away from where its own samples already are."""
+    x = student_x0.float()
+    w = 1.0 / (x.detach() - real_x0.float()).abs().flatten(1).mean(1).clamp_min(1e-8).view(-1, 1, 1, 1)
+    grad = torch.nan_to_num((fake_x0.float() - real_x0.float()) * w).detach()
+    return 0.5 * (x - (x.detach() - grad)).pow(2).flatten(1).mean(1)

@@ -158,6 +158,9 @@ def test_harness_on_tiny_pipelines(pipes):
         assert r["network_s"] > 0 and r["overhead_s"] == pytest.approx(r["profiled_total_s"] - r["network_s"])
         assert r["mem_rss_peak_mb"] > 0
     assert rows[("generator", 1, 1.0)]["generator_s"] > 0
+    (p,) = res.paired  # the headline timed in alternation: teacher 3 steps with guidance over student 1 step
+    assert (p["batch"], p["teacher_steps"], p["teacher_guidance"], p["student_steps"], p["nfe_ratio"]) == (2, 3, 2.0, 1, 6)
+    assert p["latency_ratio"] > 0 and p["efficiency"] == pytest.approx(p["latency_ratio"] / 6) and p["n"] >= 2
     for k in ["device_name", "cpu_model", "torch", "diffusers", "distill", "git_commit", "torch_threads"]:
         assert k in res.env
     # models are one registry entry each
@@ -187,7 +190,7 @@ def test_cli_writes_json_csv_markdown_plots(pipes, tmp_path, capsys):
               "--profile-repeats", "1", "--fid-json", str(fid), str(fid_t), "--out", str(out), "--quiet"])
     assert rc == 0
     data = json.loads((out / "latency.json").read_text())
-    assert set(data) == {"config", "env", "rows", "checks", "fid"}
+    assert set(data) == {"config", "env", "rows", "paired", "checks", "fid"}
     assert len(data["rows"]) == 2 * (2 + 2)
     assert {r["fid"] for r in data["rows"] if "fid" in r} == {12.0, 9.0, 5.0}
     checks = data["checks"]
@@ -222,6 +225,11 @@ def test_derived_checks_on_synthetic_rows():
     (o,) = c["student_overhead"]
     assert o["pass"] is True and o["overhead_vs_bare_frac"] == pytest.approx(0.0526, abs=1e-3)
     assert len(c["teacher_vs_student"]) == 2
+    # a ratio timed in alternation replaces the ratio of two rows as the headline
+    alt = {"batch": 64, "teacher_steps": 50, "teacher_guidance": 2.0, "teacher_nfe": 100, "student_steps": 1,
+           "student_nfe": 1, "latency_ratio": 80.0, "nfe_ratio": 100, "efficiency": 0.8, "n": 3, "paired": True}
+    (h,) = derived_checks(rows, [alt])["headline"]
+    assert h["paired"] and h["efficiency"] == 0.8 and h["pass"] is False
 
 
 def test_fid_attach_and_pareto_front():
@@ -262,3 +270,15 @@ def test_generator_loader_rejects_non_module(tmp_path):
     torch.jit.script(TinyGenerator()).save(str(scripted))
     g = load_generator(f"pix=jit:{scripted}".split("=", 1)[1], BenchConfig())
     assert g.input_shape in ((1, 8, 8), (3, 256, 256))
+
+
+def test_paired_overhead_cancels_drift_within_pairs():
+    from distill.bench.latency import paired_overhead
+
+    # load doubles halfway through: each pair stays 5% apart, while the medians of the two lists
+    # (taken over different halves' mixes) need not be
+    calls = [0.0105, 0.0105, 0.021, 0.021, 0.021]
+    bare = [0.010, 0.010, 0.020, 0.020, 0.020]
+    assert paired_overhead(calls, bare, denoiser_calls=1) == pytest.approx(0.05)
+    assert paired_overhead([0.025], [0.010], denoiser_calls=2, fixed_s=0.005) == pytest.approx(0.0)
+    assert paired_overhead([], [], denoiser_calls=1) is None

@@ -128,3 +128,32 @@ def test_run_distill_writes_report(tmp_path, tiny_teacher):
     assert lat[("teacher", 50)]["seconds"] > lat[("student", 1)]["seconds"] > 0
     md = (run_dir / "report.md").read_text()
     assert "| teacher + guidance | 50 | 2.0 | 100 |" in md and "![side by side](side_by_side.png)" in md
+
+
+def test_dmd_loss_gradient_is_the_normalised_score_difference():
+    from distill.losses import dmd_loss
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 1, 4, 4, requires_grad=True)
+    real, fake = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4)
+    dmd_loss(x, real, fake).sum().backward()
+    w = 1 / (x.detach() - real).abs().flatten(1).mean(1).view(-1, 1, 1, 1)
+    assert torch.allclose(x.grad, (fake - real) * w / 16, atol=1e-6)  # mean over the 16 pixels
+    assert float(dmd_loss(x, real, real).detach().abs().max()) == 0  # fake score = teacher: no force
+
+
+def test_distill_with_dmd_resumes_exactly(tmp_path, tiny_teacher):
+    dmd = {"lambda_dmd": 1.0, "fake_learning_rate": 1e-3}
+    full = train_distill(distill_recipe(tmp_path / "a", tiny_teacher, distill=dict(dmd)))
+    rows = [r for r in read_metrics(full / "metrics.jsonl") if "loss_dmd" in r]
+    assert len(rows) == 4 and all("loss_fake_score" in r for r in rows)
+    w_t = load_file(f"{tiny_teacher}/unet/diffusion_pytorch_model.safetensors")
+    w_f = load_file(full / "checkpoints/checkpoint-4/fake_score.safetensors")
+    assert max(float((w_f[k] - w_t[k]).abs().max()) for k in w_t) > 0  # the fake score trained on student samples
+    part = train_distill(distill_recipe(tmp_path / "b", tiny_teacher, interrupt_at=3, distill=dict(dmd)))
+    train_distill(distill_recipe(tmp_path / "b", tiny_teacher, resume_from_checkpoint="latest", distill=dict(dmd)))
+    for name in ["student.safetensors", "fake_score.safetensors"]:
+        a, b = load_file(full / "checkpoints/checkpoint-4" / name), load_file(part / "checkpoints/checkpoint-4" / name)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    with pytest.raises(DistillError, match="lambda_dmd"):
+        train_distill(distill_recipe(tmp_path / "c", tiny_teacher, distill={**dmd, "distill_weighting": "nfsd"}))

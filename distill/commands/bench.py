@@ -33,6 +33,8 @@ def add_latency_arguments(p):
                    help="seconds of timed calls per configuration before stopping early (>= 3 calls; 0 = no limit)")
     p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--no-pair-headline", action="store_true",
+                   help="skip timing the teacher-over-student headline ratio in alternation")
     p.add_argument("--fid-json", nargs="+", default=[], metavar="[MODEL=]PATH",
                    help="eval-*.json files (distill eval) for the quality-vs-latency plot")
     p.add_argument("--out", default="runs/bench", help="output folder")
@@ -57,7 +59,8 @@ def config_from_args(args):
                        teacher_steps=args.teacher_steps, student_steps=args.student_steps, guidance=args.guidance,
                        device=args.device, dtype=args.dtype, channels_last=args.channels_last, compile=args.compile,
                        warmup=args.warmup, repeats=args.repeats, profile_repeats=args.profile_repeats,
-                       budget_s=args.budget, threads=args.threads, seed=args.seed)
+                       budget_s=args.budget, threads=args.threads, seed=args.seed,
+                       pair_headline=not args.no_pair_headline)
 
 
 def latency(args) -> int:

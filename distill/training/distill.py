@@ -7,7 +7,10 @@ Per optimizer step, with x0 real images, y labels, s a student timestep, x_s = a
       L_adv = adv.g_loss(D(fake))
       x_t = alpha_t sg(fake) + sigma_t eps',  target = teacher_cfg_x0(x_t, t)
       L_distill = c(t) || fake - sg(target) ||^2                                     (Eq. 4-5, ADD)
-      L_G = adv_weight * L_adv + lambda * L_distill
+      L_G = adv_weight * L_adv + lambda * L_distill [+ lambda_dmd * L_dmd]
+  Optional distribution matching (DMD2, Yin et al. 2024), lambda_dmd > 0: a fake score network
+  mu_fake (initialised from the teacher) takes one denoising step on sg(fake) per D update, and
+      L_dmd = 0.5 || fake - sg(fake - grad) ||^2,  grad = (mu_fake(x_t) - target) / mean|fake - target|
 All randomness is drawn for the global batch from generator(seed, step, ...) and sharded, so a
 run on P processes takes the same step as one process on the same global batch.
 """
@@ -28,7 +31,7 @@ from ..data import load_images
 from ..discriminator import NUM_RANDOM, Discriminator, build_backbone
 from ..errors import DistillError, RecipeError
 from ..gan.losses import get_adv_loss
-from ..losses import DISTILL_WEIGHTINGS, alpha_sigma, distillation_loss, nfsd_target, pred_x0
+from ..losses import DISTILL_WEIGHTINGS, alpha_sigma, diffusion_loss, distillation_loss, dmd_loss, nfsd_target, pred_x0
 from ..pipelines import DistillPipeline
 from ..runs import MetricsLog, prepare_run_dir
 from ..sampling import model_output, null_label
@@ -104,6 +107,8 @@ def train_distill(recipe) -> Path:
         raise DistillError(f"{data_cfg.source}: the teacher is class-conditional but the data has no labels")
     P, rank, A = accelerator.num_processes, accelerator.process_index, tc.gradient_accumulation_steps
     micro_batch_size(tc.batch_size, A, P)
+    if dc.lambda_dmd > 0 and dc.distill_weighting == "nfsd":
+        raise RecipeError("distill.lambda_dmd needs the teacher's x0 estimate: use distill_weighting exponential or sds")
 
     torch.manual_seed(tc.seed)
     student = copy.deepcopy(teacher).requires_grad_(True).train()  # initialised from the teacher
@@ -114,13 +119,20 @@ def train_distill(recipe) -> Path:
     betas = (dc.adam_beta1, dc.adam_beta2)
     opt_g = torch.optim.AdamW(student.parameters(), lr=tc.learning_rate, betas=betas, weight_decay=tc.weight_decay)
     opt_d = torch.optim.AdamW(disc.heads.parameters(), lr=dc.d_learning_rate, betas=betas)
+    models, optims = {"student": student, "heads": disc.heads}, {"optimizer_g": opt_g, "optimizer_d": opt_d}
+    fake_score = opt_f = None
+    if dc.lambda_dmd > 0:  # DMD2's fake score network: the teacher's architecture and weights
+        fake_score = copy.deepcopy(teacher).requires_grad_(True).train()
+        opt_f = torch.optim.AdamW(fake_score.parameters(), lr=dc.fake_learning_rate, betas=betas)
+        models["fake_score"], optims["optimizer_fake"] = fake_score, opt_f
     lr_sched = get_scheduler(tc.lr_scheduler, opt_g, num_warmup_steps=tc.lr_warmup_steps, num_training_steps=tc.max_steps)
     step = 0
     if resume is not None:
-        step = load_checkpoint(resume, {"student": student, "heads": disc.heads},
-                               {"optimizer_g": opt_g, "optimizer_d": opt_d, "lr_scheduler": lr_sched, "ema": ema})["step"]
+        step = load_checkpoint(resume, models, {**optims, "lr_scheduler": lr_sched, "ema": ema})["step"]
         accelerator.print(f"resumed from {resume} at step {step}")
     student, disc, opt_g, opt_d = accelerator.prepare(student, disc, opt_g, opt_d)
+    if fake_score is not None:
+        fake_score, opt_f = accelerator.prepare(fake_score, opt_f)
     teacher.to(accelerator.device)
     ema.to(accelerator.device)
     raw_student, raw_disc = accelerator.unwrap_model(student), accelerator.unwrap_model(disc)
@@ -151,6 +163,8 @@ def train_distill(recipe) -> Path:
         t = torch.randint(dc.distill_t_min, dc.distill_t_max + 1, (n,), generator=g)
         eps2 = torch.randn(x0.shape, generator=g)
         out = dict(x0=x0, y=y, s=s, eps=eps, t_d=t_d, noise_d=noise_d.transpose(0, 1), u=u.transpose(0, 1), t=t, eps2=eps2)
+        if fake_score is not None:  # drawn last: the draws above do not depend on lambda_dmd
+            out.update(t_f=torch.randint(0, T, (n,), generator=g), eps_f=torch.randn(x0.shape, generator=g))
         return {k_: (shard(v, rank, P).to(dev) if v is not None else None) for k_, v in out.items()}
 
     while step < tc.max_steps:
@@ -158,6 +172,8 @@ def train_distill(recipe) -> Path:
         # ---- discriminator phase
         for k in range(dc.d_steps):
             opt_d.zero_grad(set_to_none=True)
+            if opt_f is not None:
+                opt_f.zero_grad(set_to_none=True)
             for a in range(A):
                 b = draw("d", k, a)
                 with torch.no_grad():
@@ -165,6 +181,12 @@ def train_distill(recipe) -> Path:
                 with accelerator.accumulate(disc):
                     y2 = torch.cat([b["y"], b["y"]]) if b["y"] is not None else None
                     d_update(accelerator, disc, raw_disc.heads, opt_d, adv, b["x0"], fake, y2, b, dc.r1_gamma, m)
+                if fake_score is not None:  # the fake score learns the student's distribution (DMD2)
+                    with accelerator.accumulate(fake_score):
+                        loss_f = diffusion_loss(fake_score, ns, fake, b["eps_f"], b["t_f"], b["y"]).mean()
+                        accelerator.backward(loss_f)
+                        opt_f.step()
+                    m["loss_fake_score"] = loss_f.detach()
         # ---- student phase
         opt_g.zero_grad(set_to_none=True)
         for a in range(A):
@@ -178,7 +200,14 @@ def train_distill(recipe) -> Path:
                 target, c_t = teacher_target(teacher, ns, fake.detach(), b["y"], b["t"], b["eps2"],
                                              dc.teacher_guidance, dc.distill_weighting)
                 loss_distill = distillation_loss(fake, target, c_t)
-                loss_g = (dc.adv_weight * loss_adv + dc.lambda_distill * loss_distill).mean()
+                loss_dmd = torch.zeros_like(loss_distill)
+                if fake_score is not None:
+                    with torch.no_grad():  # same x_t as the teacher's target
+                        x_t = ns.add_noise(fake.detach(), b["eps2"], b["t"])
+                        fake_x0 = pred_x0(ns, x_t, b["t"], fake_score(x_t, b["t"], class_labels=b["y"]).sample)
+                    loss_dmd = dmd_loss(fake, target, fake_x0)
+                    m["loss_dmd"] = loss_dmd.mean().detach()
+                loss_g = (dc.adv_weight * loss_adv + dc.lambda_distill * loss_distill + dc.lambda_dmd * loss_dmd).mean()
                 accelerator.backward(loss_g)
                 if accelerator.sync_gradients:
                     m["grad_norm_g"] = float(accelerator.clip_grad_norm_(student.parameters(), tc.max_grad_norm))
@@ -205,8 +234,8 @@ def train_distill(recipe) -> Path:
         if step % tc.checkpoint_every == 0 or step == tc.max_steps or interrupted:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
-                last_ckpt = save_checkpoint(run_dir, step, {"student": raw_student, "heads": raw_disc.heads},
-                                            {"optimizer_g": opt_g.optimizer, "optimizer_d": opt_d.optimizer,
+                last_ckpt = save_checkpoint(run_dir, step, {k: accelerator.unwrap_model(v) for k, v in models.items()},
+                                            {**{k: getattr(o, "optimizer", o) for k, o in optims.items()},
                                              "lr_scheduler": lr_sched, "ema": ema}, total_limit=tc.checkpoints_total_limit)
         if interrupted:
             bar.close()
