@@ -19,12 +19,10 @@ import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 from distill.config import load_recipe  # noqa: E402
-from distill.data import to_uint8_images  # noqa: E402
-from distill.metrics.evaluate import real_reference, score, write_eval  # noqa: E402
+from distill.metrics.evaluate import real_reference, sample_batch, score, write_eval  # noqa: E402
 from distill.metrics.fid import feature_extractor, pairwise_distance  # noqa: E402
-from distill.sampling import make_scheduler, sample  # noqa: E402
+from distill.sampling import make_scheduler  # noqa: E402
 from distill.teachers import load_teacher  # noqa: E402
-from distill.training.common import generator  # noqa: E402
 from distill.viz import save_grid, upscale_for_view  # noqa: E402
 
 
@@ -57,12 +55,10 @@ def main():
                 if f.exists():
                     continue
                 start = i * ec.batch_size
-                m = min(ec.batch_size, ec.num_samples - start)
                 t0 = time.time()
-                noise = torch.randn(m, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=generator(ec.seed, "eval", i))
-                y = labels[start:start + m] if labels is not None else None
-                x = sample(pipe.unet, sched, noise, y, s, ec.guidance_scale, generator=generator(ec.seed, "eval-step", i))
-                save_file({"x": to_uint8_images(x)}, str(f))
+                x = sample_batch(pipe.unet, sched, i, labels, start, min(ec.batch_size, ec.num_samples - start), s,
+                                 ec.guidance_scale, ec.seed)
+                save_file({"x": x}, str(f))
                 print(f"steps {s} batch {i}: {time.time() - t0:.1f}s", flush=True)
         return
     data_cfg = dataclasses.replace(r.data, resolution=cfg.sample_size, channels=cfg.in_channels,

@@ -40,3 +40,22 @@ def test_pairwise_distance_detects_collapse():
     labels = torch.arange(200) % 4
     collapsed = f[labels].clone()  # every sample of class c is the same vector
     assert pairwise_distance(collapsed, labels) < 1e-6 < pairwise_distance(f, labels)
+
+
+def test_evaluation_batches_are_shardable():
+    """Any subset of batches (a shard of scripts/eval_sharded.py) equals the single-process samples."""
+    from distill.config import TeacherConfig
+    from distill.metrics.evaluate import generate, sample_batch
+    from distill.pipelines import DistillPipeline
+    from distill.sampling import make_scheduler
+    from distill.teachers import build_noise_scheduler, build_unet2d
+
+    tc = TeacherConfig(block_out_channels=[8, 8], norm_num_groups=4)
+    torch.manual_seed(0)
+    pipe = DistillPipeline(unet=build_unet2d(tc, 8, 1, 3).eval(), scheduler=build_noise_scheduler(tc))
+    x, labels = generate(pipe, n=5, steps=2, batch=2, seed=7)
+    assert x.shape == (5, 1, 8, 8) and labels.tolist() == [0, 1, 2, 0, 1]
+    sched = make_scheduler("ddim", pipe.scheduler.config)
+    for i in (2, 0, 1):  # out of order, as a second shard would run them
+        part = sample_batch(pipe.unet, sched, i, labels, 2 * i, min(2, 5 - 2 * i), 2, 1.0, 7)
+        assert torch.equal(part.float() / 127.5 - 1, x[2 * i:2 * i + 2])

@@ -23,23 +23,30 @@ from .fid import extract, feature_extractor, fid_kid, pairwise_distance
 
 
 @torch.no_grad()
+def sample_batch(unet, sched, i: int, labels, start: int, m: int, steps: int, guidance_scale: float,
+                 seed: int) -> torch.Tensor:
+    """Batch i of an evaluation set: samples start .. start+m-1, seeded by (seed, i) alone, so any
+    subset of the batches (a shard, scripts/eval_sharded.py) reproduces a single-process run's.
+    -> uint8 (m, C, H, W), as the saved images would be."""
+    cfg = unet.config
+    device = next(unet.parameters()).device
+    noise = torch.randn(m, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=generator(seed, "eval", i))
+    y = labels[start:start + m].to(device) if labels is not None else None
+    x = sample(unet, sched, noise.to(device, unet.dtype), y, steps, guidance_scale,
+               generator=generator(seed, "eval-step", i, device=device)).float().cpu()
+    return to_uint8_images(x)
+
+
 def generate(pipe, n: int, steps: int, scheduler: Optional[str] = "ddim", guidance_scale: float = 1.0,
              batch: int = 500, seed: int = 1234, progress=None):
     """n class-balanced samples -> (x (n, C, H, W) float in [-1, 1] on CPU, labels (n,) or None)."""
-    unet = pipe.unet
-    cfg = unet.config
     sched = make_scheduler(scheduler, pipe.scheduler.config) if scheduler else pipe.scheduler
     k = pipe.num_classes
     labels = torch.arange(n) % k if k else None
-    device = next(unet.parameters()).device
     out = []
     for i, start in enumerate(range(0, n, batch)):
         m = min(batch, n - start)
-        noise = torch.randn(m, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=generator(seed, "eval", i))
-        y = labels[start:start + m].to(device) if labels is not None else None
-        x = sample(unet, sched, noise.to(device, unet.dtype), y, steps, guidance_scale,
-                   generator=generator(seed, "eval-step", i, device=device)).float().cpu()
-        out.append(to_uint8_images(x).float() / 127.5 - 1)  # scored as the saved 8-bit images would be
+        out.append(sample_batch(pipe.unet, sched, i, labels, start, m, steps, guidance_scale, seed).float() / 127.5 - 1)
         if progress is not None:
             progress.update(m)
     return torch.cat(out), labels
