@@ -123,18 +123,17 @@ def ref_cyclegan(nets, cfg):
 REFERENCE = {"pix2pix": ref_pix2pix, "cyclegan": ref_cyclegan}
 
 
-def _time(fn, n, warmup=3) -> float:
-    for _ in range(warmup):
-        fn()
+def _seconds(fn) -> float:
     t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return n / (time.perf_counter() - t0)
+    fn()
+    return time.perf_counter() - t0
 
 
-def step_speed(method: str, recipe, n: int, rounds: int = 5) -> dict:
-    """Interleaved rounds (ours, ours + data, reference) so load from other processes on the
-    shared CPU hits all three alike; medians over rounds."""
+def step_speed(method: str, recipe, n: int, warmup: int = 5) -> dict:
+    """Step times of ours, ours + data loading, and the reference-design step, taken in turn
+    (ours, data, ref, ours, data, ref, ...) so load from other processes hits all three alike;
+    it/s = 1 / median step time, and the ratio is the median of per-turn ratios (a ratio of
+    independent medians drifted by +-20% between rounds on the shared CPU)."""
     import statistics
 
     s = TranslateSession(recipe, method, prepare_dir=False)
@@ -145,21 +144,26 @@ def step_speed(method: str, recipe, n: int, rounds: int = 5) -> dict:
     k = iter(range(10 ** 9))
     fns = {"ours": lambda: s.method.step(s.nets, s.popts, real_A, real_B, s.accelerator.backward, gen),
            "ours_data": lambda: s.step_once(next(k)), "ref": lambda: ref(real_A, real_B)}
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
     per = {name: [] for name in fns}
-    for r in range(rounds):
+    for _ in range(n):
         for name, fn in fns.items():
-            per[name].append(_time(fn, max(1, n // rounds), warmup=3 if r == 0 else 1))
-    ratios = [o / f for o, f in zip(per["ours"], per["ref"])]
+            per[name].append(_seconds(fn))
+    ratios = [r / o for o, r in zip(per["ours"], per["ref"])]  # ours it/s over reference it/s, per turn
     med = {name: statistics.median(v) for name, v in per.items()}
-    return {"ours_it_per_s": med["ours"], "ours_with_data_it_per_s": med["ours_data"], "reference_it_per_s": med["ref"],
-            "ratio_ours_over_reference": statistics.median(ratios), "ratio_per_round": ratios,
-            "timed_steps": n, "rounds": rounds, "batch_size": recipe.train.batch_size}
+    q = statistics.quantiles(ratios, n=4)
+    return {"ours_it_per_s": 1 / med["ours"], "ours_with_data_it_per_s": 1 / med["ours_data"],
+            "reference_it_per_s": 1 / med["ref"], "ratio_ours_over_reference": statistics.median(ratios),
+            "ratio_iqr": [q[0], q[2]], "timed_steps": n, "batch_size": recipe.train.batch_size,
+            "threads": torch.get_num_threads()}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--budget-s", type=float, default=600.0, help="training seconds per recipe")
-    ap.add_argument("--time-steps", type=int, default=30)
+    ap.add_argument("--time-steps", type=int, default=200, help="steps of each kind timed in turn")
     ap.add_argument("--methods", nargs="*", default=list(RECIPES))
     ap.add_argument("--steps", type=int, default=None, help="fixed max_steps instead of it/s x budget")
     ap.add_argument("--speed-only", action="store_true", help="only re-measure the step-time comparison")
@@ -222,16 +226,18 @@ def write_md(r: dict, path: Path) -> None:
                      f"{m['kid']:.4f} | {m['fid_before']:.2f} -> {m['fid']:.2f} | {m['cycle_l1']:.4f} |")
         L += ["", f"steps: {c['max_steps']}, it/s (train): {e.get('train_it_per_s', c['speed']['ours_with_data_it_per_s']):.2f}", ""]
     L += ["## Step time: ours (accelerate) vs reference-design step (plain PyTorch)", "",
-          "Same networks, same batch; 5 interleaved rounds, medians (the CPU is shared with other jobs, "
-          "so single rounds scatter; the per-round ratios are listed).", "",
-          "| method | batch | ours it/s | ours + data it/s | reference it/s | ours / reference (median) | per round |",
-          "|---|---|---|---|---|---|---|"]
+          "Same networks, same batch, one thread; the three steps are timed in turn (ours, ours + data, "
+          "reference, ours, ...), it/s = 1 / median step time, ratio = median of the per-turn ratios with its "
+          "interquartile range.", "",
+          "| method | batch | steps each | ours it/s | ours + data it/s | reference it/s | ours / reference (median) | IQR |",
+          "|---|---|---|---|---|---|---|---|"]
     for m in ("pix2pix", "cyclegan"):
         if m in r:
             s = r[m]["speed"]
-            L.append(f"| {m} | {s['batch_size']} | {s['ours_it_per_s']:.2f} | {s['ours_with_data_it_per_s']:.2f} | "
-                     f"{s['reference_it_per_s']:.2f} | {s['ratio_ours_over_reference']:.3f} | "
-                     f"{', '.join(f'{x:.2f}' for x in s.get('ratio_per_round', []))} |")
+            iqr = s.get("ratio_iqr")
+            L.append(f"| {m} | {s['batch_size']} | {s.get('timed_steps', '')} | {s['ours_it_per_s']:.2f} | "
+                     f"{s['ours_with_data_it_per_s']:.2f} | {s['reference_it_per_s']:.2f} | "
+                     f"{s['ratio_ours_over_reference']:.3f} | {f'{iqr[0]:.2f}-{iqr[1]:.2f}' if iqr else ''} |")
     path.write_text("\n".join(L) + "\n")
 
 

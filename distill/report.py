@@ -41,7 +41,7 @@ def latency_rows(teacher_path: str, student_path: str, steps: list[int], batch: 
 
     cfg = BenchConfig(teacher=teacher_path, student=student_path, batch_sizes=[batch], teacher_steps=[50],
                       student_steps=list(steps), guidance=2.0, warmup=2, repeats=repeats, profile_repeats=0,
-                      threads=torch.get_num_threads())
+                      threads=torch.get_num_threads(), pair_headline=False)  # the report shows rows only
     return [r for r in run_benchmark(cfg, progress=False).rows if "error" not in r]
 
 
