@@ -59,3 +59,20 @@ def test_evaluation_batches_are_shardable():
     for i in (2, 0, 1):  # out of order, as a second shard would run them
         part = sample_batch(pipe.unet, sched, i, labels, 2 * i, min(2, 5 - 2 * i), 2, 1.0, 7)
         assert torch.equal(part.float() / 127.5 - 1, x[2 * i:2 * i + 2])
+
+
+def test_evaluation_reference_matches_sample_size(monkeypatch, tmp_path):
+    """The real reference is loaded at the pipeline's resolution whatever the data config says."""
+    from distill.config import EvalConfig, TeacherConfig
+    from distill.metrics import evaluate
+    from distill.pipelines import DistillPipeline
+    from distill.teachers import build_noise_scheduler, build_unet2d
+
+    tc = TeacherConfig(block_out_channels=[8, 8], norm_num_groups=4)
+    pipe = DistillPipeline(unet=build_unet2d(tc, 8, 1, 10).eval(), scheduler=build_noise_scheduler(tc))
+    seen = []
+    real = evaluate.real_reference
+    monkeypatch.setattr(evaluate, "real_reference", lambda cfg, *a: seen.append(cfg.resolution) or real(cfg, *a))
+    ec = EvalConfig(num_samples=20, batch_size=10, steps=[1], features="classifier:digits")
+    rows = evaluate.evaluate_pipeline(pipe, ec, DataConfig(source="digits", resolution=16), tmp_path)
+    assert seen == [8] and len(rows) == 1 and rows[0]["fid"] == rows[0]["fid"]  # not NaN
