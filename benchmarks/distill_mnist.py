@@ -14,7 +14,6 @@ Writes benchmarks/results/distill_mnist/<name>.json per run and the merged table
 """
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -58,12 +57,10 @@ def _recipe(name, data, steps):
 
 
 def score(recipe, out_dir: Path, student_steps) -> list[dict]:
-    """The student's FID table against the real test images at the teacher's resolution (28 px),
-    as `distill run`'s report scores it."""
+    """The student's FID table against the real test images (evaluate_pipeline loads them at the
+    pipeline's 28 px), as `distill run`'s report scores it."""
     pipe = DistillPipeline.from_pretrained(str(out_dir / "pipeline"))
-    cfg = pipe.unet.config
-    data_cfg = dataclasses.replace(recipe.data, resolution=cfg.sample_size, channels=cfg.in_channels)
-    return evaluate_pipeline(pipe, recipe.eval, data_cfg, out_dir / "eval", tag="student", scheduler="pipeline",
+    return evaluate_pipeline(pipe, recipe.eval, recipe.data, out_dir / "eval", tag="student", scheduler="pipeline",
                              steps=student_steps, guidance_scale=1.0)
 
 

@@ -7,7 +7,6 @@ under-trained teacher can be better at 8 DDIM steps than at 50.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -80,8 +79,7 @@ def write_distill_report(recipe, run_dir: Path) -> Path:
     teacher_path = resolve_teacher_path(recipe.distill.teacher)
     teacher = load_teacher(teacher_path)
     student = DistillPipeline.from_pretrained(str(run_dir / "pipeline"))
-    data_cfg = dataclasses.replace(recipe.data, resolution=teacher.unet.config.sample_size,
-                                   channels=teacher.unet.config.in_channels)
+    data_cfg = recipe.data  # evaluate_pipeline loads the reference at each pipeline's resolution
     out = run_dir / "eval"
     side_by_side(teacher, student, run_dir / "side_by_side.png", seed=ec.seed)
     t_rows = _cached_rows(teacher_path, "teacher", ec, rc.teacher_steps, ec.guidance_scale)

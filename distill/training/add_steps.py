@@ -42,8 +42,8 @@ def d_update(accelerator, disc, heads, opt_d, adv, real, fake, cond2, b: dict, r
 
 
 def grad_norm(params) -> float:
-    sq = [p.grad.detach().float().pow(2).sum() for p in params if p.grad is not None]
-    return float(torch.stack(sq).sum().sqrt()) if sq else 0.0
+    """Global L2 norm of the gradients (torch's fused total norm; fp32 for half-precision grads)."""
+    return float(torch.nn.utils.get_total_norm([p.grad.detach().float() for p in params if p.grad is not None]))
 
 
 def g_metrics(loss_adv, loss_distill, loss_g) -> dict:

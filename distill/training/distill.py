@@ -59,16 +59,17 @@ def eps_from_output(noise_scheduler, x_t, t, out):
 
 @torch.no_grad()
 def teacher_target(teacher, noise_scheduler, fake, y, t, eps, guidance, weighting):
-    """(target x0 (B, C, H, W), c(t) (B, 1, 1, 1)) for the distillation loss."""
+    """(target x0 (B, C, H, W), c(t) (B, 1, 1, 1), x_t (B, C, H, W)) for the distillation loss; x_t, the
+    noised sample the teacher saw, is returned for the DMD term, which queries the fake score there."""
     x_t = noise_scheduler.add_noise(fake, eps, t)
     alpha, sigma = alpha_sigma(noise_scheduler, t, fake.device, fake.dtype)
     c_t = DISTILL_WEIGHTINGS[weighting](alpha, sigma)
     if weighting == "nfsd" and y is not None:
         out = teacher(torch.cat([x_t, x_t]), torch.cat([t, t]), class_labels=torch.cat([y, torch.full_like(y, null_label(teacher))])).sample
         e_c, e_u = eps_from_output(noise_scheduler, torch.cat([x_t, x_t]), torch.cat([t, t]), out).chunk(2)
-        return nfsd_target(fake, x_t, alpha, sigma, e_c, e_u, guidance, t), c_t
+        return nfsd_target(fake, x_t, alpha, sigma, e_c, e_u, guidance, t), c_t, x_t
     out = model_output(teacher, x_t, t, y, guidance)
-    return pred_x0(noise_scheduler, x_t, t, out), c_t
+    return pred_x0(noise_scheduler, x_t, t, out), c_t, x_t
 
 
 def student_scheduler(noise_scheduler, student_timesteps) -> LCMScheduler:
@@ -197,13 +198,12 @@ def train_distill(recipe) -> Path:
                 if dc.adv_weight > 0:
                     fake_logits, _ = disc(fake, b["y"], b["t_d"], b["noise_d"][:, 1], b["u"][:, 1])
                     loss_adv = adv.g_loss(fake_logits)
-                target, c_t = teacher_target(teacher, ns, fake.detach(), b["y"], b["t"], b["eps2"],
+                target, c_t, x_t = teacher_target(teacher, ns, fake.detach(), b["y"], b["t"], b["eps2"],
                                              dc.teacher_guidance, dc.distill_weighting)
                 loss_distill = distillation_loss(fake, target, c_t)
                 loss_dmd = torch.zeros_like(loss_distill)
                 if fake_score is not None:
-                    with torch.no_grad():  # same x_t as the teacher's target
-                        x_t = ns.add_noise(fake.detach(), b["eps2"], b["t"])
+                    with torch.no_grad():  # at the x_t the teacher's target came from
                         fake_x0 = pred_x0(ns, x_t, b["t"], fake_score(x_t, b["t"], class_labels=b["y"]).sample)
                     loss_dmd = dmd_loss(fake, target, fake_x0)
                     m["loss_dmd"] = loss_dmd.mean().detach()
