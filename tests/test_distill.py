@@ -157,3 +157,27 @@ def test_distill_with_dmd_resumes_exactly(tmp_path, tiny_teacher):
         assert all(torch.equal(a[k], b[k]) for k in a), name
     with pytest.raises(DistillError, match="lambda_dmd"):
         train_distill(distill_recipe(tmp_path / "c", tiny_teacher, distill={**dmd, "distill_weighting": "nfsd"}))
+
+
+def test_disc_weights_drop_pairs_from_the_discriminator_loss():
+    """Pairs with weight 0 (outputs of student steps outside distill.disc_timesteps) give the heads no
+    gradient, and the logged accuracy counts only the kept pairs."""
+    from distill.gan.losses import get_adv_loss
+    from distill.training.add_steps import d_loss_and_metrics
+
+    logits = torch.tensor([[2.0], [-3.0], [-2.0], [3.0]], requires_grad=True)  # real (2), fake (2)
+    w = torch.tensor([1.0, 0.0])
+    loss, m = d_loss_and_metrics(get_adv_loss("hinge"), logits, None, 2, 0.0, w)
+    loss.backward()
+    assert logits.grad[1].item() == 0 and logits.grad[3].item() == 0  # the dropped pair
+    assert logits.grad[0].item() == 0 and logits.grad[2].item() == 0  # kept pair beyond the hinge margin
+    assert m["d_acc_real"].item() == 1 and m["d_acc_fake"].item() == 1  # the dropped pair was misclassified
+    assert m["loss_d"].item() == 0
+
+
+def test_disc_timesteps_run_and_validation(tmp_path, tiny_teacher):
+    run_dir = train_distill(distill_recipe(tmp_path / "a", tiny_teacher, max_steps=2,
+                                           distill={"disc_timesteps": [999]}))
+    assert (run_dir / "pipeline" / "model_index.json").exists()
+    with pytest.raises(DistillError, match="disc_timesteps"):
+        train_distill(distill_recipe(tmp_path / "b", tiny_teacher, distill={"disc_timesteps": [500]}))

@@ -175,3 +175,24 @@ def test_bf16_steps_via_accelerate(tmp_path, aligned):
         AcceleratorState._reset_state(True)
     rows = read_metrics(run / "metrics.jsonl")
     assert len(rows) == 2 and all(map(lambda r: r["loss_g"] == r["loss_g"], rows))  # finite, not NaN
+
+
+@pytest.mark.parametrize("method", ["pix2pix", "cyclegan"])
+def test_grad_norms_only_on_log_steps_and_do_not_change_the_update(tmp_path, aligned, npz, method):
+    """Gradient norms are for the logs: computed on logging steps only, and the weights after a run
+    with log_every 1 (norms every step) equal those of a run with log_every 3."""
+    make = (lambda p, **t: pix2pix_recipe(p, aligned, **t)) if method == "pix2pix" else \
+        (lambda p, **t: cyclegan_recipe(p, npz, **t))
+    runs = {}
+    for every in (1, 3):
+        d = make(tmp_path / f"log{every}", max_steps=6, checkpoint_every=1000, log_every=every)
+        runs[every] = run_task(recipe_from_dict(d))
+    rows = read_metrics(runs[3] / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [3, 6] and all("grad_norm_g" in r and "grad_norm_d" in r for r in rows)
+    s = TranslateSession(recipe_from_dict(make(tmp_path / "probe", max_steps=6, log_every=3)), method, prepare_dir=False)
+    assert not any(k.startswith("grad_norm") for k in s.step_once(0))  # step 1: not a logging step
+    assert {"grad_norm_g", "grad_norm_d"} <= set(s.step_once(2))  # step 3: logged
+    for f in (runs[1] / "checkpoints" / "checkpoint-6").glob("*.safetensors"):
+        a, b = load_file(str(f)), load_file(str(runs[3] / "checkpoints" / "checkpoint-6" / f.name))
+        for k in a:
+            assert torch.equal(a[k], b[k]), (f.name, k)

@@ -10,30 +10,34 @@ from ..errors import DistillError
 from ..gan.losses import r1_penalty
 
 
-def d_loss_and_metrics(adv, logits: torch.Tensor, feats, B: int, r1_gamma: float):
+def d_loss_and_metrics(adv, logits: torch.Tensor, feats, B: int, r1_gamma: float, w=None):
     """logits (2B, L) for [real; fake] -> (scalar L_D + gamma/2 R1, metrics). R1 on the heads'
-    inputs for real images (Mescheder et al. 2018): grads w.r.t. the (2B) feature leaves, real half."""
+    inputs for real images (Mescheder et al. 2018): grads w.r.t. the (2B) feature leaves, real half.
+    `w` (B,) optional per-pair weights (0 drops a pair); metrics are over the weighted pairs."""
     real_logits, fake_logits = logits[:B].float(), logits[B:].float()
     loss_d = adv.d_loss(real_logits, fake_logits)
     r1 = torch.zeros_like(loss_d)
     if r1_gamma > 0:
         r1 = r1_penalty(real_logits, feats)[:B]
-    metrics = dict(loss_d=loss_d.mean().detach(), r1=r1.mean().detach(),
-                   d_acc_real=(real_logits > adv.threshold).float().mean().detach(),
-                   d_acc_fake=(fake_logits < adv.threshold).float().mean().detach())
-    return (loss_d + r1_gamma / 2 * r1).mean(), metrics
+    w = torch.ones_like(loss_d) if w is None else w.to(loss_d)
+    wm = lambda v: (w * v).sum().detach() / w.sum().clamp_min(1e-8)  # noqa: E731
+    metrics = dict(loss_d=wm(loss_d), r1=wm(r1), d_acc_real=wm((real_logits > adv.threshold).float().mean(1)),
+                   d_acc_fake=wm((fake_logits < adv.threshold).float().mean(1)))
+    return (w * (loss_d + r1_gamma / 2 * r1)).mean(), metrics
 
 
-def d_update(accelerator, disc, heads, opt_d, adv, real, fake, cond2, b: dict, r1_gamma: float, m: dict) -> None:
+def d_update(accelerator, disc, heads, opt_d, adv, real, fake, cond2, b: dict, r1_gamma: float, m: dict,
+             w=None) -> None:
     """One discriminator micro step on real and fake halves (B each, one forward of 2B): hinge/ns/...
     loss + gamma/2 R1 (Eq. 2-3, ADD), backward, step; writes loss and accuracy metrics into `m`.
     `b` holds the draws t_d (B,), noise_d (B, 2, ...), u (B, 2, K); `cond2` the labels/text of both halves;
-    `disc` is the (wrapped) discriminator or a callable around it, `heads` its unwrapped trainable heads."""
+    `disc` is the (wrapped) discriminator or a callable around it, `heads` its unwrapped trainable heads;
+    `w` (B,) optional per-pair loss weights."""
     B = real.shape[0]
     logits, feats = disc(torch.cat([real, fake]), cond2, torch.cat([b["t_d"], b["t_d"]]),
                          torch.cat([b["noise_d"][:, 0], b["noise_d"][:, 1]]), torch.cat([b["u"][:, 0], b["u"][:, 1]]),
                          return_features=r1_gamma > 0)
-    loss_d, md = d_loss_and_metrics(adv, logits, feats, B, r1_gamma)
+    loss_d, md = d_loss_and_metrics(adv, logits, feats, B, r1_gamma, w)
     accelerator.backward(loss_d)
     if accelerator.sync_gradients:
         m["grad_norm_d"] = grad_norm(heads.parameters())

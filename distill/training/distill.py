@@ -101,6 +101,8 @@ def train_distill(recipe) -> Path:
     T = ns.config.num_train_timesteps
     if any(not 0 <= s < T for s in dc.student_timesteps):
         raise RecipeError(f"distill.student_timesteps must lie in [0, {T - 1}]")
+    if any(s not in dc.student_timesteps for s in dc.disc_timesteps):
+        raise RecipeError(f"distill.disc_timesteps {dc.disc_timesteps} must be among distill.student_timesteps")
     data_cfg = dataclasses.replace(recipe.data, resolution=teacher.config.sample_size, channels=teacher.config.in_channels)
     data = load_images(data_cfg)
     num_classes = null_label(teacher)
@@ -140,6 +142,10 @@ def train_distill(recipe) -> Path:
     adv = get_adv_loss(dc.adv_loss)
     ts = torch.tensor(dc.student_timesteps, dtype=torch.long)
     dev = accelerator.device
+    # pairs the discriminator learns from: weight |S| / |S_D| on outputs of the disc_timesteps S_D, 0 elsewhere
+    # (a constant, not a per-batch count, so P processes take the step one process takes)
+    ts_d = torch.tensor(dc.disc_timesteps or dc.student_timesteps, dtype=torch.long, device=dev)
+    d_weight = (lambda s: torch.isin(s, ts_d).float() * (len(ts) / len(ts_d))) if dc.disc_timesteps else (lambda s: None)
 
     log = MetricsLog(run_dir / "metrics.jsonl", resume_step=step, enabled=accelerator.is_main_process)
     if accelerator.is_main_process:
@@ -181,7 +187,8 @@ def train_distill(recipe) -> Path:
                     fake = student_x0(student, ns, ns.add_noise(b["x0"], b["eps"], b["s"]), b["s"], b["y"])
                 with accelerator.accumulate(disc):
                     y2 = torch.cat([b["y"], b["y"]]) if b["y"] is not None else None
-                    d_update(accelerator, disc, raw_disc.heads, opt_d, adv, b["x0"], fake, y2, b, dc.r1_gamma, m)
+                    d_update(accelerator, disc, raw_disc.heads, opt_d, adv, b["x0"], fake, y2, b, dc.r1_gamma, m,
+                             d_weight(b["s"]))
                 if fake_score is not None:  # the fake score learns the student's distribution (DMD2)
                     with accelerator.accumulate(fake_score):
                         loss_f = diffusion_loss(fake_score, ns, fake, b["eps_f"], b["t_f"], b["y"]).mean()

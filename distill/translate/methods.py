@@ -3,7 +3,8 @@
 generators (one Adam "G") and discriminators (one Adam "D"), and returns logged scalars.
 
 `backward` is the accelerator's (mixed precision); generators / discriminators passed in are
-the accelerate-prepared modules.
+the accelerate-prepared modules. Gradient norms are computed only when `norms` is true (the
+trainer asks on logging steps): they are for the logs, not for the update.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def set_requires_grad(nets, flag: bool) -> None:
 
 
 def grad_norm(nets) -> torch.Tensor:
-    # torch's fused total norm: ~30% cheaper than a norm per tensor on this every-step path
+    """Global L2 norm of the gradients of `nets` (torch's fused total norm)."""
     return torch.nn.utils.get_total_norm([p.grad.detach().float() for n in nets for p in n.parameters()
                                           if p.grad is not None])
 
@@ -40,8 +41,9 @@ class Pix2Pix:
                      "D": build_discriminator(cfg, cfg.input_nc + cfg.output_nc)}
         self.state = {}
 
-    def step(self, nets, opts, real_A, real_B, backward, gen) -> dict:
+    def step(self, nets, opts, real_A, real_B, backward, gen, norms: bool = True) -> dict:
         G, D, c = nets["G"], nets["D"], self.cfg
+        out = {}
         fake_B = G(real_A)  # (B, out, H, W)
         # D: L_cGAN (Eq. 1), real pairs (x, y) vs fake pairs (x, G(x)), halved
         set_requires_grad([D], True)
@@ -49,7 +51,8 @@ class Pix2Pix:
         loss_d, acc_r, acc_f = d_loss(self.mode, D, torch.cat([real_A, real_B], 1),
                                       torch.cat([real_A, fake_B.detach()], 1), gen)
         backward(loss_d)
-        gn_d = grad_norm([D])
+        if norms:
+            out["grad_norm_d"] = grad_norm([D])
         opts["D"].step()
         # G: fool D + stay close to the target in L1 (Eq. 3-4)
         set_requires_grad([D], False)
@@ -58,11 +61,11 @@ class Pix2Pix:
         loss_l1 = l1(fake_B, real_B)
         loss_g = loss_gan + c.lambda_L1 * loss_l1
         backward(loss_g)
-        gn_g = grad_norm([G])
+        if norms:
+            out["grad_norm_g"] = grad_norm([G])
         opts["G"].step()
         return {"loss_g": loss_g.detach(), "loss_d": loss_d.detach(), "loss_gan": loss_gan.detach(),
-                "loss_l1": loss_l1.detach(), "d_acc_real": acc_r, "d_acc_fake": acc_f,
-                "grad_norm_g": gn_g, "grad_norm_d": gn_d}
+                "loss_l1": loss_l1.detach(), "d_acc_real": acc_r, "d_acc_fake": acc_f, **out}
 
     @torch.no_grad()
     def preview(self, nets, real_A, real_B) -> list[torch.Tensor]:
@@ -86,8 +89,9 @@ class CycleGAN:
                      "D_B": build_discriminator(cfg, cfg.input_nc)}
         self.state = {"pool_A": ImagePool(cfg.pool_size), "pool_B": ImagePool(cfg.pool_size)}
 
-    def step(self, nets, opts, real_A, real_B, backward, gen) -> dict:
+    def step(self, nets, opts, real_A, real_B, backward, gen, norms: bool = True) -> dict:
         G_A, G_B, D_A, D_B, c = nets["G_A"], nets["G_B"], nets["D_A"], nets["D_B"], self.cfg
+        out = {}
         fake_B = G_A(real_A)  # (B, C, H, W), G(x)
         rec_A = G_B(fake_B)  # F(G(x)) ~ x  (forward cycle, Eq. 2)
         fake_A = G_B(real_B)  # F(y)
@@ -102,7 +106,8 @@ class CycleGAN:
         loss_cycle = l1(rec_A, real_A) * c.lambda_A + l1(rec_B, real_B) * c.lambda_B  # Eq. 2
         loss_g = loss_gan + loss_cycle + loss_idt
         backward(loss_g)
-        gn_g = grad_norm([G_A, G_B])
+        if norms:
+            out["grad_norm_g"] = grad_norm([G_A, G_B])
         opts["G"].step()
         # discriminators on pooled fakes (history of 50)
         set_requires_grad([D_A, D_B], True)
@@ -112,12 +117,12 @@ class CycleGAN:
         loss_d_a, ar_a, af_a = d_loss(self.mode, D_A, real_B, pooled_B, gen)
         loss_d_b, ar_b, af_b = d_loss(self.mode, D_B, real_A, pooled_A, gen)
         backward(loss_d_a + loss_d_b)
-        gn_d = grad_norm([D_A, D_B])
+        if norms:
+            out["grad_norm_d"] = grad_norm([D_A, D_B])
         opts["D"].step()
         return {"loss_g": loss_g.detach(), "loss_d": (loss_d_a + loss_d_b).detach(), "loss_gan": loss_gan.detach(),
                 "loss_cycle": loss_cycle.detach(), "loss_idt": loss_idt.detach(),
-                "d_acc_real": (ar_a + ar_b) / 2, "d_acc_fake": (af_a + af_b) / 2,
-                "grad_norm_g": gn_g, "grad_norm_d": gn_d}
+                "d_acc_real": (ar_a + ar_b) / 2, "d_acc_fake": (af_a + af_b) / 2, **out}
 
     @torch.no_grad()
     def preview(self, nets, real_A, real_B) -> list[torch.Tensor]:

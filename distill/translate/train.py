@@ -86,10 +86,12 @@ class TranslateSession:
         return shard(real_A, r, P).to(acc.device), shard(real_B, r, P).to(acc.device)
 
     def step_once(self, step: int) -> dict:
+        """Step `step` -> `step + 1`; gradient norms only when step + 1 is a logging step."""
         real_A, real_B = self.batch(step)
         torch.manual_seed(seed_for(self.tc.seed, "dropout", step, self.accelerator.process_index))
+        logs = (step + 1) % self.tc.log_every == 0 or step + 1 == self.tc.max_steps
         out = self.method.step(self.nets, self.popts, real_A, real_B, self.accelerator.backward,
-                               generator(self.tc.seed, "pool", step))
+                               generator(self.tc.seed, "pool", step), norms=logs)
         for s in self.scheds.values():
             s.step()
         return out
