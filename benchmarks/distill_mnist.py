@@ -42,8 +42,8 @@ ABLATIONS = {
     "dmd_only_adv": ("adversarial + DMD, no ADD distillation term", ["distill.lambda_dmd=1", "distill.lambda_distill=0"]),
     "dmd_fake_lr5e-4": ("+ DMD, fake score learning rate 5e-4 (5x the student's)", ["distill.lambda_dmd=1",
                                                                                 "distill.fake_learning_rate=5e-4"]),
-    "dmd_disc999": ("+ DMD, discriminator learns from 1-step outputs only (disc_timesteps [999])",
-                    ["distill.lambda_dmd=1", "distill.disc_timesteps=[999]"]),
+    "dmd_adv999": ("+ DMD, adversarial game on 1-step outputs only (disc_timesteps [999])",
+                   ["distill.lambda_dmd=1", "distill.disc_timesteps=[999]"]),
 }
 OUT = Path(__file__).resolve().parent / "results" / "distill_mnist"
 

@@ -119,8 +119,8 @@ class DistillConfig:
     augment: str = "color,translation,cutout"  # DiffAugment policy; "" for none
     d_learning_rate: float = 1e-4
     d_steps: int = 1  # discriminator updates per student update
-    # student timesteps whose outputs the discriminator learns from (empty: all, as ADD); the student's
-    # adversarial term still covers every step. [999]: the discriminator judges 1-step outputs only
+    # student timesteps whose outputs the adversarial game covers (empty: all, as ADD): the discriminator
+    # learns from, and the student's adversarial term applies to, only these; [999]: 1-step outputs only
     disc_timesteps: list[int] = field(default_factory=list)
     adam_beta1: float = 0.0
     adam_beta2: float = 0.99

@@ -205,6 +205,8 @@ def train_distill(recipe) -> Path:
                 if dc.adv_weight > 0:
                     fake_logits, _ = disc(fake, b["y"], b["t_d"], b["noise_d"][:, 1], b["u"][:, 1])
                     loss_adv = adv.g_loss(fake_logits)
+                    if dc.disc_timesteps:  # only the outputs the discriminator learned to judge
+                        loss_adv = loss_adv * d_weight(b["s"])
                 target, c_t, x_t = teacher_target(teacher, ns, fake.detach(), b["y"], b["t"], b["eps2"],
                                              dc.teacher_guidance, dc.distill_weighting)
                 loss_distill = distillation_loss(fake, target, c_t)
