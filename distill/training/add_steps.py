@@ -20,9 +20,12 @@ def d_loss_and_metrics(adv, logits: torch.Tensor, feats, B: int, r1_gamma: float
     if r1_gamma > 0:
         r1 = r1_penalty(real_logits, feats)[:B]
     w = torch.ones_like(loss_d) if w is None else w.to(loss_d)
-    wm = lambda v: (w * v).sum().detach() / w.sum().clamp_min(1e-8)  # noqa: E731
-    metrics = dict(loss_d=wm(loss_d), r1=wm(r1), d_acc_real=wm((real_logits > adv.threshold).float().mean(1)),
-                   d_acc_fake=wm((fake_logits < adv.threshold).float().mean(1)))
+
+    def wmean(v):  # (B,) -> weighted mean over the kept pairs
+        return (w * v).sum().detach() / w.sum().clamp_min(1e-8)
+
+    metrics = dict(loss_d=wmean(loss_d), r1=wmean(r1), d_acc_real=wmean((real_logits > adv.threshold).float().mean(1)),
+                   d_acc_fake=wmean((fake_logits < adv.threshold).float().mean(1)))
     return (w * (loss_d + r1_gamma / 2 * r1)).mean(), metrics
 
 

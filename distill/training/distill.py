@@ -142,9 +142,9 @@ def train_distill(recipe) -> Path:
     adv = get_adv_loss(dc.adv_loss)
     ts = torch.tensor(dc.student_timesteps, dtype=torch.long)
     dev = accelerator.device
-    # pairs the discriminator learns from: weight |S| / |S_D| on outputs of the disc_timesteps S_D, 0 elsewhere
-    # (a constant, not a per-batch count, so P processes take the step one process takes)
-    ts_d = torch.tensor(dc.disc_timesteps or dc.student_timesteps, dtype=torch.long, device=dev)
+    # the adversarial game on outputs of the disc_timesteps S_D only: weight |S| / |S_D| there, 0 elsewhere
+    # (a constant, not a per-batch count, so P processes take the step one process takes); None: all steps
+    ts_d = torch.tensor(dc.disc_timesteps, dtype=torch.long, device=dev)
     d_weight = (lambda s: torch.isin(s, ts_d).float() * (len(ts) / len(ts_d))) if dc.disc_timesteps else (lambda s: None)
 
     log = MetricsLog(run_dir / "metrics.jsonl", resume_step=step, enabled=accelerator.is_main_process)
@@ -205,8 +205,8 @@ def train_distill(recipe) -> Path:
                 if dc.adv_weight > 0:
                     fake_logits, _ = disc(fake, b["y"], b["t_d"], b["noise_d"][:, 1], b["u"][:, 1])
                     loss_adv = adv.g_loss(fake_logits)
-                    if dc.disc_timesteps:  # only the outputs the discriminator learned to judge
-                        loss_adv = loss_adv * d_weight(b["s"])
+                    if (w_adv := d_weight(b["s"])) is not None:  # only the outputs the discriminator judges
+                        loss_adv = loss_adv * w_adv
                 target, c_t, x_t = teacher_target(teacher, ns, fake.detach(), b["y"], b["t"], b["eps2"],
                                              dc.teacher_guidance, dc.distill_weighting)
                 loss_distill = distillation_loss(fake, target, c_t)
