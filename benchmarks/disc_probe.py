@@ -53,13 +53,14 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     a = ap.parse_args()
     torch.manual_seed(0)
-    dc = load_recipe(a.recipe, [f"data.source={a.data}"]).distill
+    recipe = load_recipe(a.recipe, [f"data.source={a.data}"])
+    dc = recipe.distill
     tp = load_teacher(resolve_teacher_path(dc.teacher))
     teacher = tp.unet.eval().requires_grad_(False)
     ns = DDPMScheduler.from_config(tp.scheduler.config)
     student = DistillPipeline.from_pretrained(a.student).unet.eval().requires_grad_(False)
-    data = load_images(dataclasses.replace(load_recipe(a.recipe, [f"data.source={a.data}"]).data,
-                                           resolution=teacher.config.sample_size, channels=teacher.config.in_channels))
+    data = load_images(dataclasses.replace(recipe.data, resolution=teacher.config.sample_size,
+                                           channels=teacher.config.in_channels))
     disc = Discriminator(build_backbone("teacher", teacher, ns), null_label(teacher), dc.head_channels,
                          dc.spectral_norm, "", head_norm=dc.head_norm)
     opt = torch.optim.AdamW(disc.heads.parameters(), lr=dc.d_learning_rate, betas=(dc.adam_beta1, dc.adam_beta2))

@@ -85,13 +85,16 @@ class TranslateSession:
         P, r = acc.num_processes, acc.process_index
         return shard(real_A, r, P).to(acc.device), shard(real_B, r, P).to(acc.device)
 
+    def logs_at(self, step: int) -> bool:
+        """Whether the step that ends at `step` writes a metrics row."""
+        return step % self.tc.log_every == 0 or step == self.tc.max_steps
+
     def step_once(self, step: int) -> dict:
         """Step `step` -> `step + 1`; gradient norms only when step + 1 is a logging step."""
         real_A, real_B = self.batch(step)
         torch.manual_seed(seed_for(self.tc.seed, "dropout", step, self.accelerator.process_index))
-        logs = (step + 1) % self.tc.log_every == 0 or step + 1 == self.tc.max_steps
         out = self.method.step(self.nets, self.popts, real_A, real_B, self.accelerator.backward,
-                               generator(self.tc.seed, "pool", step), norms=logs)
+                               generator(self.tc.seed, "pool", step), norms=self.logs_at(step + 1))
         for s in self.scheds.values():
             s.step()
         return out
@@ -142,7 +145,7 @@ def train(recipe, method: str) -> Path:
         step = s.step
         if not torch.isfinite(out["loss_g"]) or not torch.isfinite(out["loss_d"]):
             raise DistillError(f"non-finite loss at step {step} (loss_g={float(out['loss_g'])}, loss_d={float(out['loss_d'])})")
-        if step % tc.log_every == 0 or step == tc.max_steps:
+        if s.logs_at(step):
             vals = {k: float(acc.reduce(v.detach().float().reshape(()), reduction="mean")) for k, v in out.items()}
             vals["lr"] = s.scheds["G"].get_last_lr()[0]
             vals["lr_d"] = s.scheds["D"].get_last_lr()[0]
