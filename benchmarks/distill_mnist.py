@@ -44,6 +44,10 @@ ABLATIONS = {
                                                                                 "distill.fake_learning_rate=5e-4"]),
     "dmd_adv999": ("+ DMD, adversarial game on 1-step outputs only (disc_timesteps [999])",
                    ["distill.lambda_dmd=1", "distill.disc_timesteps=[999]"]),
+    "dmd_lr3e-4": ("+ DMD, student lr 3e-4, fake score lr 5e-4", ["distill.lambda_dmd=1", "train.learning_rate=3e-4",
+                                                                  "distill.fake_learning_rate=5e-4"]),
+    "dmd_lr1e-3": ("+ DMD, student and fake score lr 1e-3", ["distill.lambda_dmd=1", "train.learning_rate=1e-3",
+                                                             "distill.fake_learning_rate=1e-3"]),
 }
 OUT = Path(__file__).resolve().parent / "results" / "distill_mnist"
 

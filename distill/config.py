@@ -122,6 +122,9 @@ class DistillConfig:
     # student timesteps whose outputs the adversarial game covers (empty: all, as ADD): the discriminator
     # learns from, and the student's adversarial term applies to, only these; [999]: 1-step outputs only
     disc_timesteps: list[int] = field(default_factory=list)
+    # one set of heads per student timestep (each judges only that step's outputs and their real partners):
+    # one shared set cannot separate 1-step and 4-step outputs from real images at once (benchmarks/disc_probe.py)
+    disc_heads_per_timestep: bool = False
     adam_beta1: float = 0.0
     adam_beta2: float = 0.99
     # distribution matching (DMD2, Yin et al. 2024): a fake score network, initialised from the teacher,

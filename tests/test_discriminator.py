@@ -33,3 +33,33 @@ def test_spectral_normed_head_needs_normalisation_to_separate_small_feature_diff
         loss.backward()
         opt.step()
     assert (loss.item() < 0.5) == separates, loss.item()
+
+
+def test_head_sets_judge_each_sample_with_its_own_set():
+    """disc_heads_per_timestep: sample i's logits come from set head[i] only, and a loss on samples of
+    set 0 gives set 1 no gradient (while every set stays in the graph, as DDP needs)."""
+    from distill.discriminator import Discriminator
+
+    class Feats(torch.nn.Module):  # two feature layers: (B, 4, 6, 6) and (B, 8, 3, 3)
+        channels = [4, 8]
+
+        def forward(self, x, y=None, t=None, noise=None):
+            return [x.repeat(1, 4, 1, 1), torch.nn.functional.avg_pool2d(x, 2).repeat(1, 8, 1, 1)]
+
+    torch.manual_seed(0)
+    disc = Discriminator(Feats(), 3, 8, head_sets=2, augment="").eval()  # eval: no spectral-norm power step
+    assert len(disc.heads) == 4  # 2 sets x 2 layers
+    x, y = torch.randn(5, 1, 6, 6), torch.tensor([0, 1, 2, 0, 1])
+    head = torch.tensor([0, 1, 1, 0, 1])
+    logits, _ = disc(x, y, head=head)
+    assert logits.shape == (5, 36 + 9)
+    for j in (0, 1):
+        alone = Discriminator(Feats(), 3, 8, head_sets=1, augment="").eval()
+        alone.heads.load_state_dict({k: v for k, v in disc.heads[2 * j:2 * j + 2].state_dict().items()})
+        ref, _ = alone(x, y)
+        assert torch.allclose(logits[head == j], ref[head == j], atol=1e-6)
+    logits[head == 0].sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() == 0 for p in disc.heads[2:].parameters())
+    assert any(p.grad.abs().sum() > 0 for p in disc.heads[:2].parameters())
+    with pytest.raises(ValueError, match="head"):
+        disc(x, y)

@@ -181,3 +181,16 @@ def test_disc_timesteps_run_and_validation(tmp_path, tiny_teacher):
     assert (run_dir / "pipeline" / "model_index.json").exists()
     with pytest.raises(DistillError, match="disc_timesteps"):
         train_distill(distill_recipe(tmp_path / "b", tiny_teacher, distill={"disc_timesteps": [500]}))
+
+
+def test_disc_heads_per_timestep_run_resumes_exactly(tmp_path, tiny_teacher):
+    over = {"disc_heads_per_timestep": True}
+    full = train_distill(distill_recipe(tmp_path / "a", tiny_teacher, distill=over))
+    part = train_distill(distill_recipe(tmp_path / "b", tiny_teacher, interrupt_at=3, distill=over))
+    train_distill(distill_recipe(tmp_path / "b", tiny_teacher, resume_from_checkpoint="latest", distill=over))
+    one_set = load_file(train_distill(distill_recipe(tmp_path / "c", tiny_teacher, max_steps=1)) / "checkpoints/checkpoint-1/heads.safetensors")
+    for name in ["student.safetensors", "heads.safetensors"]:
+        a, b = load_file(full / "checkpoints/checkpoint-4" / name), load_file(part / "checkpoints/checkpoint-4" / name)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    n_sets = len(distill_recipe(tmp_path / "d", tiny_teacher).distill.student_timesteps)
+    assert len(a) == n_sets * len(one_set)  # one set of heads per student timestep

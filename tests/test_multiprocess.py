@@ -40,9 +40,10 @@ def test_two_processes_equal_one(tmp_path, task):
     if task == "distill":
         # non-saturating loss: the hinge's +-1 derivatives cancel exactly in a bias gradient at init, and
         # Adam turns the summation-order rounding left of that 0 into full-size, sign-random steps
-        # with the DMD2 fake score on, so its DDP path (trained in the D phase, queried in the G phase) is covered
+        # with the DMD2 fake score on, so its DDP path (trained in the D phase, queried in the G phase) is covered,
+        # and one head set per student timestep (a process's shard need not hold every timestep)
         r["distill"] = {"teacher": str(teacher / "pipeline"), "head_channels": 8, "r1_gamma": 1e-3, "adv_loss": "ns",
-                        "lambda_dmd": 0.5}
+                        "lambda_dmd": 0.5, "disc_heads_per_timestep": True}
         names = ["student.safetensors", "heads.safetensors", "fake_score.safetensors"]
     else:
         names = ["unet.safetensors"]

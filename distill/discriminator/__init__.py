@@ -2,6 +2,7 @@
 
     D(x, y) = [head_k(F_k(aug(x)), y) for each chosen layer k]   -> logits (B, sum_k H_k W_k)
 
+Optionally S sets of heads, one per student timestep: sample i is judged by set head[i] only.
 Only the heads train. Gradients flow through the frozen backbone to the student's images.
 """
 
@@ -19,10 +20,13 @@ from .heads import PatchHead
 
 class Discriminator(nn.Module):
     def __init__(self, backbone: nn.Module, num_classes: Optional[int], c_hidden: int = 64, sn: bool = True,
-                 augment: str = "", cond_dim: Optional[int] = None, head_norm: str = "group"):
+                 augment: str = "", cond_dim: Optional[int] = None, head_norm: str = "group", head_sets: int = 1):
         super().__init__()
         self.backbone = backbone
-        self.heads = nn.ModuleList(PatchHead(c, c_hidden, num_classes, sn, cond_dim, head_norm) for c in backbone.channels)
+        # heads[j * K + k]: set j, layer k (K layers); one set keeps the flat layout of earlier checkpoints
+        self.heads = nn.ModuleList(PatchHead(c, c_hidden, num_classes, sn, cond_dim, head_norm)
+                                   for _ in range(head_sets) for c in backbone.channels)
+        self.head_sets = head_sets
         self.augment = augment
 
     def features(self, x, y, t=None, noise=None, u=None) -> list[torch.Tensor]:
@@ -30,20 +34,30 @@ class Discriminator(nn.Module):
             x = diff_augment(x, u, self.augment)
         return self.backbone(x, y, t, noise)
 
-    def heads_forward(self, feats: list[torch.Tensor], y) -> torch.Tensor:
-        """feature maps -> (B, L) logits, L = total number of patch positions over heads."""
-        return torch.cat([h(f, y).flatten(1) for h, f in zip(self.heads, feats)], dim=1)
+    def heads_forward(self, feats: list[torch.Tensor], y, head: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """feature maps -> (B, L) logits, L = total number of patch positions over one set's heads.
+        With several sets, `head` (B,) picks each sample's set; every set runs on the whole batch (the
+        heads are small) so each parameter is in the graph on every process, as DDP requires."""
+        K = len(feats)
+        per_set = [torch.cat([self.heads[j * K + k](f, y).flatten(1) for k, f in enumerate(feats)], dim=1)
+                   for j in range(self.head_sets)]  # S x (B, L)
+        if self.head_sets == 1:
+            return per_set[0]
+        if head is None:
+            raise ValueError("a discriminator with several head sets needs `head` (B,): the set judging each sample")
+        return torch.stack(per_set)[head, torch.arange(head.shape[0], device=head.device)]  # (B, L)
 
-    def forward(self, x, y=None, t=None, noise=None, u=None, return_features: bool = False, c=None):
+    def forward(self, x, y=None, t=None, noise=None, u=None, return_features: bool = False, c=None, head=None):
         """-> (logits (B, L), features or None). With `return_features` the features are cut from
         the backbone's graph and made leaves, so R1 can take gradients at the heads' inputs.
         `y` goes to the backbone and, unless a head conditioning `c` is given, to the heads
-        (latent students pass the text conditioning as `y` and its pooled embedding as `c`)."""
+        (latent students pass the text conditioning as `y` and its pooled embedding as `c`);
+        `head` (B,) the head set judging each sample when there are several."""
         feats = self.features(x, y, t, noise, u)
         if return_features:  # fp32 leaves: accelerate's mixed-precision wrapper converts bf16/fp16 outputs to
             # fp32 copies, which would cut them from the graph (R1 would see "unused" tensors)
             feats = [f.detach().float().requires_grad_(True) for f in feats]
-        return self.heads_forward(feats, y if c is None else c), (feats if return_features else None)
+        return self.heads_forward(feats, y if c is None else c, head), (feats if return_features else None)
 
 
 __all__ = ["Discriminator", "PatchHead", "TeacherFeatures", "TimmFeatures", "build_backbone", "NUM_RANDOM"]

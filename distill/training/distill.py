@@ -117,7 +117,8 @@ def train_distill(recipe) -> Path:
     student = copy.deepcopy(teacher).requires_grad_(True).train()  # initialised from the teacher
     backbone = build_backbone(dc.backbone, teacher, ns, dc.backbone_layers or None, dc.backbone_pretrained,
                               dc.backbone_img_size)
-    disc = Discriminator(backbone, num_classes, dc.head_channels, dc.spectral_norm, dc.augment, head_norm=dc.head_norm)
+    disc = Discriminator(backbone, num_classes, dc.head_channels, dc.spectral_norm, dc.augment, head_norm=dc.head_norm,
+                         head_sets=len(dc.student_timesteps) if dc.disc_heads_per_timestep else 1)
     ema = EMAModel(student.parameters(), decay=tc.ema_decay, model_cls=type(student), model_config=student.config)
     betas = (dc.adam_beta1, dc.adam_beta2)
     opt_g = torch.optim.AdamW(student.parameters(), lr=tc.learning_rate, betas=betas, weight_decay=tc.weight_decay)
@@ -162,14 +163,16 @@ def train_distill(recipe) -> Path:
         """Global-batch inputs for one micro step, sharded to this process."""
         g = generator(tc.seed, "distill", step, tag, k, a)
         x0, y = data.batch(sampler.indices((step * (dc.d_steps + 1) + k) * tc.batch_size + a * n, n))
-        s = ts[torch.randint(0, len(ts), (n,), generator=g)]
+        i_s = torch.randint(0, len(ts), (n,), generator=g)  # index of the student timestep s = ts[i_s]
+        s = ts[i_s]
         eps = torch.randn(x0.shape, generator=g)
         t_d = torch.randint(dc.disc_t_min, dc.disc_t_max + 1, (n,), generator=g)
         noise_d = torch.randn((2,) + x0.shape, generator=g)
         u = torch.rand(2, n, NUM_RANDOM, generator=g)
         t = torch.randint(dc.distill_t_min, dc.distill_t_max + 1, (n,), generator=g)
         eps2 = torch.randn(x0.shape, generator=g)
-        out = dict(x0=x0, y=y, s=s, eps=eps, t_d=t_d, noise_d=noise_d.transpose(0, 1), u=u.transpose(0, 1), t=t, eps2=eps2)
+        out = dict(x0=x0, y=y, s=s, eps=eps, t_d=t_d, noise_d=noise_d.transpose(0, 1), u=u.transpose(0, 1), t=t, eps2=eps2,
+                   head=i_s if dc.disc_heads_per_timestep else None)
         if fake_score is not None:  # drawn last: the draws above do not depend on lambda_dmd
             out.update(t_f=torch.randint(0, T, (n,), generator=g), eps_f=torch.randn(x0.shape, generator=g))
         return {k_: (shard(v, rank, P).to(dev) if v is not None else None) for k_, v in out.items()}
@@ -203,7 +206,7 @@ def train_distill(recipe) -> Path:
                 fake = student_x0(student, ns, ns.add_noise(b["x0"], b["eps"], b["s"]), b["s"], b["y"])
                 loss_adv = torch.zeros(fake.shape[0], device=dev)
                 if dc.adv_weight > 0:
-                    fake_logits, _ = disc(fake, b["y"], b["t_d"], b["noise_d"][:, 1], b["u"][:, 1])
+                    fake_logits, _ = disc(fake, b["y"], b["t_d"], b["noise_d"][:, 1], b["u"][:, 1], head=b["head"])
                     loss_adv = adv.g_loss(fake_logits)
                     if (w_adv := d_weight(b["s"])) is not None:  # only the outputs the discriminator judges
                         loss_adv = loss_adv * w_adv
