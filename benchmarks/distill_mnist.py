@@ -48,6 +48,10 @@ ABLATIONS = {
                                                                   "distill.fake_learning_rate=5e-4"]),
     "dmd_lr1e-3": ("+ DMD, student and fake score lr 1e-3", ["distill.lambda_dmd=1", "train.learning_rate=1e-3",
                                                              "distill.fake_learning_rate=1e-3"]),
+    "dmd_heads_per_step": ("+ DMD, one set of discriminator heads per student timestep",
+                           ["distill.lambda_dmd=1", "distill.disc_heads_per_timestep=true"]),
+    "dmd_adam_b0.9": ("+ DMD, Adam betas (0.9, 0.999) for student, heads and fake score (recipe: 0, 0.99)",
+                      ["distill.lambda_dmd=1", "distill.adam_beta1=0.9", "distill.adam_beta2=0.999"]),
 }
 OUT = Path(__file__).resolve().parent / "results" / "distill_mnist"
 

@@ -187,6 +187,8 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
                 errors.append(e)
         raise RecipeError(f"{where}: key '{key}' expects {_type_name(tp)}, got {value!r}")
     if origin is Literal:
+        if value is False and "no" in args:  # YAML 1.1 reads a bare `no` (mixed_precision: no) as false
+            value = "no"
         if value not in args:
             raise RecipeError(f"{where}: key '{key}' must be one of {list(args)}, got {value!r}")
         return value

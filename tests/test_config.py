@@ -60,6 +60,14 @@ def test_overrides_and_types(tmp_path):
         apply_override({}, "train.max_steps")
 
 
+def test_bare_no_is_the_string_for_choices(tmp_path):
+    """`train.mixed_precision=no` (accelerate's spelling) reaches YAML as false; the choice is "no"."""
+    p = write(tmp_path, {"task": "teacher"})
+    assert load_recipe(p, ["train.mixed_precision=no"]).train.mixed_precision == "no"
+    with pytest.raises(RecipeError, match="must be one of"):
+        load_recipe(p, ["train.mixed_precision=yes"])
+
+
 def test_int_accepted_for_float():
     r = recipe_from_dict({"task": "teacher", "train": {"learning_rate": 1}})
     assert isinstance(r.train.learning_rate, float)

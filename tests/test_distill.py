@@ -194,3 +194,27 @@ def test_disc_heads_per_timestep_run_resumes_exactly(tmp_path, tiny_teacher):
         assert all(torch.equal(a[k], b[k]) for k in a), name
     n_sets = len(distill_recipe(tmp_path / "d", tiny_teacher).distill.student_timesteps)
     assert len(a) == n_sets * len(one_set)  # one set of heads per student timestep
+
+
+def test_bf16_mixed_precision_run(tmp_path, tiny_teacher):
+    """--mixed_precision bf16 on CPU: the teacher's target, the discriminator features and the DMD fake
+    score run under autocast; losses stay finite, R1 still gets its gradients, the fp32 export samples,
+    and the student lands near the fp32 run's (same draws, bf16 rounding only)."""
+    from accelerate.state import AcceleratorState
+
+    over = dict(max_steps=2, checkpoint_every=2, distill={"lambda_dmd": 1.0, "r1_gamma": 1e-3})
+    AcceleratorState._reset_state(True)  # accelerate keeps one process-wide state (mixed precision)
+    try:
+        bf = train_distill(distill_recipe(tmp_path / "bf", tiny_teacher, mixed_precision="bf16", **over))
+    finally:
+        AcceleratorState._reset_state(True)
+    fp = train_distill(distill_recipe(tmp_path / "fp", tiny_teacher, **over))
+    rows = [r for r in read_metrics(bf / "metrics.jsonl") if "loss_distill" in r]
+    assert rows and all(torch.isfinite(torch.tensor(r[k])) for r in rows for k in ("loss", "loss_dmd", "r1"))
+    assert rows[-1]["r1"] > 0
+    a = load_file(bf / "checkpoints/checkpoint-2/student.safetensors")
+    b = load_file(fp / "checkpoints/checkpoint-2/student.safetensors")
+    assert all(a[k].dtype == torch.float32 for k in a)  # master weights stay fp32
+    assert 0 < max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-2
+    pipe = DiffusionPipeline.from_pretrained(str(bf / "pipeline"))
+    assert torch.isfinite(pipe(batch_size=2, num_inference_steps=1, output_type="pt").images).all()

@@ -179,52 +179,53 @@ def train_distill(recipe) -> Path:
 
     while step < tc.max_steps:
         m = {}
-        # ---- discriminator phase
-        for k in range(dc.d_steps):
-            opt_d.zero_grad(set_to_none=True)
-            if opt_f is not None:
-                opt_f.zero_grad(set_to_none=True)
+        with accelerator.autocast():  # --mixed_precision bf16/fp16: the frozen teacher too (prepared models already are)
+            # ---- discriminator phase
+            for k in range(dc.d_steps):
+                opt_d.zero_grad(set_to_none=True)
+                if opt_f is not None:
+                    opt_f.zero_grad(set_to_none=True)
+                for a in range(A):
+                    b = draw("d", k, a)
+                    with torch.no_grad():
+                        fake = student_x0(student, ns, ns.add_noise(b["x0"], b["eps"], b["s"]), b["s"], b["y"])
+                    with accelerator.accumulate(disc):
+                        y2 = torch.cat([b["y"], b["y"]]) if b["y"] is not None else None
+                        d_update(accelerator, disc, raw_disc.heads, opt_d, adv, b["x0"], fake, y2, b, dc.r1_gamma, m,
+                                 d_weight(b["s"]))
+                    if fake_score is not None:  # the fake score learns the student's distribution (DMD2)
+                        with accelerator.accumulate(fake_score):
+                            loss_f = diffusion_loss(fake_score, ns, fake, b["eps_f"], b["t_f"], b["y"]).mean()
+                            accelerator.backward(loss_f)
+                            opt_f.step()
+                        m["loss_fake_score"] = loss_f.detach()
+            # ---- student phase
+            opt_g.zero_grad(set_to_none=True)
             for a in range(A):
-                b = draw("d", k, a)
-                with torch.no_grad():
+                b = draw("g", dc.d_steps, a)
+                with accelerator.accumulate(student):
                     fake = student_x0(student, ns, ns.add_noise(b["x0"], b["eps"], b["s"]), b["s"], b["y"])
-                with accelerator.accumulate(disc):
-                    y2 = torch.cat([b["y"], b["y"]]) if b["y"] is not None else None
-                    d_update(accelerator, disc, raw_disc.heads, opt_d, adv, b["x0"], fake, y2, b, dc.r1_gamma, m,
-                             d_weight(b["s"]))
-                if fake_score is not None:  # the fake score learns the student's distribution (DMD2)
-                    with accelerator.accumulate(fake_score):
-                        loss_f = diffusion_loss(fake_score, ns, fake, b["eps_f"], b["t_f"], b["y"]).mean()
-                        accelerator.backward(loss_f)
-                        opt_f.step()
-                    m["loss_fake_score"] = loss_f.detach()
-        # ---- student phase
-        opt_g.zero_grad(set_to_none=True)
-        for a in range(A):
-            b = draw("g", dc.d_steps, a)
-            with accelerator.accumulate(student):
-                fake = student_x0(student, ns, ns.add_noise(b["x0"], b["eps"], b["s"]), b["s"], b["y"])
-                loss_adv = torch.zeros(fake.shape[0], device=dev)
-                if dc.adv_weight > 0:
-                    fake_logits, _ = disc(fake, b["y"], b["t_d"], b["noise_d"][:, 1], b["u"][:, 1], head=b["head"])
-                    loss_adv = adv.g_loss(fake_logits)
-                    if (w_adv := d_weight(b["s"])) is not None:  # only the outputs the discriminator judges
-                        loss_adv = loss_adv * w_adv
-                target, c_t, x_t = teacher_target(teacher, ns, fake.detach(), b["y"], b["t"], b["eps2"],
-                                             dc.teacher_guidance, dc.distill_weighting)
-                loss_distill = distillation_loss(fake, target, c_t)
-                loss_dmd = torch.zeros_like(loss_distill)
-                if fake_score is not None:
-                    with torch.no_grad():  # at the x_t the teacher's target came from
-                        fake_x0 = pred_x0(ns, x_t, b["t"], fake_score(x_t, b["t"], class_labels=b["y"]).sample)
-                    loss_dmd = dmd_loss(fake, target, fake_x0)
-                    m["loss_dmd"] = loss_dmd.mean().detach()
-                loss_g = (dc.adv_weight * loss_adv + dc.lambda_distill * loss_distill + dc.lambda_dmd * loss_dmd).mean()
-                accelerator.backward(loss_g)
-                if accelerator.sync_gradients:
-                    m["grad_norm_g"] = float(accelerator.clip_grad_norm_(student.parameters(), tc.max_grad_norm))
-                opt_g.step()
-            opt_d.zero_grad(set_to_none=True)  # the G pass left gradients on the heads
+                    loss_adv = torch.zeros(fake.shape[0], device=dev)
+                    if dc.adv_weight > 0:
+                        fake_logits, _ = disc(fake, b["y"], b["t_d"], b["noise_d"][:, 1], b["u"][:, 1], head=b["head"])
+                        loss_adv = adv.g_loss(fake_logits)
+                        if (w_adv := d_weight(b["s"])) is not None:  # only the outputs the discriminator judges
+                            loss_adv = loss_adv * w_adv
+                    target, c_t, x_t = teacher_target(teacher, ns, fake.detach(), b["y"], b["t"], b["eps2"],
+                                                 dc.teacher_guidance, dc.distill_weighting)
+                    loss_distill = distillation_loss(fake, target, c_t)
+                    loss_dmd = torch.zeros_like(loss_distill)
+                    if fake_score is not None:
+                        with torch.no_grad():  # at the x_t the teacher's target came from
+                            fake_x0 = pred_x0(ns, x_t, b["t"], fake_score(x_t, b["t"], class_labels=b["y"]).sample)
+                        loss_dmd = dmd_loss(fake, target, fake_x0)
+                        m["loss_dmd"] = loss_dmd.mean().detach()
+                    loss_g = (dc.adv_weight * loss_adv + dc.lambda_distill * loss_distill + dc.lambda_dmd * loss_dmd).mean()
+                    accelerator.backward(loss_g)
+                    if accelerator.sync_gradients:
+                        m["grad_norm_g"] = float(accelerator.clip_grad_norm_(student.parameters(), tc.max_grad_norm))
+                    opt_g.step()
+                opt_d.zero_grad(set_to_none=True)  # the G pass left gradients on the heads
         m.update(g_metrics(loss_adv, loss_distill, loss_g))
         check_finite(m, step, last_ckpt)
         lr_sched.step()
