@@ -36,16 +36,25 @@ class Discriminator(nn.Module):
 
     def heads_forward(self, feats: list[torch.Tensor], y, head: Optional[torch.Tensor] = None) -> torch.Tensor:
         """feature maps -> (B, L) logits, L = total number of patch positions over one set's heads.
-        With several sets, `head` (B,) picks each sample's set; every set runs on the whole batch (the
-        heads are small) so each parameter is in the graph on every process, as DDP requires."""
+        With several sets, `head` (B,) picks each sample's set; each set runs on its own samples only,
+        an empty batch included, so every parameter is in the graph on every process (as DDP requires)."""
         K = len(feats)
-        per_set = [torch.cat([self.heads[j * K + k](f, y).flatten(1) for k, f in enumerate(feats)], dim=1)
-                   for j in range(self.head_sets)]  # S x (B, L)
+
+        def set_logits(j, fs, c):
+            return torch.cat([self.heads[j * K + k](f, c).flatten(1) for k, f in enumerate(fs)], dim=1)
+
         if self.head_sets == 1:
-            return per_set[0]
+            return set_logits(0, feats, y)
         if head is None:
             raise ValueError("a discriminator with several head sets needs `head` (B,): the set judging each sample")
-        return torch.stack(per_set)[head, torch.arange(head.shape[0], device=head.device)]  # (B, L)
+        parts = []
+        for j in range(self.head_sets):
+            idx = (head == j).nonzero().squeeze(1)  # (B_j,)
+            parts.append((idx, set_logits(j, [f[idx] for f in feats], y[idx] if y is not None else None)))
+        out = parts[0][1].new_zeros(head.shape[0], parts[0][1].shape[1])
+        for idx, logits in parts:
+            out = out.index_copy(0, idx, logits)
+        return out  # (B, L)
 
     def forward(self, x, y=None, t=None, noise=None, u=None, return_features: bool = False, c=None, head=None):
         """-> (logits (B, L), features or None). With `return_features` the features are cut from
