@@ -8,7 +8,9 @@ each trained for the same (shorter) budget and scored on 10k samples with the ev
 --wall-ratio times K steps of the shipped teacher's own recipe and K steps of recipes/mnist.yaml,
 alternated (T D T D) so both see the same machine load, and projects each to its full schedule
 (teacher: train.max_steps of its recipe; student: of recipes/mnist.yaml). The ratio of the
-projections is the issue's "distillation wall time <= half the teacher's" check.
+projections is the issue's "distillation wall time <= half the teacher's" check. The teacher's
+recipe is also timed in bf16 (the shipped teacher trained in fp32), so a recipe distilling in bf16
+can be compared with a teacher trained at its precision too (`ratio_vs_teacher_bf16`).
 
 Writes benchmarks/results/distill_mnist/<name>.json per run and the merged table.
 """
@@ -56,7 +58,8 @@ ABLATIONS = {
 OUT = Path(__file__).resolve().parent / "results" / "distill_mnist"
 
 
-BASE = ["distill.lambda_dmd=0"]  # the ablations vary the ADD recipe; "dmd*" add the DMD2 term back
+# the ablations vary the ADD recipe in fp32 (as all rows were measured); "dmd*" add the DMD2 term back
+BASE = ["distill.lambda_dmd=0", "train.mixed_precision=no"]
 
 
 def _recipe(name, data, steps):
@@ -116,29 +119,36 @@ def wall_ratio(data: str, k: int, rounds: int = 2):
     import shutil
     import tempfile
 
+    from accelerate.state import AcceleratorState
+
     from distill.training.teacher import train_teacher
 
     teacher_recipe = "distill/assets/teachers/mnist/recipe.yaml"
     full_t = load_recipe(teacher_recipe).train.max_steps
     full_d = load_recipe("recipes/mnist.yaml").train.max_steps
-    per = {"teacher": [], "distill": []}
+    per = {"teacher": [], "distill": [], "teacher_bf16": []}
     tmp = Path(tempfile.mkdtemp(prefix="wall-ratio-"))
     common = [f"data.source={data}", f"train.max_steps={k}", "train.log_every=5", "train.checkpoint_every=100000"]
     for r in range(rounds):
         for name, path, train, extra in (
                 ("teacher", teacher_recipe, train_teacher, ["train.resume_from_checkpoint=null", "train.sample_every=100000"]),
-                ("distill", "recipes/mnist.yaml", train_distill, ["distill.coverage_every=100000"])):
+                ("distill", "recipes/mnist.yaml", train_distill, ["distill.coverage_every=100000"]),
+                # the teacher's recipe in bf16 too: what a teacher trained at the distillation's precision would cost
+                ("teacher_bf16", teacher_recipe, train_teacher, ["train.resume_from_checkpoint=null",
+                                                                  "train.sample_every=100000", "train.mixed_precision=bf16"])):
             out = tmp / f"{name}-{r}"
             recipe = load_recipe(path, [*common, *extra, f"output_dir={out}"])
+            AcceleratorState._reset_state(True)  # accelerate keeps one process-wide mixed-precision state
             train(recipe)
             per[name].append(_seconds_per_step(out, skip=1))
             print(f"round {r} {name}: {per[name][-1]:.3f} s/step", flush=True)
     shutil.rmtree(tmp, ignore_errors=True)
-    s_t, s_d = (sorted(v)[len(v) // 2] for v in per.values())
+    s_t, s_d, s_tb = (sorted(v)[len(v) // 2] for v in per.values())
     res = {"k_steps": k, "rounds": rounds, "threads": torch.get_num_threads(), "teacher_s_per_step": per["teacher"],
            "distill_s_per_step": per["distill"], "teacher_full_steps": full_t, "distill_full_steps": full_d,
            "teacher_projected_min": s_t * full_t / 60, "distill_projected_min": s_d * full_d / 60,
-           "ratio": (s_d * full_d) / (s_t * full_t)}
+           "ratio": (s_d * full_d) / (s_t * full_t), "distill_mixed_precision": load_recipe("recipes/mnist.yaml").train.mixed_precision,
+           "teacher_bf16_s_per_step": per["teacher_bf16"], "ratio_vs_teacher_bf16": (s_d * full_d) / (s_tb * full_t)}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     (OUT.parent / "distill_mnist_wall_ratio.json").write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))
