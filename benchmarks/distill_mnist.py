@@ -115,7 +115,7 @@ def _seconds_per_step(run_dir: Path, skip: int) -> float:
     return sorted(per)[len(per) // 2]
 
 
-def wall_ratio(data: str, k: int, rounds: int = 2):
+def wall_ratio(data: str, k: int, rounds: int = 2, overrides=()):
     import shutil
     import tempfile
 
@@ -125,19 +125,19 @@ def wall_ratio(data: str, k: int, rounds: int = 2):
 
     teacher_recipe = "distill/assets/teachers/mnist/recipe.yaml"
     full_t = load_recipe(teacher_recipe).train.max_steps
-    full_d = load_recipe("recipes/mnist.yaml").train.max_steps
+    full_d = load_recipe("recipes/mnist.yaml", list(overrides)).train.max_steps
     per = {"teacher": [], "distill": [], "teacher_bf16": []}
     tmp = Path(tempfile.mkdtemp(prefix="wall-ratio-"))
     common = [f"data.source={data}", f"train.max_steps={k}", "train.log_every=5", "train.checkpoint_every=100000"]
     for r in range(rounds):
         for name, path, train, extra in (
                 ("teacher", teacher_recipe, train_teacher, ["train.resume_from_checkpoint=null", "train.sample_every=100000"]),
-                ("distill", "recipes/mnist.yaml", train_distill, ["distill.coverage_every=100000"]),
+                ("distill", "recipes/mnist.yaml", train_distill, [*overrides, "distill.coverage_every=100000"]),
                 # the teacher's recipe in bf16 too: what a teacher trained at the distillation's precision would cost
                 ("teacher_bf16", teacher_recipe, train_teacher, ["train.resume_from_checkpoint=null",
                                                                   "train.sample_every=100000", "train.mixed_precision=bf16"])):
             out = tmp / f"{name}-{r}"
-            recipe = load_recipe(path, [*common, *extra, f"output_dir={out}"])
+            recipe = load_recipe(path, [*extra, *common, f"output_dir={out}"])  # K steps win over an override
             AcceleratorState._reset_state(True)  # accelerate keeps one process-wide mixed-precision state
             train(recipe)
             per[name].append(_seconds_per_step(out, skip=1))
@@ -147,7 +147,8 @@ def wall_ratio(data: str, k: int, rounds: int = 2):
     res = {"k_steps": k, "rounds": rounds, "threads": torch.get_num_threads(), "teacher_s_per_step": per["teacher"],
            "distill_s_per_step": per["distill"], "teacher_full_steps": full_t, "distill_full_steps": full_d,
            "teacher_projected_min": s_t * full_t / 60, "distill_projected_min": s_d * full_d / 60,
-           "ratio": (s_d * full_d) / (s_t * full_t), "distill_mixed_precision": load_recipe("recipes/mnist.yaml").train.mixed_precision,
+           "ratio": (s_d * full_d) / (s_t * full_t), "distill_overrides": list(overrides),
+           "distill_mixed_precision": load_recipe("recipes/mnist.yaml", list(overrides)).train.mixed_precision,
            "teacher_bf16_s_per_step": per["teacher_bf16"], "ratio_vs_teacher_bf16": (s_d * full_d) / (s_tb * full_t)}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     (OUT.parent / "distill_mnist_wall_ratio.json").write_text(json.dumps(res, indent=1))
@@ -185,12 +186,14 @@ def main():
     ap.add_argument("--rescore", action="store_true", help="re-evaluate the trained ablations in runs/ (no training)")
     ap.add_argument("--wall-ratio", type=int, metavar="K", nargs="?", const=40,
                     help="time K steps of teacher training and of distillation, alternated")
+    ap.add_argument("--recipe-override", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="--wall-ratio: overrides of recipes/mnist.yaml (e.g. train.max_steps=1000)")
     ap.add_argument("--teacher-eval", default="distill/assets/teachers/mnist/eval/eval-teacher.json")
     a = ap.parse_args()
     if a.collect:
         return collect(Path(a.teacher_eval))
     if a.wall_ratio:
-        return wall_ratio(a.data, a.wall_ratio)
+        return wall_ratio(a.data, a.wall_ratio, overrides=a.recipe_override)
     for name in a.only:
         (rescore if a.rescore else run_one)(name, a.data, a.steps, a.student_steps)
 
