@@ -212,7 +212,7 @@ def train_distill(recipe) -> Path:
                         if (w_adv := d_weight(b["s"])) is not None:  # only the outputs the discriminator judges
                             loss_adv = loss_adv * w_adv
                     target, c_t, x_t = teacher_target(teacher, ns, fake.detach(), b["y"], b["t"], b["eps2"],
-                                                 dc.teacher_guidance, dc.distill_weighting)
+                                                      dc.teacher_guidance, dc.distill_weighting)
                     loss_distill = distillation_loss(fake, target, c_t)
                     loss_dmd = torch.zeros_like(loss_distill)
                     if fake_score is not None:
