@@ -97,6 +97,9 @@ class DistillConfig:
 
     teacher: str = ""  # exported teacher pipeline: folder, Hub id, or shipped:<name>
     student_timesteps: list[int] = field(default_factory=lambda: [999, 749, 499, 249])
+    # how often each student timestep is drawn for training (normalised; empty: uniform, as ADD): more weight on
+    # 999 gives the 1-step sampler a larger share of every batch
+    student_timestep_weights: list[float] = field(default_factory=list)
     # distillation loss (Eq. 4-5, ADD)
     lambda_distill: float = 2.5
     distill_weighting: Literal["exponential", "sds", "nfsd"] = "exponential"  # c(t)

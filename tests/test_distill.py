@@ -10,7 +10,7 @@ import distill  # noqa: F401
 from distill.config import recipe_from_dict
 from distill.errors import DistillError
 from distill.runs import read_metrics
-from distill.training.distill import train_distill
+from distill.training.distill import student_timestep_index, train_distill
 from distill.training.teacher import train_teacher
 
 from .conftest import tiny_recipe_dict
@@ -181,6 +181,21 @@ def test_disc_timesteps_run_and_validation(tmp_path, tiny_teacher):
     assert (run_dir / "pipeline" / "model_index.json").exists()
     with pytest.raises(DistillError, match="disc_timesteps"):
         train_distill(distill_recipe(tmp_path / "b", tiny_teacher, distill={"disc_timesteps": [500]}))
+
+
+def test_student_timestep_weights_draw_and_validation(tmp_path, tiny_teacher):
+    g = torch.Generator().manual_seed(0)
+    i = student_timestep_index(4, torch.tensor([3.0, 1.0, 0.0, 0.0], dtype=torch.float64), 20000, g)
+    frac = torch.bincount(i, minlength=4).double() / len(i)
+    assert abs(frac[0] - 0.75) < 0.02 and abs(frac[1] - 0.25) < 0.02 and frac[2:].sum() == 0
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)  # uniform: the old randint stream
+    assert torch.equal(student_timestep_index(4, None, 64, g1), torch.randint(0, 4, (64,), generator=g2))
+    run_dir = train_distill(distill_recipe(tmp_path / "a", tiny_teacher, max_steps=2,
+                                           distill={"student_timestep_weights": [2, 1, 1, 1]}))
+    assert (run_dir / "pipeline" / "model_index.json").exists()
+    for bad in ([1, 1], [1, -1, 1, 1], [0, 0, 0, 0]):
+        with pytest.raises(DistillError, match="student_timestep_weights"):
+            train_distill(distill_recipe(tmp_path / "b", tiny_teacher, distill={"student_timestep_weights": bad}))
 
 
 def test_disc_heads_per_timestep_run_resumes_exactly(tmp_path, tiny_teacher):

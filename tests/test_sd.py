@@ -190,7 +190,7 @@ def test_bad_inputs(tiny_sd, tmp_path, capsys):
         train_sd_distill(sd_recipe(tmp_path / "d", tiny_sd, data={"source": str(folder)}))
     with pytest.raises(RecipeError, match="lora_target_modules"):
         train_sd_distill(sd_recipe(tmp_path / "e", tiny_sd, sd={"lora_rank": 2, "lora_target_modules": ["nope"]}))
-    for key, value in [("lambda_dmd", 1.0), ("disc_heads_per_timestep", True)]:  # pixel-loop options, never ignored
+    for key, value in [("lambda_dmd", 1.0), ("disc_heads_per_timestep", True), ("student_timestep_weights", [2, 1, 1, 1])]:  # pixel-loop options, never ignored
         with pytest.raises(RecipeError, match=f"distill.{key} is implemented in the pixel loop"):
             train_sd_distill(sd_recipe(tmp_path / "f", tiny_sd, distill={key: value}))
 

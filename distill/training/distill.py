@@ -47,6 +47,14 @@ def student_x0(student, noise_scheduler, x_s, s, y):
     return pred_x0(noise_scheduler, x_s, s, student(x_s, s, class_labels=y).sample)
 
 
+def student_timestep_index(k: int, weights, n: int, g) -> torch.Tensor:
+    """(n,) indices into the k student timesteps: uniform (ADD) or drawn by `weights` (k,). The uniform
+    draw is a randint, the random stream of runs made before the option existed."""
+    if weights is None:
+        return torch.randint(0, k, (n,), generator=g)
+    return torch.multinomial(weights, n, replacement=True, generator=g)
+
+
 def eps_from_output(noise_scheduler, x_t, t, out):
     alpha, sigma = alpha_sigma(noise_scheduler, t, x_t.device, x_t.dtype)
     kind = noise_scheduler.config.prediction_type
@@ -103,6 +111,9 @@ def train_distill(recipe) -> Path:
         raise RecipeError(f"distill.student_timesteps must lie in [0, {T - 1}]")
     if any(s not in dc.student_timesteps for s in dc.disc_timesteps):
         raise RecipeError(f"distill.disc_timesteps {dc.disc_timesteps} must be among distill.student_timesteps")
+    if (w := dc.student_timestep_weights) and (len(w) != len(dc.student_timesteps) or min(w) < 0 or sum(w) <= 0):
+        raise RecipeError(f"distill.student_timestep_weights {w} must be {len(dc.student_timesteps)} non-negative "
+                          "numbers (one per student timestep), not all zero")
     data_cfg = dataclasses.replace(recipe.data, resolution=teacher.config.sample_size, channels=teacher.config.in_channels)
     data = load_images(data_cfg)
     num_classes = null_label(teacher)
@@ -142,6 +153,7 @@ def train_distill(recipe) -> Path:
     raw_student, raw_disc = accelerator.unwrap_model(student), accelerator.unwrap_model(disc)
     adv = get_adv_loss(dc.adv_loss)
     ts = torch.tensor(dc.student_timesteps, dtype=torch.long)
+    p_s = torch.tensor(dc.student_timestep_weights, dtype=torch.float64) if dc.student_timestep_weights else None
     dev = accelerator.device
     # the adversarial game on outputs of the disc_timesteps S_D only: weight |S| / |S_D| there, 0 elsewhere
     # (a constant, not a per-batch count, so P processes take the step one process takes); None: all steps
@@ -163,7 +175,7 @@ def train_distill(recipe) -> Path:
         """Global-batch inputs for one micro step, sharded to this process."""
         g = generator(tc.seed, "distill", step, tag, k, a)
         x0, y = data.batch(sampler.indices((step * (dc.d_steps + 1) + k) * tc.batch_size + a * n, n))
-        i_s = torch.randint(0, len(ts), (n,), generator=g)  # index of the student timestep s = ts[i_s]
+        i_s = student_timestep_index(len(ts), p_s, n, g)  # s = ts[i_s]
         s = ts[i_s]
         eps = torch.randn(x0.shape, generator=g)
         t_d = torch.randint(dc.disc_t_min, dc.disc_t_max + 1, (n,), generator=g)
