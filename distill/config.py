@@ -110,6 +110,7 @@ class DistillConfig:
     adv_loss: str = "hinge"  # registry key in distill.gan.losses.ADV_LOSSES
     adv_weight: float = 1.0  # 0: distillation loss alone (ablation)
     r1_gamma: float = 1e-5  # R1 on the heads' inputs (real), weight gamma / 2
+    r1_every: int = 1  # lazy R1 (StyleGAN2): on every r1_every-th step only, weighted gamma x r1_every
     backbone: str = "teacher"  # "teacher" (LADD) | "timm:<name>" (ADD, e.g. timm:vit_small_patch14_dinov2)
     backbone_pretrained: str = "hub"  # "hub" | "none" | path to a weights file (timm backbones)
     backbone_layers: list[int] = field(default_factory=list)  # timm blocks; empty: spread over depth

@@ -198,6 +198,16 @@ def test_student_timestep_weights_draw_and_validation(tmp_path, tiny_teacher):
             train_distill(distill_recipe(tmp_path / "b", tiny_teacher, distill={"student_timestep_weights": bad}))
 
 
+def test_lazy_r1_every_other_step(tmp_path, tiny_teacher):
+    run_dir = train_distill(distill_recipe(tmp_path / "a", tiny_teacher, max_steps=4, log_every=1,
+                                           distill={"r1_every": 2}))
+    rows = {r["step"]: r for r in read_metrics(run_dir / "metrics.jsonl") if "loss_d" in r}
+    assert [s for s in sorted(rows) if "r1" in rows[s]] == [1, 3]  # R1 on steps 0 and 2 (logged as 1 and 3)
+    assert all(rows[s]["r1"] > 0 for s in (1, 3))
+    with pytest.raises(DistillError, match="r1_every"):
+        train_distill(distill_recipe(tmp_path / "b", tiny_teacher, distill={"r1_every": 0}))
+
+
 def test_disc_heads_per_timestep_run_resumes_exactly(tmp_path, tiny_teacher):
     over = {"disc_heads_per_timestep": True}
     full = train_distill(distill_recipe(tmp_path / "a", tiny_teacher, distill=over))

@@ -24,8 +24,10 @@ def d_loss_and_metrics(adv, logits: torch.Tensor, feats, B: int, r1_gamma: float
     def wmean(v):  # (B,) -> weighted mean over the kept pairs
         return (w * v).sum().detach() / w.sum().clamp_min(1e-8)
 
-    metrics = dict(loss_d=wmean(loss_d), r1=wmean(r1), d_acc_real=wmean((real_logits > adv.threshold).float().mean(1)),
+    metrics = dict(loss_d=wmean(loss_d), d_acc_real=wmean((real_logits > adv.threshold).float().mean(1)),
                    d_acc_fake=wmean((fake_logits < adv.threshold).float().mean(1)))
+    if r1_gamma > 0:  # logged only where computed (lazy R1 skips steps)
+        metrics["r1"] = wmean(r1)
     return (w * (loss_d + r1_gamma / 2 * r1)).mean(), metrics
 
 
@@ -48,6 +50,12 @@ def d_update(accelerator, disc, heads, opt_d, adv, real, fake, cond2, b: dict, r
         m["grad_norm_d"] = grad_norm(heads.parameters())
     opt_d.step()
     m.update(md)
+
+
+def r1_gamma_at(dc, step: int) -> float:
+    """Lazy regularisation (Karras et al. 2020, StyleGAN2 Sec. 3.1): R1 on every r1_every-th step with
+    gamma x r1_every, so its mean weight is gamma; 0 (no double backward) in between."""
+    return dc.r1_gamma * dc.r1_every if step % dc.r1_every == 0 else 0.0
 
 
 def grad_norm(params) -> float:

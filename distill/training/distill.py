@@ -36,7 +36,7 @@ from ..pipelines import DistillPipeline
 from ..runs import MetricsLog, prepare_run_dir
 from ..sampling import model_output, null_label
 from ..teachers import load_teacher
-from .add_steps import check_finite, d_update, g_metrics, log_step
+from .add_steps import check_finite, d_update, g_metrics, log_step, r1_gamma_at
 from .checkpoint import load_checkpoint, resolve_resume, save_checkpoint
 from .common import EpochSampler, generator, make_accelerator, micro_batch_size, progress, shard
 from .monitor import coverage_check
@@ -111,6 +111,8 @@ def train_distill(recipe) -> Path:
         raise RecipeError(f"distill.student_timesteps must lie in [0, {T - 1}]")
     if any(s not in dc.student_timesteps for s in dc.disc_timesteps):
         raise RecipeError(f"distill.disc_timesteps {dc.disc_timesteps} must be among distill.student_timesteps")
+    if dc.r1_every < 1:
+        raise RecipeError(f"distill.r1_every must be >= 1, got {dc.r1_every}")
     if (w := dc.student_timestep_weights) and (len(w) != len(dc.student_timesteps) or min(w) < 0 or sum(w) <= 0):
         raise RecipeError(f"distill.student_timestep_weights {w} must be {len(dc.student_timesteps)} non-negative "
                           "numbers (one per student timestep), not all zero")
@@ -203,7 +205,7 @@ def train_distill(recipe) -> Path:
                         fake = student_x0(student, ns, ns.add_noise(b["x0"], b["eps"], b["s"]), b["s"], b["y"])
                     with accelerator.accumulate(disc):
                         y2 = torch.cat([b["y"], b["y"]]) if b["y"] is not None else None
-                        d_update(accelerator, disc, raw_disc.heads, opt_d, adv, b["x0"], fake, y2, b, dc.r1_gamma, m,
+                        d_update(accelerator, disc, raw_disc.heads, opt_d, adv, b["x0"], fake, y2, b, r1_gamma_at(dc, step), m,
                                  d_weight(b["s"]))
                     if fake_score is not None:  # the fake score learns the student's distribution (DMD2)
                         with accelerator.accumulate(fake_score):

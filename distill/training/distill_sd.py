@@ -39,7 +39,7 @@ from ..sd.export import export_student
 from ..sd.features import DecodedFeatures, SDTeacherFeatures
 from ..sd.lora import LoraWeights, as_teacher, add_lora, unsharded_copy
 from ..sd.teacher import TextCond, cfg_out, encode_prompts, load_sd_teacher, make_decoder, null_cond, unet_out
-from .add_steps import check_finite, d_update, g_metrics, log_step
+from .add_steps import check_finite, d_update, g_metrics, log_step, r1_gamma_at
 from .checkpoint import gathered, is_fsdp, load_checkpoint, load_optimizers, resolve_resume, save_all
 from .common import EpochSampler, generator, make_accelerator, micro_batch_size, progress, shard, whole_fsdp_unit
 from .distill import eps_from_output
@@ -122,6 +122,8 @@ def train_sd_distill(recipe) -> Path:
     T, R = ns.config.num_train_timesteps, recipe.data.resolution
     if any(not 0 <= s < T for s in dc.student_timesteps):
         raise RecipeError(f"distill.student_timesteps must lie in [0, {T - 1}]")
+    if dc.r1_every < 1:
+        raise RecipeError(f"distill.r1_every must be >= 1, got {dc.r1_every}")
     f = 2 ** (len(tpipe.vae.config.block_out_channels) - 1)
     if R % f:
         raise RecipeError(f"data.resolution={R} must be a multiple of the VAE factor {f}")
@@ -218,7 +220,7 @@ def train_sd_distill(recipe) -> Path:
                         fake = student_z0(student_w, ns, ns.add_noise(b["z0"], b["eps"], b["s"]), b["s"], b["cond"])
                     with accelerator.accumulate(disc):
                         d_update(accelerator, D, accelerator.unwrap_model(disc).heads, opt_d, adv, b["z0"], fake,
-                                 TextCond.cat(b["cond"], b["cond"]), b, dc.r1_gamma, m)
+                                 TextCond.cat(b["cond"], b["cond"]), b, r1_gamma_at(dc, step), m)
             # ---- student phase
             opt_g.zero_grad(set_to_none=True)
             for a in range(A):
