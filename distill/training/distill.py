@@ -205,8 +205,8 @@ def train_distill(recipe) -> Path:
                         fake = student_x0(student, ns, ns.add_noise(b["x0"], b["eps"], b["s"]), b["s"], b["y"])
                     with accelerator.accumulate(disc):
                         y2 = torch.cat([b["y"], b["y"]]) if b["y"] is not None else None
-                        d_update(accelerator, disc, raw_disc.heads, opt_d, adv, b["x0"], fake, y2, b, r1_gamma_at(dc, step), m,
-                                 d_weight(b["s"]))
+                        d_update(accelerator, disc, raw_disc.heads, opt_d, adv, b["x0"], fake, y2, b,
+                                 r1_gamma_at(dc, step), m, d_weight(b["s"]))
                     if fake_score is not None:  # the fake score learns the student's distribution (DMD2)
                         with accelerator.accumulate(fake_score):
                             loss_f = diffusion_loss(fake_score, ns, fake, b["eps_f"], b["t_f"], b["y"]).mean()
