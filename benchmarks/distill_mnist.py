@@ -30,6 +30,8 @@ from distill.metrics.evaluate import evaluate_pipeline  # noqa: E402
 from distill.pipelines import DistillPipeline  # noqa: E402
 from distill.training.distill import train_distill  # noqa: E402
 
+# undo BASE: the shipped recipe as it is (bf16, lambda_dmd 1)
+RECIPE = ["distill.lambda_dmd=1", "train.mixed_precision=bf16"]
 ABLATIONS = {
     "baseline": ("ADD only: recipe without the DMD term (lambda 0.5)", []),
     "timm_random": ("timm:resnet18 backbone, random features", ["distill.backbone=timm:resnet18",
@@ -54,6 +56,12 @@ ABLATIONS = {
                            ["distill.lambda_dmd=1", "distill.disc_heads_per_timestep=true"]),
     "dmd_adam_b0.9": ("+ DMD, Adam betas (0.9, 0.999) for student, heads and fake score (recipe: 0, 0.99)",
                       ["distill.lambda_dmd=1", "distill.adam_beta1=0.9", "distill.adam_beta2=0.999"]),
+    # the shipped recipe (bf16, DMD) with one change: rows comparable with the recipe run (1200 steps)
+    "bf16_w999": ("recipe (bf16, DMD), 70% of each batch at the 1-step timestep 999",
+                  [*RECIPE, "distill.student_timestep_weights=[0.7,0.1,0.1,0.1]"]),
+    "bf16_w999_heads_flr": ("recipe, 70% at 999, heads per student timestep, fake score lr 5e-4",
+                            [*RECIPE, "distill.student_timestep_weights=[0.7,0.1,0.1,0.1]",
+                             "distill.disc_heads_per_timestep=true", "distill.fake_learning_rate=5e-4"]),
 }
 OUT = Path(__file__).resolve().parent / "results" / "distill_mnist"
 

@@ -111,7 +111,9 @@ class DistillConfig:
     adv_weight: float = 1.0  # 0: distillation loss alone (ablation)
     r1_gamma: float = 1e-5  # R1 on the heads' inputs (real), weight gamma / 2
     r1_every: int = 1  # lazy R1 (StyleGAN2): on every r1_every-th step only, weighted gamma x r1_every
-    backbone: str = "teacher"  # "teacher" (LADD) | "timm:<name>" (ADD, e.g. timm:vit_small_patch14_dinov2)
+    # "teacher" (LADD) | "fake_score" (DMD2: the fake score's encoder, trained) | "timm:<name>" (ADD, e.g.
+    # timm:vit_small_patch14_dinov2)
+    backbone: str = "teacher"
     backbone_pretrained: str = "hub"  # "hub" | "none" | path to a weights file (timm backbones)
     backbone_layers: list[int] = field(default_factory=list)  # timm blocks; empty: spread over depth
     backbone_img_size: int = 224  # timm input size
@@ -135,6 +137,9 @@ class DistillConfig:
     # follows the student's samples; the student descends KL(p_student || p_teacher) through it
     lambda_dmd: float = 0.0  # 0: off (ADD alone)
     fake_learning_rate: float = 1e-4  # the fake score network's Adam lr (one update per D update)
+    # backbone fake_score: weight of the discriminator loss in the fake score's update, beside its denoising
+    # loss (DMD2 weights its classifier loss 1e-2 there); the heads always take it at weight 1
+    fake_score_disc_weight: float = 1.0
     coverage_every: int = 250  # mode-coverage check with the evaluation classifier (monitoring only)
     coverage_classifier: Optional[str] = None  # "digits" | "mnist" | path; None: no check
 

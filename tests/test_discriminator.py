@@ -63,3 +63,32 @@ def test_head_sets_judge_each_sample_with_its_own_set():
     assert any(p.grad.abs().sum() > 0 for p in disc.heads[:2].parameters())
     with pytest.raises(ValueError, match="head"):
         disc(x, y)
+
+
+def test_trained_backbone_gets_the_discriminator_loss_and_r1_sees_its_features():
+    """R1 takes gradients at feature leaves for a frozen and a trained backbone alike; a trained one also gets
+    the discriminator loss and R1 through its features (straight through), with the same logits."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    from distill.discriminator import Discriminator, TeacherFeatures
+    from distill.gan.losses import r1_penalty
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), norm_num_groups=4,
+                       layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"))
+    ns = DDPMScheduler(num_train_timesteps=1000)
+    x, t, noise = torch.randn(2, 1, 8, 8), torch.tensor([10, 20]), torch.randn(2, 1, 8, 8)
+    out = {}
+    for frozen in (True, False):
+        torch.manual_seed(1)
+        d = Discriminator(TeacherFeatures(unet, ns, frozen=frozen), None, 8)
+        assert d.backbone_trainable is not frozen
+        logits, feats = d(x, None, t, noise, return_features=True)
+        out[frozen] = logits.detach()
+        assert all(f.is_leaf and f.requires_grad for f in feats)
+        (logits.mean() + r1_penalty(logits, feats).mean()).backward()
+        grads = [p.grad for p in d.backbone.parameters()]
+        assert all(g is None for g in grads) if frozen else any(g is not None and g.abs().sum() > 0 for g in grads)
+        assert all(p.grad is not None for p in d.heads.parameters())
+    assert torch.allclose(out[True], out[False])

@@ -243,3 +243,34 @@ def test_bf16_mixed_precision_run(tmp_path, tiny_teacher):
     assert 0 < max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-2
     pipe = DiffusionPipeline.from_pretrained(str(bf / "pipeline"))
     assert torch.isfinite(pipe(batch_size=2, num_inference_steps=1, output_type="pt").images).all()
+
+
+def test_fake_score_backbone_trains_its_encoder_and_resumes_exactly(tmp_path, tiny_teacher):
+    """DMD2's discriminator: heads on the fake score's encoder, which the discriminator loss trains too.
+    After one step the fake score's decoder (reached by its denoising loss only) equals that of a run with
+    the frozen teacher backbone, while its encoder differs; a resumed run ends where an unbroken one does."""
+    dmd = {"lambda_dmd": 1.0, "fake_learning_rate": 1e-3, "r1_gamma": 1e-3}
+    ref = train_distill(distill_recipe(tmp_path / "t", tiny_teacher, max_steps=1, distill=dict(dmd)))
+    one = train_distill(distill_recipe(tmp_path / "f", tiny_teacher, max_steps=1, distill={**dmd, "backbone": "fake_score"}))
+    w_ref = load_file(ref / "checkpoints/checkpoint-1/fake_score.safetensors")
+    w_one = load_file(one / "checkpoints/checkpoint-1/fake_score.safetensors")
+    enc = [k for k in w_ref if k.startswith(("down_blocks.", "mid_block.", "conv_in."))]
+    dec = [k for k in w_ref if k.startswith(("up_blocks.", "conv_out."))]
+    assert enc and dec
+    assert all(torch.equal(w_ref[k], w_one[k]) for k in dec)
+    assert any(not torch.equal(w_ref[k], w_one[k]) for k in enc)
+    rows = [r for r in read_metrics(one / "metrics.jsonl") if "loss_d" in r]
+    assert rows and rows[-1]["r1"] > 0
+    zero = train_distill(distill_recipe(tmp_path / "z", tiny_teacher, max_steps=1,
+                                        distill={**dmd, "backbone": "fake_score", "fake_score_disc_weight": 0.0}))
+    w_zero = load_file(zero / "checkpoints/checkpoint-1/fake_score.safetensors")
+    assert all(torch.equal(w_ref[k], w_zero[k]) for k in w_ref)  # weight 0: only the denoising loss trains it
+    over = {**dmd, "backbone": "fake_score"}
+    full = train_distill(distill_recipe(tmp_path / "a", tiny_teacher, distill=dict(over)))
+    part = train_distill(distill_recipe(tmp_path / "b", tiny_teacher, interrupt_at=3, distill=dict(over)))
+    train_distill(distill_recipe(tmp_path / "b", tiny_teacher, resume_from_checkpoint="latest", distill=dict(over)))
+    for name in ["student.safetensors", "heads.safetensors", "fake_score.safetensors"]:
+        a, b = load_file(full / "checkpoints/checkpoint-4" / name), load_file(part / "checkpoints/checkpoint-4" / name)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    with pytest.raises(DistillError, match="lambda_dmd"):
+        train_distill(distill_recipe(tmp_path / "c", tiny_teacher, distill={"backbone": "fake_score"}))

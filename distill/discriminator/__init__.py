@@ -1,9 +1,10 @@
-"""The ADD discriminator: a frozen feature backbone plus trainable patch heads.
+"""The ADD discriminator: a feature backbone plus trainable patch heads.
 
     D(x, y) = [head_k(F_k(aug(x)), y) for each chosen layer k]   -> logits (B, sum_k H_k W_k)
 
 Optionally S sets of heads, one per student timestep: sample i is judged by set head[i] only.
-Only the heads train. Gradients flow through the frozen backbone to the student's images.
+The backbone is frozen (ADD, LADD) or trained outside the heads' optimizer (DMD2's fake score encoder);
+gradients flow through it to the student's images either way.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Discriminator(nn.Module):
                                    for _ in range(head_sets) for c in backbone.channels)
         self.head_sets = head_sets
         self.augment = augment
+        self.backbone_trainable = any(p.requires_grad for p in backbone.parameters())
 
     def features(self, x, y, t=None, noise=None, u=None) -> list[torch.Tensor]:
         if self.augment and u is not None:
@@ -56,17 +58,29 @@ class Discriminator(nn.Module):
             out = out.index_copy(0, idx, logits)
         return out  # (B, L)
 
-    def forward(self, x, y=None, t=None, noise=None, u=None, return_features: bool = False, c=None, head=None):
-        """-> (logits (B, L), features or None). With `return_features` the features are cut from
-        the backbone's graph and made leaves, so R1 can take gradients at the heads' inputs.
+    def forward(self, x, y=None, t=None, noise=None, u=None, return_features: bool = False, c=None, head=None,
+                backbone_grad: float = 1.0):
+        """-> (logits (B, L), features or None). With `return_features` the features are cut from the
+        backbone's graph and made leaves, so R1 can take gradients at the heads' inputs (each layer's head
+        alone: no path through the later backbone blocks). A trained backbone's features also reach the
+        heads straight through, leaf + (f - sg(f)): same values, and the losses still reach its weights.
         `y` goes to the backbone and, unless a head conditioning `c` is given, to the heads
         (latent students pass the text conditioning as `y` and its pooled embedding as `c`);
-        `head` (B,) the head set judging each sample when there are several."""
+        `head` (B,) the head set judging each sample when there are several; `backbone_grad` scales the
+        gradient that enters a trained backbone through its features (values unchanged), the weight of the
+        discriminator loss in that network's own update."""
         feats = self.features(x, y, t, noise, u)
+        if self.backbone_trainable and backbone_grad != 1.0:
+            feats = [f.detach() + backbone_grad * (f - f.detach()) for f in feats]
         if return_features:  # fp32 leaves: accelerate's mixed-precision wrapper converts bf16/fp16 outputs to
             # fp32 copies, which would cut them from the graph (R1 would see "unused" tensors)
-            feats = [f.detach().float().requires_grad_(True) for f in feats]
-        return self.heads_forward(feats, y if c is None else c, head), (feats if return_features else None)
+            leaves = [f.detach().float().requires_grad_(True) for f in feats]
+            if self.backbone_trainable:
+                feats = [leaf + (f.float() - f.detach().float()) for leaf, f in zip(leaves, feats)]
+            else:
+                feats = leaves
+            return self.heads_forward(feats, y if c is None else c, head), leaves
+        return self.heads_forward(feats, y if c is None else c, head), None
 
 
 __all__ = ["Discriminator", "PatchHead", "TeacherFeatures", "TimmFeatures", "build_backbone", "NUM_RANDOM"]

@@ -3,6 +3,10 @@
   teacher          the frozen teacher UNet's encoder (down blocks + mid block) applied to the
                    image noised to a sampled level t_D (LADD, Sauer et al. 2024): no extra
                    network, works in latent space too.
+  fake_score       the encoder of DMD2's fake score network (Yin et al. 2024, Sec. 4.3), *trained*: the
+                   discriminator loss reaches it as well as the heads, beside its denoising loss, so
+                   the features learn what separates real images from the student's. Needs
+                   distill.lambda_dmd > 0 (the network exists only then); single process.
   timm:<name>      any timm model through `forward_intermediates` (ViTs such as DINOv2
                    `vit_small_patch14_dinov2`, ConvNets), features taken at chosen blocks
                    (ADD, Sauer et al. 2023). Weights from a local file, else the Hub; when none
@@ -26,12 +30,13 @@ from ..errors import DistillError
 
 
 class TeacherFeatures(nn.Module):
-    """Encoder features of a frozen diffusers UNet2DModel at noise level t_D.
+    """Encoder features of a diffusers UNet2DModel at noise level t_D: a frozen copy (`frozen`), or the
+    network itself, shared and trained (the fake score backbone).
     Mirrors the first half of `UNet2DModel.forward` (time/class embedding, conv_in, down, mid)."""
 
-    def __init__(self, unet, noise_scheduler):
+    def __init__(self, unet, noise_scheduler, frozen: bool = True):
         super().__init__()
-        self.unet = copy.deepcopy(unet).requires_grad_(False).eval()
+        self.unet = copy.deepcopy(unet).requires_grad_(False).eval() if frozen else unet
         self.noise_scheduler = noise_scheduler
         boc = list(unet.config.block_out_channels)
         self.channels = boc + [boc[-1]]
@@ -110,12 +115,15 @@ class TimmFeatures(nn.Module):
 
 
 def build_backbone(spec: str, teacher_unet, noise_scheduler, layers=None, pretrained: str = "hub",
-                   img_size: int = 224) -> nn.Module:
+                   img_size: int = 224, fake_score=None) -> nn.Module:
     kind, _, arg = spec.partition(":")
+    if kind == "fake_score" and fake_score is None:
+        raise DistillError("distill.backbone=fake_score needs the fake score network: set distill.lambda_dmd > 0")
     builders = {
         "teacher": lambda: TeacherFeatures(teacher_unet, noise_scheduler),
+        "fake_score": lambda: TeacherFeatures(fake_score, noise_scheduler, frozen=False),
         "timm": lambda: TimmFeatures(arg, layers, pretrained, img_size),
     }
     if kind not in builders or (kind == "timm" and not arg):
-        raise DistillError(f"distill.backbone: unknown backbone '{spec}' (use 'teacher' or 'timm:<model name>')")
+        raise DistillError(f"distill.backbone: unknown backbone '{spec}' (use 'teacher', 'fake_score' or 'timm:<model name>')")
     return builders[kind]()

@@ -11,6 +11,8 @@ Per optimizer step, with x0 real images, y labels, s a student timestep, x_s = a
   Optional distribution matching (DMD2, Yin et al. 2024), lambda_dmd > 0: a fake score network
   mu_fake (initialised from the teacher) takes one denoising step on sg(fake) per D update, and
       L_dmd = 0.5 || fake - sg(fake - grad) ||^2,  grad = (mu_fake(x_t) - target) / mean|fake - target|
+  With backbone fake_score (DMD2 Sec. 4.3) the heads sit on mu_fake's encoder, and L_D (weighted
+  fake_score_disc_weight) trains that encoder beside its denoising loss, in the same optimizer step.
 All randomness is drawn for the global batch from generator(seed, step, ...) and sharded, so a
 run on P processes takes the same step as one process on the same global batch.
 """
@@ -126,10 +128,16 @@ def train_distill(recipe) -> Path:
     if dc.lambda_dmd > 0 and dc.distill_weighting == "nfsd":
         raise RecipeError("distill.lambda_dmd needs the teacher's x0 estimate: use distill_weighting exponential or sds")
 
+    if dc.backbone == "fake_score" and accelerator.num_processes > 1:
+        raise RecipeError("distill.backbone=fake_score runs in one process only (the fake score network would sit in two "
+                          "DDP wrappers): use distill.backbone=teacher for multi-process runs")
+
     torch.manual_seed(tc.seed)
     student = copy.deepcopy(teacher).requires_grad_(True).train()  # initialised from the teacher
+    # DMD2's fake score network: the teacher's architecture and weights (no random draws: the seed stream is unchanged)
+    fake_score = copy.deepcopy(teacher).requires_grad_(True).train() if dc.lambda_dmd > 0 else None
     backbone = build_backbone(dc.backbone, teacher, ns, dc.backbone_layers or None, dc.backbone_pretrained,
-                              dc.backbone_img_size)
+                              dc.backbone_img_size, fake_score=fake_score)
     disc = Discriminator(backbone, num_classes, dc.head_channels, dc.spectral_norm, dc.augment, head_norm=dc.head_norm,
                          head_sets=len(dc.student_timesteps) if dc.disc_heads_per_timestep else 1)
     ema = EMAModel(student.parameters(), decay=tc.ema_decay, model_cls=type(student), model_config=student.config)
@@ -137,9 +145,8 @@ def train_distill(recipe) -> Path:
     opt_g = torch.optim.AdamW(student.parameters(), lr=tc.learning_rate, betas=betas, weight_decay=tc.weight_decay)
     opt_d = torch.optim.AdamW(disc.heads.parameters(), lr=dc.d_learning_rate, betas=betas)
     models, optims = {"student": student, "heads": disc.heads}, {"optimizer_g": opt_g, "optimizer_d": opt_d}
-    fake_score = opt_f = None
-    if dc.lambda_dmd > 0:  # DMD2's fake score network: the teacher's architecture and weights
-        fake_score = copy.deepcopy(teacher).requires_grad_(True).train()
+    opt_f = None
+    if fake_score is not None:  # with backbone fake_score its encoder also takes the discriminator loss (DMD2)
         opt_f = torch.optim.AdamW(fake_score.parameters(), lr=dc.fake_learning_rate, betas=betas)
         models["fake_score"], optims["optimizer_fake"] = fake_score, opt_f
     lr_sched = get_scheduler(tc.lr_scheduler, opt_g, num_warmup_steps=tc.lr_warmup_steps, num_training_steps=tc.max_steps)
@@ -206,7 +213,7 @@ def train_distill(recipe) -> Path:
                     with accelerator.accumulate(disc):
                         y2 = torch.cat([b["y"], b["y"]]) if b["y"] is not None else None
                         d_update(accelerator, disc, raw_disc.heads, opt_d, adv, b["x0"], fake, y2, b,
-                                 r1_gamma_at(dc, step), m, d_weight(b["s"]))
+                                 r1_gamma_at(dc, step), m, d_weight(b["s"]), dc.fake_score_disc_weight)
                     if fake_score is not None:  # the fake score learns the student's distribution (DMD2)
                         with accelerator.accumulate(fake_score):
                             loss_f = diffusion_loss(fake_score, ns, fake, b["eps_f"], b["t_f"], b["y"]).mean()

@@ -96,7 +96,7 @@ def train_sd_distill(recipe) -> Path:
         raise RecipeError("recipe key 'distill.teacher' is required (a Stable Diffusion pipeline: Hub id or folder)")
     pixel_only = {"lambda_dmd": dc.lambda_dmd > 0, "disc_timesteps": bool(dc.disc_timesteps),
                   "disc_heads_per_timestep": dc.disc_heads_per_timestep,
-                  "student_timestep_weights": bool(dc.student_timestep_weights)}
+                  "student_timestep_weights": bool(dc.student_timestep_weights), "backbone": dc.backbone == "fake_score"}
     if unsupported := [k for k, on in pixel_only.items() if on]:
         raise RecipeError(f"distill.{unsupported[0]} is implemented in the pixel loop (task: distill) only, not sd-distill")
     run_dir = Path(recipe.output_dir)
