@@ -69,11 +69,6 @@ ABLATIONS = {
                                  [*RECIPE, "distill.student_timestep_weights=[0.7,0.1,0.1,0.1]",
                                   "distill.disc_heads_per_timestep=true", "distill.fake_learning_rate=5e-4",
                                   "distill.backbone=fake_score"]),
-    "bf16_w85_heads_flr_fsbb": ("recipe, 85% at 999, heads per student timestep on the fake score's encoder "
-                                "(L_D weight 1), fake score lr 5e-4",
-                                [*RECIPE, "distill.student_timestep_weights=[0.85,0.05,0.05,0.05]",
-                                 "distill.disc_heads_per_timestep=true", "distill.fake_learning_rate=5e-4",
-                                 "distill.backbone=fake_score"]),
     "bf16_w999_heads_fsbb": ("recipe, 70% at 999, heads per student timestep on the fake score's encoder (L_D weight 1)",
                              [*RECIPE, "distill.student_timestep_weights=[0.7,0.1,0.1,0.1]",
                               "distill.disc_heads_per_timestep=true", "distill.backbone=fake_score"]),
