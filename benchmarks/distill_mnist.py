@@ -32,6 +32,7 @@ from distill.training.distill import train_distill  # noqa: E402
 
 # on top of BASE: the session-5 recipe (bf16, DMD, uniform timesteps, one set of heads, fake score lr 1e-4)
 RECIPE = ["distill.lambda_dmd=1", "train.mixed_precision=bf16"]
+RECIPE_W999 = [*RECIPE, "distill.student_timestep_weights=[0.7,0.1,0.1,0.1]"]  # 70% of each batch at 999
 ABLATIONS = {
     "baseline": ("ADD only: recipe without the DMD term (lambda 0.5)", []),
     "timm_random": ("timm:resnet18 backbone, random features", ["distill.backbone=timm:resnet18",
@@ -58,27 +59,27 @@ ABLATIONS = {
                       ["distill.lambda_dmd=1", "distill.adam_beta1=0.9", "distill.adam_beta2=0.999"]),
     # the session-5 recipe (bf16, DMD, 1200 steps) with changes; "bf16_w999_heads_flr" is recipes/mnist.yaml now
     "bf16_w999": ("recipe (bf16, DMD), 70% of each batch at the 1-step timestep 999",
-                  [*RECIPE, "distill.student_timestep_weights=[0.7,0.1,0.1,0.1]"]),
+                  RECIPE_W999),
     "bf16_w999_heads_flr": ("recipe, 70% at 999, heads per student timestep, fake score lr 5e-4",
-                            [*RECIPE, "distill.student_timestep_weights=[0.7,0.1,0.1,0.1]",
+                            [*RECIPE_W999,
                              "distill.disc_heads_per_timestep=true", "distill.fake_learning_rate=5e-4"]),
     "bf16_w999_fsbb": ("recipe, 70% at 999, heads on the fake score's encoder, trained by L_D at weight 1 (DMD2)",
-                       [*RECIPE, "distill.student_timestep_weights=[0.7,0.1,0.1,0.1]", "distill.backbone=fake_score"]),
+                       [*RECIPE_W999, "distill.backbone=fake_score"]),
     "bf16_w999_heads_flr_fsbb": ("recipe, 70% at 999, heads per student timestep on the fake score's encoder "
                                  "(L_D weight 1), fake score lr 5e-4",
-                                 [*RECIPE, "distill.student_timestep_weights=[0.7,0.1,0.1,0.1]",
+                                 [*RECIPE_W999,
                                   "distill.disc_heads_per_timestep=true", "distill.fake_learning_rate=5e-4",
                                   "distill.backbone=fake_score"]),
     "bf16_w999_heads_fsbb": ("recipe, 70% at 999, heads per student timestep on the fake score's encoder (L_D weight 1)",
-                             [*RECIPE, "distill.student_timestep_weights=[0.7,0.1,0.1,0.1]",
+                             [*RECIPE_W999,
                               "distill.disc_heads_per_timestep=true", "distill.backbone=fake_score"]),
     "bf16_w999_heads_fsbb0.1": ("recipe, 70% at 999, heads per student timestep on the fake score's encoder, "
                                 "L_D weight 0.1 there",
-                                [*RECIPE, "distill.student_timestep_weights=[0.7,0.1,0.1,0.1]",
+                                [*RECIPE_W999,
                                  "distill.disc_heads_per_timestep=true", "distill.backbone=fake_score",
                                  "distill.fake_score_disc_weight=0.1"]),
     "bf16_w999_fsbb0.1": ("recipe, 70% at 999, heads on the fake score's encoder, L_D weight 0.1 there",
-                          [*RECIPE, "distill.student_timestep_weights=[0.7,0.1,0.1,0.1]", "distill.backbone=fake_score",
+                          [*RECIPE_W999, "distill.backbone=fake_score",
                            "distill.fake_score_disc_weight=0.1"]),
 }
 OUT = Path(__file__).resolve().parent / "results" / "distill_mnist"
