@@ -33,6 +33,8 @@ from distill.training.distill import train_distill  # noqa: E402
 # on top of BASE: the session-5 recipe (bf16, DMD, uniform timesteps, one set of heads, fake score lr 1e-4)
 RECIPE = ["distill.lambda_dmd=1", "train.mixed_precision=bf16"]
 RECIPE_W999 = [*RECIPE, "distill.student_timestep_weights=[0.7,0.1,0.1,0.1]"]  # 70% of each batch at 999
+RECIPE_NOW = [*RECIPE_W999, "distill.disc_heads_per_timestep=true", "distill.fake_learning_rate=5e-4"]  # session 6
+WSD = ["train.lr_scheduler=wsd", "train.lr_decay_fraction=0.25"]
 ABLATIONS = {
     "baseline": ("ADD only: recipe without the DMD term (lambda 0.5)", []),
     "timm_random": ("timm:resnet18 backbone, random features", ["distill.backbone=timm:resnet18",
@@ -81,6 +83,13 @@ ABLATIONS = {
     "bf16_w999_fsbb0.1": ("recipe, 70% at 999, heads on the fake score's encoder, L_D weight 0.1 there",
                           [*RECIPE_W999, "distill.backbone=fake_score",
                            "distill.fake_score_disc_weight=0.1"]),
+    # session 7: recipes/mnist.yaml as of session 6 (RECIPE_NOW) with one change
+    "recipe_seed1": ("recipe (session 6), training seed 1", [*RECIPE_NOW, "train.seed=1"]),
+    "recipe_nodistill": ("recipe (session 6) without the ADD distillation term (lambda 0)",
+                         [*RECIPE_NOW, "distill.lambda_distill=0"]),
+    "recipe_wsd": ("recipe (session 6), student lr constant then linear to 0 over the last 25% (wsd)",
+                   [*RECIPE_NOW, *WSD]),
+    "recipe_wsd_seed1": ("recipe (session 6) with wsd, training seed 1", [*RECIPE_NOW, *WSD, "train.seed=1"]),
 }
 OUT = Path(__file__).resolve().parent / "results" / "distill_mnist"
 

@@ -62,7 +62,10 @@ class TrainConfig:
     batch_size: int = 128  # global batch per optimizer step, split across processes
     gradient_accumulation_steps: int = 1
     learning_rate: float = 1e-3
-    lr_scheduler: str = "cosine"  # any name of diffusers.optimization.get_scheduler
+    # any name of diffusers.optimization.get_scheduler, or "wsd": warm-up, constant, then a linear decay to 0 over the
+    # last lr_decay_fraction of max_steps (warmup-stable-decay, Hägele et al. 2024)
+    lr_scheduler: str = "cosine"
+    lr_decay_fraction: float = 0.2
     lr_warmup_steps: int = 100
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
@@ -70,6 +73,10 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     ema_decay: float = 0.999
+    # None: diffusers' default warm-up, decay_n = min(ema_decay, (1 + n) / (10 + n)), which caps the decay at 0.9926
+    # after 1200 steps whatever ema_decay says; p: diffusers' use_ema_warmup, decay_n = min(ema_decay, 1 - (1 + n)^-p),
+    # an average over the last ~n^p steps (p = 3/4: ~200 of 1200; p = 1: every step so far)
+    ema_power: Optional[float] = None
     seed: int = 0
     log_every: int = 50
     sample_every: int = 500

@@ -76,3 +76,16 @@ def test_evaluation_reference_matches_sample_size(monkeypatch, tmp_path):
     ec = EvalConfig(num_samples=20, batch_size=10, steps=[1], features="classifier:digits")
     rows = evaluate.evaluate_pipeline(pipe, ec, DataConfig(source="digits", resolution=16), tmp_path)
     assert seen == [8] and len(rows) == 1 and rows[0]["fid"] == rows[0]["fid"]  # not NaN
+
+
+def test_kid_is_reproducible_and_leaves_the_global_rng_alone():
+    """torchmetrics draws KID's subsets from the global RNG; fid_kid fixes them, so a score depends on the samples only."""
+    real, fake = torch.randn(300, 8), torch.randn(300, 8) + 0.3
+    torch.manual_seed(1)
+    a = fid_kid(real, fake, kid_subset=100, kid_subsets=5)
+    after = torch.rand(1)
+    torch.manual_seed(2)
+    b = fid_kid(real, fake, kid_subset=100, kid_subsets=5)
+    assert a["kid"] == b["kid"] and a["kid_std"] == b["kid_std"]
+    torch.manual_seed(1)
+    assert torch.equal(torch.rand(1), after)  # the caller's stream continues as if KID drew nothing

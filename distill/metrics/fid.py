@@ -102,7 +102,9 @@ def fid_kid(real_feats: torch.Tensor, fake_feats: torch.Tensor, kid_subset: int 
     kid = KernelInceptionDistance(feature=_Precomputed(d), subsets=kid_subsets, subset_size=min(kid_subset, n))
     kid.update(real_feats.float(), real=True)
     kid.update(fake_feats.float(), real=False)
-    kid_mean, kid_std = kid.compute()
+    with torch.random.fork_rng(devices=[]):  # torchmetrics draws the KID subsets from the global RNG: fixed here,
+        torch.manual_seed(0)  # so the same samples always score the same KID and the caller's RNG is untouched
+        kid_mean, kid_std = kid.compute()
     return {"fid": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std)}
 
 

@@ -51,6 +51,36 @@ def whole_fsdp_unit(accelerator):
             plugin.auto_wrap_policy = saved
 
 
+def make_ema(parameters, train_cfg, **kw):
+    """diffusers' EMAModel with the recipe's decay and warm-up (`train.ema_decay`, `train.ema_power`)."""
+    from diffusers.training_utils import EMAModel
+
+    p = train_cfg.ema_power
+    if p is not None and not 0 < p <= 1:
+        raise RecipeError(f"train.ema_power: must be in (0, 1], got {p}")
+    warm = {} if p is None else {"use_ema_warmup": True, "inv_gamma": 1.0, "power": p}
+    return EMAModel(parameters, decay=train_cfg.ema_decay, **warm, **kw)
+
+
+def make_lr_scheduler(optimizer, train_cfg):
+    """`train.lr_scheduler`: "wsd" here, any other name from diffusers' get_scheduler."""
+    from diffusers.optimization import get_scheduler
+
+    tc = train_cfg
+    if tc.lr_scheduler != "wsd":
+        return get_scheduler(tc.lr_scheduler, optimizer, num_warmup_steps=tc.lr_warmup_steps,
+                             num_training_steps=tc.max_steps)
+    if not 0 < tc.lr_decay_fraction <= 1:
+        raise RecipeError(f"train.lr_decay_fraction: must be in (0, 1], got {tc.lr_decay_fraction}")
+    T, W = tc.max_steps, tc.lr_warmup_steps
+    D = min(max(W, round(T * (1 - tc.lr_decay_fraction))), T - 1)  # first step of the decay
+
+    def factor(s):  # s: optimizer steps taken so far
+        return min(1.0, s / W) if s < W else (1.0 if s < D else max(0.0, (T - s) / (T - D)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def micro_batch_size(global_batch: int, accum: int, num_processes: int) -> int:
     """Per-process micro batch: global = micro * accumulation * processes."""
     div = accum * num_processes

@@ -26,8 +26,6 @@ from pathlib import Path
 
 import torch
 from diffusers import DDPMScheduler, LCMScheduler
-from diffusers.optimization import get_scheduler
-from diffusers.training_utils import EMAModel
 
 from ..data import load_images
 from ..discriminator import NUM_RANDOM, Discriminator, build_backbone
@@ -40,7 +38,8 @@ from ..sampling import model_output, null_label
 from ..teachers import load_teacher
 from .add_steps import check_finite, d_update, g_metrics, log_step, r1_gamma_at
 from .checkpoint import load_checkpoint, resolve_resume, save_checkpoint
-from .common import EpochSampler, generator, make_accelerator, micro_batch_size, progress, shard
+from .common import (
+    EpochSampler, generator, make_accelerator, make_ema, make_lr_scheduler, micro_batch_size, progress, shard)
 from .monitor import coverage_check
 
 
@@ -140,7 +139,7 @@ def train_distill(recipe) -> Path:
                               dc.backbone_img_size, fake_score=fake_score)
     disc = Discriminator(backbone, num_classes, dc.head_channels, dc.spectral_norm, dc.augment, head_norm=dc.head_norm,
                          head_sets=len(dc.student_timesteps) if dc.disc_heads_per_timestep else 1)
-    ema = EMAModel(student.parameters(), decay=tc.ema_decay, model_cls=type(student), model_config=student.config)
+    ema = make_ema(student.parameters(), tc, model_cls=type(student), model_config=student.config)
     betas = (dc.adam_beta1, dc.adam_beta2)
     opt_g = torch.optim.AdamW(student.parameters(), lr=tc.learning_rate, betas=betas, weight_decay=tc.weight_decay)
     opt_d = torch.optim.AdamW(disc.heads.parameters(), lr=dc.d_learning_rate, betas=betas)
@@ -149,7 +148,7 @@ def train_distill(recipe) -> Path:
     if fake_score is not None:  # with backbone fake_score its encoder also takes the discriminator loss (DMD2)
         opt_f = torch.optim.AdamW(fake_score.parameters(), lr=dc.fake_learning_rate, betas=betas)
         models["fake_score"], optims["optimizer_fake"] = fake_score, opt_f
-    lr_sched = get_scheduler(tc.lr_scheduler, opt_g, num_warmup_steps=tc.lr_warmup_steps, num_training_steps=tc.max_steps)
+    lr_sched = make_lr_scheduler(opt_g, tc)
     step = 0
     if resume is not None:
         step = load_checkpoint(resume, models, {**optims, "lr_scheduler": lr_sched, "ema": ema})["step"]

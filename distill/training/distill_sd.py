@@ -26,8 +26,6 @@ from pathlib import Path
 
 import torch
 from diffusers import DDPMScheduler
-from diffusers.optimization import get_scheduler
-from diffusers.training_utils import EMAModel
 
 from ..discriminator import NUM_RANDOM, Discriminator, build_backbone
 from ..errors import DistillError, RecipeError
@@ -41,7 +39,9 @@ from ..sd.lora import LoraWeights, as_teacher, add_lora, unsharded_copy
 from ..sd.teacher import TextCond, cfg_out, encode_prompts, load_sd_teacher, make_decoder, null_cond, unet_out
 from .add_steps import check_finite, d_update, g_metrics, log_step, r1_gamma_at
 from .checkpoint import gathered, is_fsdp, load_checkpoint, load_optimizers, resolve_resume, save_all
-from .common import EpochSampler, generator, make_accelerator, micro_batch_size, progress, shard, whole_fsdp_unit
+from .common import (
+    EpochSampler, generator, make_accelerator, make_ema, make_lr_scheduler, micro_batch_size, progress, shard,
+    whole_fsdp_unit)
 from .distill import eps_from_output
 
 DTYPES = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -157,11 +157,11 @@ def train_sd_distill(recipe) -> Path:
         uncond1 = null_cond(tpipe, 1, R, dev)  # the teacher's unconditional input, encoded once
     disc = Discriminator(backbone, None, dc.head_channels, dc.spectral_norm, dc.augment,
                          uncond1.pooled.shape[-1] if sc.disc_text_cond else None, dc.head_norm)
-    ema = EMAModel(trainable, decay=tc.ema_decay) if tc.ema_decay > 0 else None
+    ema = make_ema(trainable, tc) if tc.ema_decay > 0 else None
     betas = (dc.adam_beta1, dc.adam_beta2)
     opt_g = torch.optim.AdamW(trainable, lr=tc.learning_rate, betas=betas, weight_decay=tc.weight_decay)
     opt_d = torch.optim.AdamW(disc.heads.parameters(), lr=dc.d_learning_rate, betas=betas)
-    lr_sched = get_scheduler(tc.lr_scheduler, opt_g, num_warmup_steps=tc.lr_warmup_steps, num_training_steps=tc.max_steps)
+    lr_sched = make_lr_scheduler(opt_g, tc)
     states = {"optimizer_g": opt_g, "optimizer_d": opt_d, "lr_scheduler": lr_sched, **({"ema": ema} if ema else {})}
     weights = {"student": LoraWeights(student) if sc.lora_rank > 0 else student, "heads": disc.heads}
     step, fsdp = 0, is_fsdp(accelerator)

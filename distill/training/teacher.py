@@ -14,8 +14,6 @@ from pathlib import Path
 
 import torch
 from diffusers import DDPMScheduler
-from diffusers.optimization import get_scheduler
-from diffusers.training_utils import EMAModel
 
 from ..data import load_images
 from ..errors import DistillError
@@ -26,7 +24,8 @@ from ..sampling import make_scheduler, sample
 from ..teachers import TEACHERS, build_noise_scheduler, load_teacher
 from ..viz import save_grid, upscale_for_view
 from .checkpoint import load_checkpoint, resolve_resume, save_checkpoint
-from .common import EpochSampler, generator, make_accelerator, micro_batch_size, progress, shard
+from .common import (
+    EpochSampler, generator, make_accelerator, make_ema, make_lr_scheduler, micro_batch_size, progress, shard)
 
 
 def build_teacher(recipe, num_classes):
@@ -73,11 +72,10 @@ def train_teacher(recipe) -> Path:
 
     torch.manual_seed(tc.seed)  # weight init
     unet, noise_scheduler = build_teacher(recipe, num_classes)
-    ema = EMAModel(unet.parameters(), decay=tc.ema_decay, model_cls=type(unet), model_config=unet.config)
+    ema = make_ema(unet.parameters(), tc, model_cls=type(unet), model_config=unet.config)
     opt = torch.optim.AdamW(unet.parameters(), lr=tc.learning_rate, betas=(tc.adam_beta1, tc.adam_beta2),
                             weight_decay=tc.weight_decay)
-    lr_sched = get_scheduler(tc.lr_scheduler, opt, num_warmup_steps=tc.lr_warmup_steps,
-                             num_training_steps=tc.max_steps)
+    lr_sched = make_lr_scheduler(opt, tc)
     step = 0
     if resume is not None:
         step = load_checkpoint(resume, {"unet": unet}, {"optimizer": opt, "lr_scheduler": lr_sched, "ema": ema})["step"]
