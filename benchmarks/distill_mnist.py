@@ -90,6 +90,9 @@ ABLATIONS = {
     "recipe_wsd": ("recipe (session 6), student lr constant then linear to 0 over the last 25% (wsd)",
                    [*RECIPE_NOW, *WSD]),
     "recipe_wsd_seed1": ("recipe (session 6) with wsd, training seed 1", [*RECIPE_NOW, *WSD, "train.seed=1"]),
+    "recipe_seed2": ("recipe (session 6), training seed 2", [*RECIPE_NOW, "train.seed=2"]),
+    "bf16_w999_fsbb_seed1": ("recipe, 70% at 999, heads on the fake score's encoder (L_D weight 1), training seed 1",
+                             [*RECIPE_W999, "distill.backbone=fake_score", "train.seed=1"]),
 }
 OUT = Path(__file__).resolve().parent / "results" / "distill_mnist"
 
