@@ -81,6 +81,9 @@ def main():
     except DistillError as e:
         sys.exit(f"error: {e}")
     ends = a.at or [list(ckpts)[-1]]
+    missing = [t for t in ends if t not in ckpts]
+    if missing:
+        sys.exit(f"error: {run / 'checkpoints'}: no checkpoint-{missing[0]} to end the EMA at")
     jobs = [("exported", recipe.train.ema_decay, recipe.train.ema_power, ends[-1])] if a.check else []
     jobs += [("replayed", d, None, t) for t in ends for d in a.decays]
     jobs += [("replayed", a.cap, p, t) for t in ends for p in a.powers]
