@@ -27,14 +27,15 @@ from distill.config import TrainConfig, load_recipe  # noqa: E402
 from distill.errors import DistillError  # noqa: E402
 from distill.metrics.evaluate import evaluate_pipeline  # noqa: E402
 from distill.pipelines import DistillPipeline  # noqa: E402
+from distill.training.checkpoint import checkpoint_dirs  # noqa: E402
 from distill.training.common import make_ema  # noqa: E402
 
 
 def checkpoints(run: Path) -> dict[int, Path]:
-    found = {int(p.name.split("-")[1]): p / "student.safetensors" for p in (run / "checkpoints").glob("checkpoint-*")}
+    found = {int(p.name.split("-")[1]): p / "student.safetensors" for p in checkpoint_dirs(run)}  # sorted by step
     if not found:
         raise DistillError(f"{run / 'checkpoints'}: no checkpoint-* folders")
-    return dict(sorted(found.items()))
+    return found
 
 
 def replay_ema(unet, ckpts: dict[int, Path], decay: float, until: int, power=None) -> None:
@@ -44,10 +45,9 @@ def replay_ema(unet, ckpts: dict[int, Path], decay: float, until: int, power=Non
     if not steps or steps[-1] != until:
         raise DistillError(f"no checkpoint-{until} to end the EMA at (have {list(ckpts)[:3]}...)")
     gaps = {b - a for a, b in zip([0, *steps], steps)}
-    ema = make_ema(unet.parameters(), TrainConfig(ema_decay=decay, ema_power=power))  # the trainer's EMA
-    first = load_file(str(ckpts[steps[0]]))
+    # the trainer's EMA; its start is irrelevant: the decay of step 1 is 0, so the EMA becomes step 1's weights
+    ema = make_ema(unet.parameters(), TrainConfig(ema_decay=decay, ema_power=power))
     names = [n for n, _ in unet.named_parameters()]
-    ema.shadow_params = [first[n].clone().float() for n in names]  # step 0 ~ the first checkpoint (teacher init)
     n = 0
     for s in steps:
         sd = load_file(str(ckpts[s]))

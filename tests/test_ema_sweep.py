@@ -30,6 +30,7 @@ def _trajectory(tmp_path, n_steps, every, decay):
             d = tmp_path / "checkpoints" / f"checkpoint-{n}"
             d.mkdir(parents=True)
             save_file({k: v.detach().clone() for k, v in net.state_dict().items()}, str(d / "student.safetensors"))
+            (d / "state.json").write_text(f'{{"step": {n}}}')  # a complete checkpoint, as save_checkpoint leaves it
     return [s.clone() for s in ema.shadow_params], tmp_path
 
 
