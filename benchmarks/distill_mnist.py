@@ -35,6 +35,7 @@ RECIPE = ["distill.lambda_dmd=1", "train.mixed_precision=bf16"]
 RECIPE_W999 = [*RECIPE, "distill.student_timestep_weights=[0.7,0.1,0.1,0.1]"]  # 70% of each batch at 999
 RECIPE_NOW = [*RECIPE_W999, "distill.disc_heads_per_timestep=true", "distill.fake_learning_rate=5e-4"]  # session 6
 WSD = ["train.lr_scheduler=wsd", "train.lr_decay_fraction=0.25"]
+FSBB = [*RECIPE_W999, "distill.backbone=fake_score"]  # 2.82 / 2.99 at 1 step (seeds 0, 1), 4 steps broken
 ABLATIONS = {
     "baseline": ("ADD only: recipe without the DMD term (lambda 0.5)", []),
     "timm_random": ("timm:resnet18 backbone, random features", ["distill.backbone=timm:resnet18",
@@ -93,6 +94,17 @@ ABLATIONS = {
     "recipe_seed2": ("recipe (session 6), training seed 2", [*RECIPE_NOW, "train.seed=2"]),
     "bf16_w999_fsbb_seed1": ("recipe, 70% at 999, heads on the fake score's encoder (L_D weight 1), training seed 1",
                              [*RECIPE_W999, "distill.backbone=fake_score", "train.seed=1"]),
+    # session 8: the fake-score backbone with one set of heads (FSBB), the best 1-step direction, with one change
+    "fsbb_adv999": ("fake-score backbone, one set of heads judging 1-step outputs only (disc_timesteps [999]; "
+                    "adv_weight and L_D weight 0.25 undo the |S|/|S_D| = 4 reweighting)",
+                    [*FSBB, "distill.disc_timesteps=[999]", "distill.adv_weight=0.25",
+                     "distill.fake_score_disc_weight=0.25"]),
+    "fsbb_b32": ("fake-score backbone, one set of heads, batch 32 (run at twice the steps: same samples), EMA 0.995",
+                 [*FSBB, "train.batch_size=32", "train.ema_decay=0.995"]),
+    "fsbb_gan3": ("fake-score backbone, one set of heads, adversarial weight 3 (its student gradient ~3x the DMD "
+                  "term's at step 1200)", [*FSBB, "distill.adv_weight=3"]),
+    "fsbb_nodistill": ("fake-score backbone, one set of heads, no ADD distillation term (DMD2's objective: DMD + GAN)",
+                       [*FSBB, "distill.lambda_distill=0"]),
 }
 OUT = Path(__file__).resolve().parent / "results" / "distill_mnist"
 

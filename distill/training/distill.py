@@ -221,6 +221,8 @@ def train_distill(recipe) -> Path:
                         m["loss_fake_score"] = loss_f.detach()
             # ---- student phase
             opt_g.zero_grad(set_to_none=True)
+            if dc.backbone == "fake_score":  # L_adv reaches the image through its encoder: no weight gradients there
+                fake_score.requires_grad_(False)
             for a in range(A):
                 b = draw("g", dc.d_steps, a)
                 with accelerator.accumulate(student):
@@ -246,6 +248,8 @@ def train_distill(recipe) -> Path:
                         m["grad_norm_g"] = float(accelerator.clip_grad_norm_(student.parameters(), tc.max_grad_norm))
                     opt_g.step()
                 opt_d.zero_grad(set_to_none=True)  # the G pass left gradients on the heads
+            if dc.backbone == "fake_score":
+                fake_score.requires_grad_(True)
         m.update(g_metrics(loss_adv, loss_distill, loss_g))
         check_finite(m, step, last_ckpt)
         lr_sched.step()
