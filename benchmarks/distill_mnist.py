@@ -105,6 +105,11 @@ ABLATIONS = {
                   "term's at step 1200)", [*FSBB, "distill.adv_weight=3"]),
     "fsbb_nodistill": ("fake-score backbone, one set of heads, no ADD distillation term (DMD2's objective: DMD + GAN)",
                        [*FSBB, "distill.lambda_distill=0"]),
+    "fsbb_nodistill_seed1": ("fake-score backbone, one set of heads, no ADD distillation term, training seed 1",
+                             [*FSBB, "distill.lambda_distill=0", "train.seed=1"]),
+    "fsbb_nodistill_w1": ("fake-score backbone, one set of heads, no ADD distillation term, every sample at the 1-step "
+                          "timestep 999 (weights [1, 0, 0, 0]: a 1-step student)",
+                          [*FSBB, "distill.lambda_distill=0", "distill.student_timestep_weights=[1,0,0,0]"]),
 }
 OUT = Path(__file__).resolve().parent / "results" / "distill_mnist"
 
