@@ -4,6 +4,7 @@ each trained for the same (shorter) budget and scored on 10k samples with the ev
   python benchmarks/distill_mnist.py --data ../shared/data/mnist/mnist_full.npz --steps 500 --only baseline timm_random
   python benchmarks/distill_mnist.py --collect     # merge the per-run JSON into results/distill_mnist.{json,md}
   python benchmarks/distill_mnist.py --wall-ratio  # distillation vs teacher training cost, timed alternately
+  python benchmarks/distill_mnist.py --wall-ratio 20 --recipe recipes/mnist_1step.yaml
 
 --wall-ratio times K steps of the shipped teacher's own recipe and K steps of recipes/mnist.yaml,
 alternated (T D T D) so both see the same machine load, and projects each to its full schedule
@@ -173,7 +174,8 @@ def _seconds_per_step(run_dir: Path, skip: int) -> float:
     return sorted(per)[len(per) // 2]
 
 
-def wall_ratio(data: str, k: int, rounds: int = 2, overrides=()):
+def wall_ratio(data: str, k: int, rounds: int = 2, overrides=(), distill_recipe: str = "recipes/mnist.yaml",
+               out_name: str = ""):
     import shutil
     import tempfile
 
@@ -183,14 +185,14 @@ def wall_ratio(data: str, k: int, rounds: int = 2, overrides=()):
 
     teacher_recipe = "distill/assets/teachers/mnist/recipe.yaml"
     full_t = load_recipe(teacher_recipe).train.max_steps
-    full_d = load_recipe("recipes/mnist.yaml", list(overrides)).train.max_steps
+    full_d = load_recipe(distill_recipe, list(overrides)).train.max_steps
     per = {"teacher": [], "distill": [], "teacher_bf16": []}
     tmp = Path(tempfile.mkdtemp(prefix="wall-ratio-"))
     common = [f"data.source={data}", f"train.max_steps={k}", "train.log_every=5", "train.checkpoint_every=100000"]
     for r in range(rounds):
         for name, path, train, extra in (
                 ("teacher", teacher_recipe, train_teacher, ["train.resume_from_checkpoint=null", "train.sample_every=100000"]),
-                ("distill", "recipes/mnist.yaml", train_distill, [*overrides, "distill.coverage_every=100000"]),
+                ("distill", distill_recipe, train_distill, [*overrides, "distill.coverage_every=100000"]),
                 # the teacher's recipe in bf16 too: what a teacher trained at the distillation's precision would cost
                 ("teacher_bf16", teacher_recipe, train_teacher, ["train.resume_from_checkpoint=null",
                                                                   "train.sample_every=100000", "train.mixed_precision=bf16"])):
@@ -205,11 +207,12 @@ def wall_ratio(data: str, k: int, rounds: int = 2, overrides=()):
     res = {"k_steps": k, "rounds": rounds, "threads": torch.get_num_threads(), "teacher_s_per_step": per["teacher"],
            "distill_s_per_step": per["distill"], "teacher_full_steps": full_t, "distill_full_steps": full_d,
            "teacher_projected_min": s_t * full_t / 60, "distill_projected_min": s_d * full_d / 60,
-           "ratio": (s_d * full_d) / (s_t * full_t), "distill_overrides": list(overrides),
-           "distill_mixed_precision": load_recipe("recipes/mnist.yaml", list(overrides)).train.mixed_precision,
+           "ratio": (s_d * full_d) / (s_t * full_t), "distill_recipe": distill_recipe, "distill_overrides": list(overrides),
+           "distill_mixed_precision": load_recipe(distill_recipe, list(overrides)).train.mixed_precision,
            "teacher_bf16_s_per_step": per["teacher_bf16"], "ratio_vs_teacher_bf16": (s_d * full_d) / (s_tb * full_t)}
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    (OUT.parent / "distill_mnist_wall_ratio.json").write_text(json.dumps(res, indent=1))
+    # recipes/mnist.yaml -> distill_mnist_wall_ratio.json, recipes/mnist_1step.yaml -> distill_mnist_1step_wall_ratio.json
+    (OUT.parent / (out_name or f"distill_{Path(distill_recipe).stem}_wall_ratio.json")).write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))
 
 
@@ -244,14 +247,16 @@ def main():
     ap.add_argument("--rescore", action="store_true", help="re-evaluate the trained ablations in runs/ (no training)")
     ap.add_argument("--wall-ratio", type=int, metavar="K", nargs="?", const=40,
                     help="time K steps of teacher training and of distillation, alternated")
+    ap.add_argument("--recipe", default="recipes/mnist.yaml", help="--wall-ratio: the distillation recipe timed")
     ap.add_argument("--recipe-override", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="--wall-ratio: overrides of recipes/mnist.yaml (e.g. train.max_steps=1000)")
+                    help="--wall-ratio: overrides of --recipe (e.g. train.max_steps=1000)")
+    ap.add_argument("--out", default="", help="--wall-ratio: result file name (default distill_<recipe>_wall_ratio.json)")
     ap.add_argument("--teacher-eval", default="distill/assets/teachers/mnist/eval/eval-teacher.json")
     a = ap.parse_args()
     if a.collect:
         return collect(Path(a.teacher_eval))
     if a.wall_ratio:
-        return wall_ratio(a.data, a.wall_ratio, overrides=a.recipe_override)
+        return wall_ratio(a.data, a.wall_ratio, overrides=a.recipe_override, distill_recipe=a.recipe, out_name=a.out)
     for name in a.only:
         (rescore if a.rescore else run_one)(name, a.data, a.steps, a.student_steps)
 

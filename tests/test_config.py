@@ -99,3 +99,24 @@ def test_cli_unknown_task(tmp_path):
     p = write(tmp_path, {"task": "juggle"})
     res = subprocess.run([sys.executable, "-m", "distill.cli", "run", str(p)], capture_output=True, text=True)
     assert res.returncode == 2 and "unknown task 'juggle'" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("recipe,entry", [("recipes/mnist.yaml", "bf16_w999_heads_flr"),
+                                          ("recipes/mnist_1step.yaml", "fsbb_nodistill")])
+def test_mnist_recipes_are_the_benchmarked_runs(recipe, entry):
+    """A shipped MNIST recipe resolves to the configuration its README numbers were measured with: the
+    benchmark entry's overrides of recipes/mnist.yaml, up to the run folder and the bench's sparse
+    checkpoints and coverage checks."""
+    import importlib.util
+    from dataclasses import asdict
+
+    spec = importlib.util.spec_from_file_location("distill_mnist_bench", "benchmarks/distill_mnist.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    _, over = bench.ABLATIONS[entry]
+    benched = asdict(load_recipe("recipes/mnist.yaml", [*bench.BASE, *over]))
+    shipped = asdict(load_recipe(recipe))
+    for d in (benched, shipped):
+        d.pop("name"), d.pop("output_dir"), d.pop("report")
+        d["train"].pop("checkpoint_every"), d["distill"].pop("coverage_every")
+    assert shipped == benched
