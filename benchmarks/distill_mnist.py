@@ -111,6 +111,9 @@ ABLATIONS = {
     "fsbb_nodistill_w1": ("fake-score backbone, one set of heads, no ADD distillation term, every sample at the 1-step "
                           "timestep 999 (weights [1, 0, 0, 0]: a 1-step student)",
                           [*FSBB, "distill.lambda_distill=0", "distill.student_timestep_weights=[1,0,0,0]"]),
+    "fsbb_nodistill_w1_seed1": ("fake-score backbone, one set of heads, no ADD distillation term, every sample at 999, "
+                                "training seed 1", [*FSBB, "distill.lambda_distill=0",
+                                                    "distill.student_timestep_weights=[1,0,0,0]", "train.seed=1"]),
 }
 OUT = Path(__file__).resolve().parent / "results" / "distill_mnist"
 

@@ -102,7 +102,7 @@ def test_cli_unknown_task(tmp_path):
 
 
 @pytest.mark.parametrize("recipe,entry", [("recipes/mnist.yaml", "bf16_w999_heads_flr"),
-                                          ("recipes/mnist_1step.yaml", "fsbb_nodistill")])
+                                          ("recipes/mnist_1step.yaml", "fsbb_nodistill_w1")])
 def test_mnist_recipes_are_the_benchmarked_runs(recipe, entry):
     """A shipped MNIST recipe resolves to the configuration its README numbers were measured with: the
     benchmark entry's overrides of recipes/mnist.yaml, up to the run folder and the bench's sparse
