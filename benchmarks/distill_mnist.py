@@ -6,9 +6,9 @@ each trained for the same (shorter) budget and scored on 10k samples with the ev
   python benchmarks/distill_mnist.py --wall-ratio  # distillation vs teacher training cost, timed alternately
   python benchmarks/distill_mnist.py --wall-ratio 20 --recipe recipes/mnist_1step.yaml
 
---wall-ratio times K steps of the shipped teacher's own recipe and K steps of recipes/mnist.yaml,
+--wall-ratio times K steps of the shipped teacher's own recipe and K steps of --recipe (recipes/mnist.yaml),
 alternated (T D T D) so both see the same machine load, and projects each to its full schedule
-(teacher: train.max_steps of its recipe; student: of recipes/mnist.yaml). The ratio of the
+(teacher: train.max_steps of its recipe; student: of --recipe). The ratio of the
 projections is the issue's "distillation wall time <= half the teacher's" check. The teacher's
 recipe is also timed in bf16 (the shipped teacher trained in fp32), so a recipe distilling in bf16
 can be compared with a teacher trained at its precision too (`ratio_vs_teacher_bf16`).
