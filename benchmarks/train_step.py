@@ -11,7 +11,6 @@ Writes benchmarks/results/train_step.{json,md}.
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
+from distill.bench.latency import _cpu_model  # noqa: E402
+from distill.bench.timing import make_timer, run_timed  # noqa: E402
 from distill.teachers import load_teacher  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "train_step"
@@ -68,22 +69,19 @@ def main():
         steps[name]()  # the first call compiles
         first[name] = time.perf_counter() - t0
         print(f"{name}: first call {first[name]:.1f} s", flush=True)
-    per = {name: [] for name in a.variants}
+    per, timer = {name: [] for name in a.variants}, make_timer("cpu")
     for _ in range(a.rounds):
         for name, step in steps.items():
-            step()  # warm
-            t0 = time.perf_counter()
-            for _ in range(a.repeats):
-                step()
-            per[name].append((time.perf_counter() - t0) / a.repeats)
+            samples = run_timed(step, timer, warmup=1, repeats=a.repeats).samples_s
+            per[name].append(sum(samples) / len(samples))
     med = {k: sorted(v)[len(v) // 2] for k, v in per.items()}
     rows = []
     for name in a.variants:
-        compile_, dtype, cl = VARIANTS[name]
+        dtype = VARIANTS[name][1]
         base = med.get(f"eager-{'bf16' if dtype else 'fp32'}")
         rows.append({"variant": name, "s_per_step": med[name], "first_call_s": first[name], "rounds_s": per[name],
                      "speedup_vs_eager": base / med[name] if base else None})
-    env = {"machine": platform.processor() or platform.machine(), "threads": a.threads, "torch": torch.__version__,
+    env = {"machine": _cpu_model(), "threads": a.threads, "torch": torch.__version__,
            "batch": a.batch, "teacher": a.teacher, "repeats": a.repeats, "rounds": a.rounds}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.with_suffix(".json").write_text(json.dumps({"env": env, "rows": rows}, indent=1))
