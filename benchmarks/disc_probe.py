@@ -24,10 +24,10 @@ from distill.config import load_recipe  # noqa: E402
 from distill.data import load_images  # noqa: E402
 from distill.discriminator import Discriminator, build_backbone  # noqa: E402
 from distill.gan.losses import get_adv_loss  # noqa: E402
-from distill.pipelines import DistillPipeline  # noqa: E402
-from distill.sampling import null_label  # noqa: E402
-from distill.teachers import load_teacher  # noqa: E402
-from distill.training.distill import resolve_teacher_path, student_x0  # noqa: E402
+from distill.diffusion.pipelines import DistillPipeline  # noqa: E402
+from distill.diffusion.sampling import null_label  # noqa: E402
+from distill.diffusion.teachers import load_teacher  # noqa: E402
+from distill.distillation.loop import resolve_teacher_path, student_x0  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "disc_probe.json"
 

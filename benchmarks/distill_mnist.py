@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from distill.config import load_recipe  # noqa: E402
-from distill.metrics.evaluate import evaluate_pipeline  # noqa: E402
-from distill.pipelines import DistillPipeline  # noqa: E402
-from distill.training.distill import train_distill  # noqa: E402
+from distill.eval.evaluate import evaluate_pipeline  # noqa: E402
+from distill.diffusion.pipelines import DistillPipeline  # noqa: E402
+from distill.distillation.loop import train_distill  # noqa: E402
 
 # on top of BASE: the session-5 recipe (bf16, DMD, uniform timesteps, one set of heads, fake score lr 1e-4)
 RECIPE = ["distill.lambda_dmd=1", "train.mixed_precision=bf16"]
@@ -184,7 +184,7 @@ def wall_ratio(data: str, k: int, rounds: int = 2, overrides=(), distill_recipe:
 
     from accelerate.state import AcceleratorState
 
-    from distill.training.teacher import train_teacher
+    from distill.diffusion.train import train_teacher
 
     teacher_recipe = "distill/assets/teachers/mnist/recipe.yaml"
     full_t = load_recipe(teacher_recipe).train.max_steps

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distill.lab.train import LabConfig, train_lab  # noqa: E402
+from distill.diagnostics.lab.train import LabConfig, train_lab  # noqa: E402
 
 # (label, loss, regularisers)
 CONFIGS = [

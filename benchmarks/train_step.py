@@ -21,7 +21,7 @@ import torch  # noqa: E402
 
 from distill.bench.latency import _cpu_model  # noqa: E402
 from distill.bench.timing import make_timer, run_timed  # noqa: E402
-from distill.teachers import load_teacher  # noqa: E402
+from distill.diffusion.teachers import load_teacher  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "train_step"
 VARIANTS = {  # name -> (compile, dtype or None for fp32, channels_last)

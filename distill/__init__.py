@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from .pipelines import DistillPipeline, register_with_diffusers  # noqa: E402
+from .diffusion.pipelines import DistillPipeline, register_with_diffusers  # noqa: E402
 
 register_with_diffusers()
 

@@ -8,9 +8,9 @@ import importlib
 from .errors import RecipeError
 
 TASKS = {
-    "teacher": "distill.training.teacher:train_teacher",
-    "distill": "distill.training.distill:run_distill",
-    "sd-distill": "distill.training.distill_sd:run_sd_distill",
+    "teacher": "distill.diffusion.train:train_teacher",
+    "distill": "distill.distillation.loop:run_distill",
+    "sd-distill": "distill.sd.loop:run_sd_distill",
     "pix2pix": "distill.translate.train:train_pix2pix",
     "cyclegan": "distill.translate.train:train_cyclegan",
 }

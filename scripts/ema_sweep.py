@@ -25,10 +25,10 @@ from safetensors.torch import load_file  # noqa: E402
 
 from distill.config import TrainConfig, load_recipe  # noqa: E402
 from distill.errors import DistillError  # noqa: E402
-from distill.metrics.evaluate import evaluate_pipeline  # noqa: E402
-from distill.pipelines import DistillPipeline  # noqa: E402
-from distill.training.checkpoint import checkpoint_dirs  # noqa: E402
-from distill.training.common import make_ema  # noqa: E402
+from distill.eval.evaluate import evaluate_pipeline  # noqa: E402
+from distill.diffusion.pipelines import DistillPipeline  # noqa: E402
+from distill.engine.checkpoint import checkpoint_dirs  # noqa: E402
+from distill.engine.accelerator import make_ema  # noqa: E402
 
 
 def checkpoints(run: Path) -> dict[int, Path]:

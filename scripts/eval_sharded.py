@@ -1,7 +1,7 @@
 """Evaluate a pipeline's FID-versus-steps table with the sampling split over processes.
 
 Shard k of N generates batches i = k, k+N, ... with the same per-batch seeds as
-`distill.metrics.evaluate.generate`, so the merged samples equal a single-process run's.
+`distill.eval.evaluate.generate`, so the merged samples equal a single-process run's.
 
   python scripts/eval_sharded.py PIPE --recipe R --shard 0 --of 2 --work W &   # each shard
   python scripts/eval_sharded.py PIPE --recipe R --of 2 --work W --merge --out runs/x/eval
@@ -19,10 +19,10 @@ import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 from distill.config import load_recipe  # noqa: E402
-from distill.metrics.evaluate import real_reference, sample_batch, score, write_eval  # noqa: E402
-from distill.metrics.fid import feature_extractor, pairwise_distance  # noqa: E402
-from distill.sampling import make_scheduler  # noqa: E402
-from distill.teachers import load_teacher  # noqa: E402
+from distill.eval.evaluate import real_reference, sample_batch, score, write_eval  # noqa: E402
+from distill.eval.fid import feature_extractor, pairwise_distance  # noqa: E402
+from distill.diffusion.sampling import make_scheduler  # noqa: E402
+from distill.diffusion.teachers import load_teacher  # noqa: E402
 from distill.viz import save_grid, upscale_for_view  # noqa: E402
 
 

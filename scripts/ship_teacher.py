@@ -15,10 +15,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from distill.config import load_recipe  # noqa: E402
-from distill.metrics.classifier import ASSETS  # noqa: E402
-from distill.metrics.evaluate import evaluate_pipeline  # noqa: E402
-from distill.runs import read_metrics  # noqa: E402
-from distill.teachers import load_teacher  # noqa: E402
+from distill.eval.classifier import ASSETS  # noqa: E402
+from distill.eval.evaluate import evaluate_pipeline  # noqa: E402
+from distill.engine.run_dir import read_metrics  # noqa: E402
+from distill.diffusion.teachers import load_teacher  # noqa: E402
 
 
 def wall_seconds(rows):

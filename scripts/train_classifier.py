@@ -17,7 +17,7 @@ import torch  # noqa: E402
 
 from distill.config import DataConfig  # noqa: E402
 from distill.data import load_images  # noqa: E402
-from distill.metrics.classifier import ASSETS, accuracy, save_classifier, train_classifier  # noqa: E402
+from distill.eval.classifier import ASSETS, accuracy, save_classifier, train_classifier  # noqa: E402
 
 
 def main():

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from distill.metrics.classifier import ASSETS, save_classifier  # noqa: E402
+from distill.eval.classifier import ASSETS, save_classifier  # noqa: E402
 from distill.translate.domain import domain_accuracy, train_domain_classifier  # noqa: E402
 
 

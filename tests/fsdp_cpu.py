@@ -15,8 +15,8 @@ from accelerate import FullyShardedDataParallelPlugin
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedType
 
-import distill.training.common as common
-import distill.training.distill_sd as distill_sd
+import distill.engine.accelerator as common
+import distill.sd.loop as distill_sd
 from distill.cli import main
 
 _make = common.make_accelerator

@@ -15,10 +15,10 @@ from distill.bench.timing import CudaEventTimer, Recorder, WallTimer, instrument
 from distill.cli import main as cli
 from distill.config import TeacherConfig
 from distill.errors import DistillError
-from distill.pipelines import DistillPipeline
-from distill.sampling import make_scheduler
-from distill.teachers import build_noise_scheduler, build_unet2d
-from distill.training.distill import student_scheduler
+from distill.diffusion.pipelines import DistillPipeline
+from distill.diffusion.sampling import make_scheduler
+from distill.diffusion.teachers import build_noise_scheduler, build_unet2d
+from distill.distillation.loop import student_scheduler
 
 
 class TinyGenerator(torch.nn.Module):

@@ -9,9 +9,9 @@ from safetensors.torch import load_file
 import distill  # noqa: F401
 from distill.config import recipe_from_dict
 from distill.errors import DistillError
-from distill.runs import read_metrics
-from distill.training.distill import student_timestep_index, train_distill
-from distill.training.teacher import train_teacher
+from distill.engine.run_dir import read_metrics
+from distill.distillation.loop import student_timestep_index, train_distill
+from distill.diffusion.train import train_teacher
 
 from .conftest import tiny_recipe_dict
 
@@ -112,7 +112,7 @@ def test_run_distill_writes_report(tmp_path, tiny_teacher):
     """`distill run` for a distill recipe: train, evaluate teacher and student, time them, report.md."""
     import json
 
-    from distill.training.distill import run_distill
+    from distill.distillation.loop import run_distill
 
     r = distill_recipe(tmp_path, tiny_teacher, max_steps=2)
     r.eval.num_samples, r.eval.batch_size = 60, 30
@@ -131,7 +131,7 @@ def test_run_distill_writes_report(tmp_path, tiny_teacher):
 
 
 def test_dmd_loss_gradient_is_the_normalised_score_difference():
-    from distill.losses import dmd_loss
+    from distill.diffusion.losses import dmd_loss
 
     torch.manual_seed(0)
     x = torch.randn(3, 1, 4, 4, requires_grad=True)
@@ -163,7 +163,7 @@ def test_disc_weights_drop_pairs_from_the_discriminator_loss():
     """Pairs with weight 0 (outputs of student steps outside distill.disc_timesteps) give the heads no
     gradient, and the logged accuracy counts only the kept pairs."""
     from distill.gan.losses import get_adv_loss
-    from distill.training.add_steps import d_loss_and_metrics
+    from distill.distillation.adversarial import d_loss_and_metrics
 
     logits = torch.tensor([[2.0], [-3.0], [-2.0], [3.0]], requires_grad=True)  # real (2), fake (2)
     w = torch.tensor([1.0, 0.0])

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from distill import cli
-from distill.doctor import diagnose, load_run
+from distill.diagnostics.doctor import diagnose, load_run
 from distill.errors import DistillError
 
 

@@ -15,8 +15,8 @@ def _only_our_commands(monkeypatch):
 
 def cli_main(argv):
     return cli.main(argv)
-from distill.lab.toy import DATASETS, count_modes, get_dataset
-from distill.lab.train import LabConfig, resolve, train_lab
+from distill.diagnostics.lab.toy import DATASETS, count_modes, get_dataset
+from distill.diagnostics.lab.train import LabConfig, resolve, train_lab
 
 
 @pytest.mark.parametrize("name,k,dim", [("ring", 8, 2), ("grid", 25, 2), ("gmm1d", 2, 1)])

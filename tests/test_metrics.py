@@ -2,8 +2,8 @@ import torch
 
 from distill.config import DataConfig
 from distill.data import load_images
-from distill.metrics.classifier import accuracy, load_classifier
-from distill.metrics.fid import extract, feature_extractor, fid_kid, pairwise_distance
+from distill.eval.classifier import accuracy, load_classifier
+from distill.eval.fid import extract, feature_extractor, fid_kid, pairwise_distance
 
 
 def test_shipped_digits_classifier_accuracy():
@@ -45,10 +45,10 @@ def test_pairwise_distance_detects_collapse():
 def test_evaluation_batches_are_shardable():
     """Any subset of batches (a shard of scripts/eval_sharded.py) equals the single-process samples."""
     from distill.config import TeacherConfig
-    from distill.metrics.evaluate import generate, sample_batch
-    from distill.pipelines import DistillPipeline
-    from distill.sampling import make_scheduler
-    from distill.teachers import build_noise_scheduler, build_unet2d
+    from distill.eval.evaluate import generate, sample_batch
+    from distill.diffusion.pipelines import DistillPipeline
+    from distill.diffusion.sampling import make_scheduler
+    from distill.diffusion.teachers import build_noise_scheduler, build_unet2d
 
     tc = TeacherConfig(block_out_channels=[8, 8], norm_num_groups=4)
     torch.manual_seed(0)
@@ -64,9 +64,9 @@ def test_evaluation_batches_are_shardable():
 def test_evaluation_reference_matches_sample_size(monkeypatch, tmp_path):
     """The real reference is loaded at the pipeline's resolution whatever the data config says."""
     from distill.config import EvalConfig, TeacherConfig
-    from distill.metrics import evaluate
-    from distill.pipelines import DistillPipeline
-    from distill.teachers import build_noise_scheduler, build_unet2d
+    from distill.eval import evaluate
+    from distill.diffusion.pipelines import DistillPipeline
+    from distill.diffusion.teachers import build_noise_scheduler, build_unet2d
 
     tc = TeacherConfig(block_out_channels=[8, 8], norm_num_groups=4)
     pipe = DistillPipeline(unet=build_unet2d(tc, 8, 1, 10).eval(), scheduler=build_noise_scheduler(tc))

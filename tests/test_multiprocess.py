@@ -13,7 +13,7 @@ import yaml
 from safetensors.torch import load_file
 
 from distill.config import recipe_from_dict
-from distill.training.teacher import train_teacher
+from distill.diffusion.train import train_teacher
 
 from .conftest import tiny_recipe_dict
 

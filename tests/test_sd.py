@@ -10,11 +10,11 @@ from safetensors.torch import load_file
 from distill.cli import main as cli_main
 from distill.config import load_recipe, recipe_from_dict
 from distill.errors import DistillError, RecipeError
-from distill.runs import read_metrics
+from distill.engine.run_dir import read_metrics
 from distill.sd.img2img import diffusers_steps_for, img2img_one_step, img2img_pipeline
 from distill.sd.lora import add_lora, count_trainable
 from distill.sd.tiny import build_tiny_sd, build_tiny_sdxl
-from distill.training.distill_sd import train_sd_distill
+from distill.sd.loop import train_sd_distill
 
 R = 16
 

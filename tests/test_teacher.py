@@ -9,9 +9,9 @@ from safetensors.torch import load_file
 import distill  # noqa: F401  (registers DistillPipeline with diffusers)
 from distill.config import recipe_from_dict
 from distill.errors import DistillError
-from distill.runs import read_metrics
-from distill.sampling import make_scheduler
-from distill.training.teacher import train_teacher
+from distill.engine.run_dir import read_metrics
+from distill.diffusion.sampling import make_scheduler
+from distill.diffusion.train import train_teacher
 
 from .conftest import tiny_recipe_dict
 

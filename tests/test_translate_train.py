@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 
 from distill import cli
 from distill.config import recipe_from_dict
-from distill.runs import read_metrics
+from distill.engine.run_dir import read_metrics
 from distill.tasks import run_task
 from distill.translate.train import TranslateSession
 
@@ -125,7 +125,7 @@ def test_cyclegan_onnx_reverse_and_eval(tmp_path, npz):
     pytest.importorskip("onnx")
     from distill.translate.evaluate import evaluate_checkpoint
     from distill.translate.infer import export_onnx, load_generator
-    from distill.metrics.classifier import classifier_path
+    from distill.eval.classifier import classifier_path
 
     run = run_task(recipe_from_dict(cyclegan_recipe(tmp_path, npz, max_steps=2)))
     G, cfg = load_generator(run, reverse=True)

@@ -101,7 +101,7 @@ class ModelSpec:
 
 
 def load_pipeline(path: str, cfg: BenchConfig):
-    from ..teachers import load_teacher
+    from ..diffusion.teachers import load_teacher
 
     if not Path(path).is_dir():
         raise DistillError(f"{path}: no such pipeline folder")

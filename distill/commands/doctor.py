@@ -13,7 +13,7 @@ def add_arguments(p):
 
 
 def main(args) -> int:
-    from ..doctor import diagnose, load_run, report_json, report_text
+    from ..diagnostics.doctor import diagnose, load_run, report_json, report_text
 
     run = load_run(args.run_folder)
     findings = diagnose(run)

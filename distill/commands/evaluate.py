@@ -25,8 +25,8 @@ def main(args) -> int:
     import dataclasses
 
     from ..config import Recipe, load_recipe
-    from ..metrics.evaluate import evaluate_pipeline
-    from ..teachers import load_teacher
+    from ..eval.evaluate import evaluate_pipeline
+    from ..diffusion.teachers import load_teacher
 
     recipe = load_recipe(args.recipe) if args.recipe else Recipe(task="teacher")
     data_cfg, eval_cfg = recipe.data, recipe.eval

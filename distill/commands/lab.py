@@ -8,7 +8,7 @@ HELP = "GAN lab: train a toy MLP GAN (ring / grid / 1-D mixture) with any loss a
 
 
 def add_arguments(p):
-    from ..lab.train import LabConfig
+    from ..diagnostics.lab.train import LabConfig
 
     d = LabConfig()
     p.add_argument("--dataset", default=d.dataset, help="ring (8 Gaussians), grid (5x5), gmm1d (1-D, 2 modes)")
@@ -38,7 +38,7 @@ def add_arguments(p):
 def main(args) -> int:
     import torch
 
-    from ..lab.train import LabConfig, train_lab
+    from ..diagnostics.lab.train import LabConfig, train_lab
 
     torch.set_num_threads(max(1, args.threads))
     fields = {f.name for f in dataclasses.fields(LabConfig)}

@@ -19,8 +19,8 @@ def add_arguments(p):
 def main(args) -> int:
     import torch
 
-    from ..sampling import make_scheduler
-    from ..teachers import load_teacher
+    from ..diffusion.sampling import make_scheduler
+    from ..diffusion.teachers import load_teacher
     from ..viz import save_grid, upscale_for_view
 
     pipe = load_teacher(args.pipeline)

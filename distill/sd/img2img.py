@@ -19,7 +19,7 @@ from typing import Optional
 import torch
 
 from ..errors import DistillError
-from ..losses import pred_x0
+from ..diffusion.losses import pred_x0
 from .teacher import encode_prompts, unet_out
 
 

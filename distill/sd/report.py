@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..runs import read_metrics
+from ..engine.run_dir import read_metrics
 from ..viz import save_grid, upscale_for_view
 
 

@@ -3,7 +3,7 @@ real A (label 0) vs real B (label 1) training images. It is never used by a trai
 only scores translations ("is G_A(a) classified as B?") and gives the features for KID/FID.
 
 It reuses the project's evaluation-classifier architecture and file format
-(`distill.metrics.classifier`), so `load_classifier("horse2zebra")` finds the shipped weights
+(`distill.eval.classifier`), so `load_classifier("horse2zebra")` finds the shipped weights
 `distill/assets/classifier-horse2zebra.safetensors` (test accuracy in its metadata).
 Reproduce with `python scripts/train_domain_classifier.py` (see docs/translate.md).
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ..metrics.classifier import DigitClassifier, accuracy, load_classifier, train_classifier
+from ..eval.classifier import DigitClassifier, accuracy, load_classifier, train_classifier
 
 
 def domain_labels(n_a: int, n_b: int) -> torch.Tensor:

@@ -41,7 +41,7 @@ def paired_metrics(fake: torch.Tensor, real: torch.Tensor) -> dict:
 def unpaired_metrics(classifier, fake: torch.Tensor, inputs: torch.Tensor, real_target: torch.Tensor,
                      target: int, rec: torch.Tensor) -> dict:
     """Domain success of `fake` (translations) and of `inputs` (before), KID/FID vs real targets."""
-    from ..metrics.fid import fid_kid
+    from ..eval.fid import fid_kid
     from .domain import target_rate
 
     feats = lambda x: torch.cat([classifier.features(x[i:i + 256]) for i in range(0, len(x), 256)]).double()

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import DistillError
-from ..training.checkpoint import checkpoint_dirs
+from ..engine.checkpoint import checkpoint_dirs
 from .config import TranslateConfig
 from .data import IMG_EXTS, _pil_to_tensor, _resize
 from .networks import build_generator

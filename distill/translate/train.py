@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 from ..errors import DistillError
-from ..runs import MetricsLog, prepare_run_dir
-from ..training.checkpoint import load_checkpoint, resolve_resume, save_checkpoint
-from ..training.common import EpochSampler, generator, make_accelerator, micro_batch_size, progress, seed_for, shard
+from ..engine.run_dir import MetricsLog, prepare_run_dir
+from ..engine.checkpoint import load_checkpoint, resolve_resume, save_checkpoint
+from ..engine.accelerator import EpochSampler, generator, make_accelerator, micro_batch_size, progress, seed_for, shard
 from ..viz import save_grid
 from .data import load_translation
 from .methods import METHODS

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import DistillError
-from ..training.checkpoint import checkpoint_dirs
+from ..engine.checkpoint import checkpoint_dirs
 
 WEIGHT_EXTS = (".safetensors", ".pth", ".pt", ".bin")
 

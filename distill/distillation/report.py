@@ -12,12 +12,12 @@ from pathlib import Path
 
 import torch
 
-from .metrics.evaluate import _fmt, evaluate_pipeline
-from .pipelines import DistillPipeline
-from .sampling import make_scheduler, sample
-from .teachers import load_teacher
-from .training.common import generator
-from .viz import grid_tensor, line_plot
+from ..eval.evaluate import _fmt, evaluate_pipeline
+from ..diffusion.pipelines import DistillPipeline
+from ..diffusion.sampling import make_scheduler, sample
+from ..diffusion.teachers import load_teacher
+from ..engine.accelerator import generator
+from ..viz import grid_tensor, line_plot
 
 
 def _cached_rows(folder, tag: str, eval_cfg, steps, guidance, scheduler: str = "ddim") -> list[dict] | None:
@@ -36,7 +36,7 @@ def _cached_rows(folder, tag: str, eval_cfg, steps, guidance, scheduler: str = "
 def latency_rows(teacher_path: str, student_path: str, steps: list[int], batch: int, repeats: int) -> list[dict]:
     """Teacher at 50 steps (without and with guidance 2) and the student at `steps`, timed by the
     latency benchmark's harness (`distill.bench`) at `batch`."""
-    from .bench import BenchConfig, run_benchmark
+    from ..bench import BenchConfig, run_benchmark
 
     cfg = BenchConfig(teacher=teacher_path, student=student_path, batch_sizes=[batch], teacher_steps=[50],
                       student_steps=list(steps), guidance=2.0, warmup=2, repeats=repeats, profile_repeats=0,
@@ -72,7 +72,7 @@ def side_by_side(teacher, student, path, seed: int = 0, per_class: int = 4):
 
 
 def write_distill_report(recipe, run_dir: Path) -> Path:
-    from .training.distill import resolve_teacher_path
+    from .loop import resolve_teacher_path
 
     run_dir = Path(run_dir)
     rc, ec = recipe.report, recipe.eval

@@ -3,7 +3,7 @@
 A teacher is a diffusers denoiser (`UNet2DModel` here; `UNet2DConditionModel` inside a Stable
 Diffusion pipeline in the latent-teacher issue) plus a `DDPMScheduler` that fixes its noise
 schedule and prediction type. Training, sampling and distillation only use the denoiser through
-`denoise(unet, x_t, t, cond)` (distill.sampling), so a new teacher plugs in by adding a
+`denoise(unet, x_t, t, cond)` (distill.diffusion.sampling), so a new teacher plugs in by adding a
 constructor here and, when its conditioning differs, a branch of that one function.
 """
 

@@ -16,8 +16,8 @@ from typing import Optional
 import torch
 
 from ..data import load_images, to_uint8_images
-from ..sampling import make_scheduler, sample
-from ..training.common import generator
+from ..diffusion.sampling import make_scheduler, sample
+from ..engine.accelerator import generator
 from ..viz import line_plot, save_grid, upscale_for_view
 from .fid import extract, feature_extractor, fid_kid, pairwise_distance
 

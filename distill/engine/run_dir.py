@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import dump_recipe
-from .errors import DistillError
+from ..config import dump_recipe
+from ..errors import DistillError
 
 
 def prepare_run_dir(recipe, resuming: bool, is_main: bool = True) -> Path:

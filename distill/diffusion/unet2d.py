@@ -54,7 +54,7 @@ def num_classes_of(unet) -> Optional[int]:
 
 def load_teacher(path: str):
     """Load an exported teacher pipeline (folder or Hub id) -> DistillPipeline."""
-    from ..pipelines import DistillPipeline
+    from .pipelines import DistillPipeline
 
     try:
         return DistillPipeline.from_pretrained(path)

@@ -12,11 +12,11 @@ from functools import lru_cache
 
 import torch
 
-from ..metrics.classifier import load_classifier
-from ..metrics.fid import pairwise_distance
-from ..sampling import null_label, sample
+from ..eval.classifier import load_classifier
+from ..eval.fid import pairwise_distance
+from ..diffusion.sampling import null_label, sample
 from ..viz import save_grid, upscale_for_view
-from .common import generator
+from ..engine.accelerator import generator
 
 
 @lru_cache(maxsize=4)
@@ -26,7 +26,7 @@ def _classifier(spec: str):
 
 @torch.no_grad()
 def coverage_check(student, noise_scheduler, dc, data, grid_path, seed: int, per_class: int = 20) -> dict:
-    from .distill import student_scheduler
+    from .loop import student_scheduler
 
     clf = _classifier(dc.coverage_classifier)
     k = null_label(student) or 10

@@ -30,19 +30,19 @@ from diffusers import DDPMScheduler
 from ..discriminator import NUM_RANDOM, Discriminator, build_backbone
 from ..errors import DistillError, RecipeError
 from ..gan.losses import get_adv_loss
-from ..losses import DISTILL_WEIGHTINGS, alpha_sigma, distillation_loss, nfsd_target, pred_x0
-from ..runs import MetricsLog, prepare_run_dir
-from ..sd.data import LatentSet, encode_images, load_captioned_images, prompt_list, synthetic_latents
-from ..sd.export import export_student
-from ..sd.features import DecodedFeatures, SDTeacherFeatures
-from ..sd.lora import LoraWeights, as_teacher, add_lora, unsharded_copy
-from ..sd.teacher import TextCond, cfg_out, encode_prompts, load_sd_teacher, make_decoder, null_cond, unet_out
-from .add_steps import check_finite, d_update, g_metrics, log_step, r1_gamma_at
-from .checkpoint import gathered, is_fsdp, load_checkpoint, load_optimizers, resolve_resume, save_all
-from .common import (
+from ..diffusion.losses import DISTILL_WEIGHTINGS, alpha_sigma, distillation_loss, nfsd_target, pred_x0
+from ..engine.run_dir import MetricsLog, prepare_run_dir
+from .data import LatentSet, encode_images, load_captioned_images, prompt_list, synthetic_latents
+from .export import export_student
+from .features import DecodedFeatures, SDTeacherFeatures
+from .lora import LoraWeights, as_teacher, add_lora, unsharded_copy
+from .teacher import TextCond, cfg_out, encode_prompts, load_sd_teacher, make_decoder, null_cond, unet_out
+from ..distillation.adversarial import check_finite, d_update, g_metrics, log_step, r1_gamma_at
+from ..engine.checkpoint import gathered, is_fsdp, load_checkpoint, load_optimizers, resolve_resume, save_all
+from ..engine.accelerator import (
     EpochSampler, generator, make_accelerator, make_ema, make_lr_scheduler, micro_batch_size, progress, shard,
     whole_fsdp_unit)
-from .distill import eps_from_output
+from ..distillation.loop import eps_from_output
 
 DTYPES = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -106,7 +106,7 @@ def train_sd_distill(recipe) -> Path:
     prepare_run_dir(recipe, resuming=bool(tc.resume_from_checkpoint), is_main=accelerator.is_main_process)
     if sc.build_tiny:
         if accelerator.is_main_process:
-            from ..sd.tiny import build_tiny_sd, build_tiny_sdxl
+            from .tiny import build_tiny_sd, build_tiny_sdxl
 
             (build_tiny_sdxl if sc.tiny_kind == "sdxl" else build_tiny_sd)(dc.teacher, recipe.data.resolution)
         accelerator.wait_for_everyone()
@@ -288,7 +288,7 @@ def run_sd_distill(recipe) -> Path:
 
     run_dir = train_sd_distill(recipe)
     if (run_dir / "pipeline").is_dir() and PartialState().is_main_process:
-        from ..sd.report import write_sd_report
+        from .report import write_sd_report
 
         print(f"report: {write_sd_report(recipe, run_dir)}")
     return run_dir

@@ -18,7 +18,7 @@ from diffusers import (
     LCMScheduler,
 )
 
-from .errors import DistillError
+from ..errors import DistillError
 
 SCHEDULERS = {
     "ddpm": DDPMScheduler,

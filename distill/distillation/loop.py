@@ -31,14 +31,14 @@ from ..data import load_images
 from ..discriminator import NUM_RANDOM, Discriminator, build_backbone
 from ..errors import DistillError, RecipeError
 from ..gan.losses import get_adv_loss
-from ..losses import DISTILL_WEIGHTINGS, alpha_sigma, diffusion_loss, distillation_loss, dmd_loss, nfsd_target, pred_x0
-from ..pipelines import DistillPipeline
-from ..runs import MetricsLog, prepare_run_dir
-from ..sampling import model_output, null_label
-from ..teachers import load_teacher
-from .add_steps import check_finite, d_update, g_metrics, log_step, r1_gamma_at
-from .checkpoint import load_checkpoint, resolve_resume, save_checkpoint
-from .common import (
+from ..diffusion.losses import DISTILL_WEIGHTINGS, alpha_sigma, diffusion_loss, distillation_loss, dmd_loss, nfsd_target, pred_x0
+from ..diffusion.pipelines import DistillPipeline
+from ..engine.run_dir import MetricsLog, prepare_run_dir
+from ..diffusion.sampling import model_output, null_label
+from ..diffusion.teachers import load_teacher
+from .adversarial import check_finite, d_update, g_metrics, log_step, r1_gamma_at
+from ..engine.checkpoint import load_checkpoint, resolve_resume, save_checkpoint
+from ..engine.accelerator import (
     EpochSampler, generator, make_accelerator, make_ema, make_lr_scheduler, micro_batch_size, progress, shard)
 from .monitor import coverage_check
 
@@ -90,7 +90,7 @@ def student_scheduler(noise_scheduler, student_timesteps) -> LCMScheduler:
 
 def resolve_teacher_path(spec: str) -> str:
     if spec.startswith("shipped:"):
-        from ..metrics.classifier import ASSETS
+        from ..eval.classifier import ASSETS
 
         return str(ASSETS / "teachers" / spec.split(":", 1)[1])
     return spec
@@ -295,7 +295,7 @@ def run_distill(recipe) -> Path:
 
     run_dir = train_distill(recipe)
     if recipe.eval.num_samples > 0 and (run_dir / "pipeline").is_dir() and PartialState().is_main_process:
-        from ..report import write_distill_report
+        from .report import write_distill_report
 
         print(f"report: {write_distill_report(recipe, run_dir)}")
     return run_dir

@@ -5,7 +5,7 @@ Rules are plain functions in `RULES`: `rule(run: RunData) -> Finding | None`. A 
 (0..1) ranks it; scores are heuristics, calibrated so that a run showing a single failure puts
 that failure first. Metric keys follow the project's conventions (see `KEYS`) and every key is
 optional: a rule whose metrics are missing stays silent. Non-finite values are logged as the
-strings "nan" / "inf" (see `distill.runs.MetricsLog`).
+strings "nan" / "inf" (see `distill.engine.run_dir.MetricsLog`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import yaml
 
-from .errors import DistillError
+from ..errors import DistillError
 
 # canonical name -> keys tried in order (first one present in the log wins)
 KEYS: dict[str, tuple[str, ...]] = {

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import DistillError
+from ...errors import DistillError
 
 
 @dataclass(frozen=True)

@@ -20,16 +20,16 @@ import torch
 import yaml
 from torch import nn
 
-from ..errors import DistillError
-from ..gan.losses import ADV_LOSSES, gradient_penalty, r1_penalty
-from ..gan.regularizers import MINIBATCH_LAYERS, apply_spectral_norm, clip_weights
-from ..runs import MetricsLog
+from ...errors import DistillError
+from ...gan.losses import ADV_LOSSES, gradient_penalty, r1_penalty
+from ...gan.regularizers import MINIBATCH_LAYERS, apply_spectral_norm, clip_weights
+from ...engine.run_dir import MetricsLog
 from .toy import DATASETS, ToyDataset, count_modes, get_dataset
 
 
 @dataclass
 class LabConfig:
-    dataset: str = "ring"  # key of distill.lab.toy.DATASETS
+    dataset: str = "ring"  # key of distill.diagnostics.lab.toy.DATASETS
     loss: str = "ns"  # key of ADV_LOSSES, or an alias in LOSS_ALIASES (wgan-gp, wgan-clip)
     reg: list[str] = field(default_factory=list)  # keys of REGULARIZERS, e.g. ["r1"], ["sn", "mbstd"]
     steps: int = 5000

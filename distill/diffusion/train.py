@@ -17,14 +17,14 @@ from diffusers import DDPMScheduler
 
 from ..data import load_images
 from ..errors import DistillError
-from ..losses import diffusion_loss
-from ..pipelines import DistillPipeline
-from ..runs import MetricsLog, prepare_run_dir
-from ..sampling import make_scheduler, sample
-from ..teachers import TEACHERS, build_noise_scheduler, load_teacher
+from .losses import diffusion_loss
+from .pipelines import DistillPipeline
+from ..engine.run_dir import MetricsLog, prepare_run_dir
+from .sampling import make_scheduler, sample
+from .teachers import TEACHERS, build_noise_scheduler, load_teacher
 from ..viz import save_grid, upscale_for_view
-from .checkpoint import load_checkpoint, resolve_resume, save_checkpoint
-from .common import (
+from ..engine.checkpoint import load_checkpoint, resolve_resume, save_checkpoint
+from ..engine.accelerator import (
     EpochSampler, generator, make_accelerator, make_ema, make_lr_scheduler, micro_batch_size, progress, shard)
 
 
@@ -164,7 +164,7 @@ def train_teacher(recipe) -> Path:
         ema.copy_to(final.parameters())
         pipe = export_pipeline(final, noise_scheduler, run_dir / "pipeline")
         if recipe.eval.num_samples > 0:
-            from ..metrics.evaluate import evaluate_pipeline
+            from ..eval.evaluate import evaluate_pipeline
 
             evaluate_pipeline(pipe, recipe.eval, recipe.data, run_dir / "eval")
     accelerator.end_training()
