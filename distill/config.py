@@ -1,18 +1,24 @@
 """Recipes: YAML files parsed into typed dataclasses.
 
-A recipe is a tree of dataclasses (`Recipe` below). `load_recipe(path, overrides)` reads the YAML
-with `yaml.safe_load`, applies `section.key=value` overrides, and checks every key and type
-against the dataclass fields: an unknown key, a wrong type or a missing required value raises a
-`RecipeError` naming the file and the dotted key. The resolved recipe is written into the run
-folder with `dump_recipe` (EDM2's `training_options.json`, as YAML).
+One recipe class per task (`distill.tasks.TASKS` names it): the sections a task reads and nothing
+else, so a key the task does not use is an error, not a silent no-op. The sections every task
+shares live here (`DataConfig`, `LoopConfig`/`TrainConfig`, `EvalConfig`); a task adds its own
+beside its code. `load_recipe(path, overrides)` reads the YAML with `yaml.safe_load`, applies
+`section.key=value` overrides and checks every key, type and range against the dataclass fields:
+an unknown key, a wrong type, a value out of range or a missing required value raises a
+`RecipeError` naming the file and the dotted key. A field's range is declared beside it with
+`ranged(default, ge=..., gt=..., le=..., lt=..., nonempty=...)`; a recipe class may add
+cross-field checks in a `validate(self, where)` method. The resolved recipe is written into the
+run folder with `dump_recipe` (EDM2's `training_options.json`, as YAML).
 
-Later tasks add their sections here (one dataclass each); the task registry in `distill.tasks`
-decides which sections a task reads.
+This module imports no feature package: `distill.tasks` maps a task name to its recipe class as a
+"module:Class" string, imported only when a recipe of that task is read.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,158 +28,92 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from .errors import RecipeError
-from .sd.config import SDConfig
-from .translate.config import TranslateConfig
+
+
+def ranged(default: Any = dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=None, nonempty: bool = False,
+           factory=None):
+    """A dataclass field whose value (each element, for a list) must satisfy the given bounds;
+    `nonempty` for lists that must hold at least one element. Checked at recipe load."""
+    meta = {"range": dict(ge=ge, gt=gt, le=le, lt=lt), "nonempty": nonempty}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 # ----------------------------------------------------------------------------------------------
-# Sections
+# Sections every task shares
 
 
 @dataclass
 class DataConfig:
     source: str = "digits"  # "digits" | path/to/file.npz | image folder | Hub dataset name
     split: str = "train"
-    resolution: int = 16
-    channels: int = 1
+    resolution: int = ranged(16, ge=1)
+    channels: int = ranged(1, ge=1, le=4)
     image_key: Optional[str] = None  # npz array / dataset column; None: x_{split}, images, image, img
     label_key: Optional[str] = None  # None: y_{split}, labels, label; "" for unlabelled data
-    limit: Optional[int] = None  # keep the first `limit` images (quick runs)
+    limit: Optional[int] = ranged(None, ge=1)  # keep the first `limit` images (quick runs)
 
 
 @dataclass
-class TeacherConfig:
-    kind: str = "unet2d"  # registry key in distill.teachers.TEACHERS
-    pretrained: Optional[str] = None  # exported pipeline folder or Hub id to start from
-    block_out_channels: list[int] = field(default_factory=lambda: [16, 32, 64])
-    layers_per_block: int = 1
-    attention: bool = False  # self-attention at the lowest resolution
-    norm_num_groups: int = 8
-    class_conditional: bool = True
-    prediction_type: Literal["epsilon", "v_prediction", "sample"] = "v_prediction"
-    beta_schedule: str = "squaredcos_cap_v2"
-    num_train_timesteps: int = 1000
-    cond_drop_prob: float = 0.1  # label dropout for classifier-free guidance
+class LoopConfig:
+    """What the training engine reads: steps, batch, precision, seed, logging, checkpoints, resume."""
+
+    max_steps: int = ranged(2000, ge=1)
+    batch_size: int = ranged(128, ge=1)  # global batch per optimizer step, split across processes
+    gradient_accumulation_steps: int = ranged(1, ge=1)
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    seed: int = ranged(0, ge=0)
+    log_every: int = ranged(50, ge=1)
+    sample_every: int = ranged(500, ge=1)  # sample grids (and, for students, the coverage check)
+    checkpoint_every: int = ranged(500, ge=1)
+    checkpoints_total_limit: Optional[int] = ranged(2, ge=1)
+    resume_from_checkpoint: Optional[str] = None  # a checkpoint folder or "latest"
+    interrupt_at: Optional[int] = ranged(None, ge=1)  # stop after this step with a checkpoint, as a pre-empted job would
 
 
 @dataclass
-class TrainConfig:
-    max_steps: int = 2000
-    batch_size: int = 128  # global batch per optimizer step, split across processes
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 1e-3
+class TrainConfig(LoopConfig):
+    """The engine's keys plus one AdamW, its LR schedule, gradient clipping and the EMA."""
+
+    learning_rate: float = ranged(1e-3, gt=0)
     # any name of diffusers.optimization.get_scheduler, or "wsd": warm-up, constant, then a linear decay to 0 over the
     # last lr_decay_fraction of max_steps (warmup-stable-decay, Hägele et al. 2024)
     lr_scheduler: str = "cosine"
-    lr_decay_fraction: float = 0.2
-    lr_warmup_steps: int = 100
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    ema_decay: float = 0.999
-    # None: diffusers' default warm-up, decay_n = min(ema_decay, (1 + n) / (10 + n)), which caps the decay at 0.9926
-    # after 1200 steps whatever ema_decay says; p: diffusers' use_ema_warmup, decay_n = min(ema_decay, 1 - (1 + n)^-p),
-    # an average over the last ~n^p steps (p = 3/4: ~200 of 1200; p = 1: every step so far)
-    ema_power: Optional[float] = None
-    seed: int = 0
-    log_every: int = 50
-    sample_every: int = 500
-    checkpoint_every: int = 500
-    checkpoints_total_limit: Optional[int] = 2
-    resume_from_checkpoint: Optional[str] = None  # a checkpoint folder or "latest"
-    interrupt_at: Optional[int] = None  # stop after this step with a checkpoint, as a pre-empted job would
+    lr_decay_fraction: float = ranged(0.2, gt=0, le=1)
+    lr_warmup_steps: int = ranged(100, ge=0)
+    adam_beta1: float = ranged(0.9, ge=0, lt=1)
+    adam_beta2: float = ranged(0.999, ge=0, lt=1)
+    weight_decay: float = ranged(0.0, ge=0)
+    max_grad_norm: float = ranged(1.0, gt=0)
+    ema_decay: float = ranged(0.999, ge=0, lt=1)
+    # None: diffusers' default warm-up, decay_n = min(ema_decay, (1 + n) / (10 + n)); p: diffusers' use_ema_warmup,
+    # decay_n = min(ema_decay, 1 - (1 + n)^-p), an average over the last ~n^p steps (p = 1: every step so far)
+    ema_power: Optional[float] = ranged(None, gt=0, le=1)
 
 
 @dataclass
 class EvalConfig:
-    num_samples: int = 2000
-    steps: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 25, 50])
-    scheduler: str = "ddim"  # registry key in distill.sampling.SCHEDULERS
-    guidance_scale: float = 1.0
-    batch_size: int = 500
+    num_samples: int = ranged(2000, ge=0)  # 0: no evaluation at the end of training
+    steps: list[int] = ranged(factory=lambda: [1, 2, 4, 8, 25, 50], ge=1, nonempty=True)
+    scheduler: str = "ddim"  # registry key in distill.diffusion.sampling.SCHEDULERS
+    guidance_scale: float = ranged(1.0, ge=0)
+    batch_size: int = ranged(500, ge=1)
     features: str = "classifier:digits"  # "classifier:<name or .safetensors path>" | "inception"
     reference_split: str = "test"
-    seed: int = 1234
+    seed: int = ranged(1234, ge=0)
 
 
 @dataclass
-class DistillConfig:
-    """Adversarial Diffusion Distillation (Sauer et al. 2023): L = adv_weight L_adv + lambda L_distill."""
+class RecipeBase:
+    """The keys at the top of every recipe; a task's recipe class adds its sections."""
 
-    teacher: str = ""  # exported teacher pipeline: folder, Hub id, or shipped:<name>
-    student_timesteps: list[int] = field(default_factory=lambda: [999, 749, 499, 249])
-    # how often each student timestep is drawn for training (normalised; empty: uniform, as ADD): more weight on
-    # 999 gives the 1-step sampler a larger share of every batch
-    student_timestep_weights: list[float] = field(default_factory=list)
-    # distillation loss (Eq. 4-5, ADD)
-    lambda_distill: float = 2.5
-    distill_weighting: Literal["exponential", "sds", "nfsd"] = "exponential"  # c(t)
-    teacher_guidance: float = 2.0  # classifier-free guidance of the teacher's target
-    distill_t_min: int = 20
-    distill_t_max: int = 980
-    # adversarial loss and discriminator
-    adv_loss: str = "hinge"  # registry key in distill.gan.losses.ADV_LOSSES
-    adv_weight: float = 1.0  # 0: distillation loss alone (ablation)
-    r1_gamma: float = 1e-5  # R1 on the heads' inputs (real), weight gamma / 2
-    r1_every: int = 1  # lazy R1 (StyleGAN2): on every r1_every-th step only, weighted gamma x r1_every
-    # "teacher" (LADD) | "fake_score" (DMD2: the fake score's encoder, trained) | "timm:<name>" (ADD, e.g.
-    # timm:vit_small_patch14_dinov2)
-    backbone: str = "teacher"
-    backbone_pretrained: str = "hub"  # "hub" | "none" | path to a weights file (timm backbones)
-    backbone_layers: list[int] = field(default_factory=list)  # timm blocks; empty: spread over depth
-    backbone_img_size: int = 224  # timm input size
-    disc_t_min: int = 0  # noise level range of the teacher-feature discriminator
-    disc_t_max: int = 500
-    head_channels: int = 64
-    spectral_norm: bool = True
-    head_norm: Literal["group", "none"] = "group"  # normalisation after the heads' first conv
-    augment: str = "color,translation,cutout"  # DiffAugment policy; "" for none
-    d_learning_rate: float = 1e-4
-    d_steps: int = 1  # discriminator updates per student update
-    # student timesteps whose outputs the adversarial game covers (empty: all, as ADD): the discriminator
-    # learns from, and the student's adversarial term applies to, only these; [999]: 1-step outputs only
-    disc_timesteps: list[int] = field(default_factory=list)
-    # one set of heads per student timestep (each judges only that step's outputs and their real partners):
-    # one shared set cannot separate 1-step and 4-step outputs from real images at once (benchmarks/disc_probe.py)
-    disc_heads_per_timestep: bool = False
-    adam_beta1: float = 0.0
-    adam_beta2: float = 0.99
-    # distribution matching (DMD2, Yin et al. 2024): a fake score network, initialised from the teacher,
-    # follows the student's samples; the student descends KL(p_student || p_teacher) through it
-    lambda_dmd: float = 0.0  # 0: off (ADD alone)
-    fake_learning_rate: float = 1e-4  # the fake score network's Adam lr (one update per D update)
-    # backbone fake_score: weight of the discriminator loss in the fake score's update, beside its denoising
-    # loss (DMD2 weights its classifier loss 1e-2 there); the heads always take it at weight 1
-    fake_score_disc_weight: float = 1.0
-    coverage_every: int = 250  # mode-coverage check with the evaluation classifier (monitoring only)
-    coverage_classifier: Optional[str] = None  # "digits" | "mnist" | path; None: no check
-
-
-@dataclass
-class ReportConfig:
-    """What `distill run` measures after distilling (FID table, latency, grids)."""
-
-    teacher_steps: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 25, 50])
-    student_steps: list[int] = field(default_factory=lambda: [1, 2, 4])
-    latency_batch: int = 64
-    latency_repeats: int = 5
-
-
-@dataclass
-class Recipe:
-    task: str  # required: registry key in distill.tasks.TASKS ("teacher", ...)
+    task: str  # required: registry key in distill.tasks.TASKS ("teacher", "distill", ...)
     name: str = "run"
     output_dir: str = "runs/run"  # the run folder
-    data: DataConfig = field(default_factory=DataConfig)
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    distill: DistillConfig = field(default_factory=DistillConfig)
-    report: ReportConfig = field(default_factory=ReportConfig)
-    translate: TranslateConfig = field(default_factory=TranslateConfig)
-    sd: SDConfig = field(default_factory=SDConfig)
+
+    def validate(self, where: str) -> None:
+        """Cross-field checks (a RecipeError naming `where` and the key); ranges are checked before."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -258,9 +198,34 @@ def _build(cls: type, data: Any, prefix: str, where: str):
         dotted = f"{prefix}.{name}" if prefix else name
         if name in data:
             kwargs[name] = _coerce(data[name], hints[name], dotted, where)
+            _check_range(kwargs[name], f, dotted, where)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise RecipeError(f"{where}: missing required key '{dotted}'")
     return cls(**kwargs)
+
+
+_BOUNDS = {"ge": (lambda v, b: v >= b, ">="), "gt": (lambda v, b: v > b, ">"),
+           "le": (lambda v, b: v <= b, "<="), "lt": (lambda v, b: v < b, "<")}
+
+
+def _check_range(value: Any, f: dataclasses.Field, dotted: str, where: str) -> None:
+    """The bounds declared with `ranged` (each element of a list); NaN is never in range."""
+    if f.metadata.get("nonempty") and isinstance(value, list) and not value:
+        raise RecipeError(f"{where}: key '{dotted}' must not be empty")
+    bounds = {k: b for k, b in f.metadata.get("range", {}).items() if b is not None}
+    if not bounds or value is None:
+        return
+    for i, v in enumerate(value if isinstance(value, list) else [value]):
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        key = f"{dotted}[{i}]" if isinstance(value, list) else dotted
+        if isinstance(v, float) and math.isnan(v):
+            raise RecipeError(f"{where}: key '{key}' must be a number, got nan")
+        for kind, b in bounds.items():
+            ok, sym = _BOUNDS[kind]
+            if not ok(v, b):
+                rule = " and ".join(f"{_BOUNDS[k][1]} {bb}" for k, bb in bounds.items())
+                raise RecipeError(f"{where}: key '{key}' must be {rule}, got {v}")
 
 
 def apply_override(tree: dict, override: str, where: str = "command line") -> None:
@@ -281,11 +246,21 @@ def apply_override(tree: dict, override: str, where: str = "command line") -> No
     node[parts[-1]] = value
 
 
-def recipe_from_dict(data: Any, where: str = "<recipe>", cls: type = Recipe):
-    return _build(cls, data, "", where)
+def recipe_from_dict(data: Any, where: str = "<recipe>", cls: Optional[type] = None):
+    """A recipe object from a mapping: of class `cls`, or of the class the `task` key names."""
+    if cls is None:
+        if not isinstance(data, dict) or "task" not in data:
+            raise RecipeError(f"{where}: missing required key 'task'")
+        from .tasks import recipe_class  # the registry names classes as strings: no feature package here
+
+        cls = recipe_class(data["task"], where)
+    recipe = _build(cls, data, "", where)
+    if hasattr(recipe, "validate"):
+        recipe.validate(where)
+    return recipe
 
 
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()):
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"{path}: recipe file not found")

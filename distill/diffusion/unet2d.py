@@ -11,7 +11,7 @@ from typing import Optional
 
 from diffusers import DDPMScheduler, UNet2DModel
 
-from ..config import TeacherConfig
+from .recipe import TeacherConfig
 from ..errors import DistillError
 
 

@@ -1,18 +1,18 @@
-"""`sd:` recipe section: Stable Diffusion teachers -> one-step latent students (SD-Turbo style).
+"""`task: sd-distill`: Stable Diffusion teachers -> 1-4 step latent students (SD-Turbo style).
 
-The ADD hyperparameters shared with the pixel-space loop stay in the `distill:` section (teacher,
-student_timesteps, lambda_distill, distill_weighting, teacher_guidance, distill_t_*, adv_loss,
-adv_weight, r1_gamma, backbone*, disc_t_*, head_channels, spectral_norm, augment, d_learning_rate,
-d_steps, adam betas); the generic loop settings (steps, batch, optimizer, mixed_precision,
-checkpoints, resume) in `train:`; the real images in `data:` (source, split, resolution = the
-pixel resolution, image_key, label_key, limit). This section holds what is specific to latent
-text-to-image students.
+The distillation sections are the pixel task's (`distill:`, `discriminator:`, `dmd:`,
+`experimental:`, see distill.distillation.recipe); `data:` holds the real images (resolution = the
+pixel resolution); `sd:` what is specific to latent text-to-image students.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal, Optional
+
+from ..config import DataConfig, EvalConfig, RecipeBase, ranged
+from ..distillation.recipe import (DiscriminatorConfig, DistillConfig, DistillTrain, DMDConfig, ExperimentalConfig,
+                                   check_distill_sections)
 
 # attention projections, feed-forward and ResNet convolutions of UNet2DConditionModel
 DEFAULT_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
@@ -28,9 +28,9 @@ class SDConfig:
     variant: Optional[str] = None  # Hub weight variant, e.g. "fp16"
     taesd: Optional[str] = None  # AutoencoderTiny (e.g. madebyollin/taesd, taesdxl) for fast decoding
     # --- student
-    lora_rank: int = 0  # 0: full fine-tuning; > 0: LoRA adapters (peft) on the student UNet
-    lora_alpha: Optional[float] = None  # None: = lora_rank
-    lora_dropout: float = 0.0
+    lora_rank: int = ranged(0, ge=0)  # 0: full fine-tuning; > 0: LoRA adapters (peft) on the student UNet
+    lora_alpha: Optional[float] = ranged(None, gt=0)  # None: = lora_rank
+    lora_dropout: float = ranged(0.0, ge=0, lt=1)
     lora_target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_LORA_TARGETS))
     gradient_checkpointing: bool = False
     export_dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # every module of the exported pipeline
@@ -42,9 +42,24 @@ class SDConfig:
     prompts: Optional[str] = None  # text file, one prompt a line (synthetic input or extra prompts)
     caption_column: Optional[str] = None  # dataset column / imagefolder metadata column; None: "text"/"caption"
     caption_template: str = "a photo of the digit {label}"  # labelled sets without captions
-    synthetic_count: int = 64  # teacher samples to generate (LADD); prompts are cycled
-    synthetic_steps: int = 25
+    synthetic_count: int = ranged(64, ge=1)  # teacher samples to generate (LADD); prompts are cycled
+    synthetic_steps: int = ranged(25, ge=1)
     synthetic_cache: Optional[str] = None  # folder for the cached teacher latents; None: <run>/cache
     # --- samples and report
     sample_prompts: list[str] = field(default_factory=list)  # empty: the first distinct captions
-    teacher_sample_steps: int = 25
+    teacher_sample_steps: int = ranged(25, ge=1)
+
+
+@dataclass
+class SDDistillRecipe(RecipeBase):
+    data: DataConfig = field(default_factory=DataConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    dmd: DMDConfig = field(default_factory=DMDConfig)
+    experimental: ExperimentalConfig = field(default_factory=ExperimentalConfig)
+    sd: SDConfig = field(default_factory=SDConfig)
+    train: DistillTrain = field(default_factory=DistillTrain)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def validate(self, where: str) -> None:
+        check_distill_sections(self, where)

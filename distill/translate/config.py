@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
+from ..config import EvalConfig, RecipeBase, TrainConfig
+
 
 @dataclass
 class TranslateConfig:
@@ -68,3 +70,10 @@ class TranslateConfig:
     sample_count: int = 4  # images in the periodic sample grids
     eval_mode: bool = True  # inference with running BN stats, no dropout (reference --eval); False:
     # the paper's test-time behaviour (batch statistics of each single image, dropout on)
+
+
+@dataclass
+class TranslateRecipe(RecipeBase):
+    translate: TranslateConfig = field(default_factory=TranslateConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)

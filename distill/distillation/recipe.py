@@ -1,0 +1,130 @@
+"""`task: distill`: a pixel teacher -> a 1-4 step student. Sections:
+
+  distill:        the teacher, the student's timesteps and the weight of each objective term
+  discriminator:  the adversarial term's discriminator (backbone, heads, loss, R1, its optimizer)
+  dmd:            the distribution-matching term's fake score network
+  experimental:   knobs kept for ablations whose results are in docs/results/
+  train / data / eval / report: shared sections (distillation defaults differ where noted)
+
+The objective, per student sample x = G(x_s, s) (Sauer et al. 2023, Eq. 3-5; Yin et al. 2024):
+  L_G = lambda_adv L_adv(D(x)) + lambda_distill c(t) ||x - sg(teacher_x0(x_t, t))||^2 + lambda_dmd L_dmd
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+from ..config import DataConfig, EvalConfig, RecipeBase, TrainConfig, ranged
+from ..errors import RecipeError
+
+
+@dataclass
+class DistillConfig:
+    teacher: str = ""  # exported teacher pipeline: folder, Hub id, or shipped:<name>
+    # decreasing, within the teacher's schedule; [999]: a 1-step student
+    student_timesteps: list[int] = ranged(factory=lambda: [999, 749, 499, 249], ge=0, nonempty=True)
+    # how often each student timestep is drawn (normalised; empty: uniform, as ADD)
+    timestep_weights: list[float] = ranged(factory=list, ge=0)
+    lambda_adv: float = ranged(1.0, ge=0)  # adversarial term
+    lambda_distill: float = ranged(2.5, ge=0)  # ADD regression term (Eq. 4-5, ADD)
+    lambda_dmd: float = ranged(0.0, ge=0)  # distribution matching (DMD2); > 0 builds the fake score network
+    distill_weighting: Literal["exponential", "sds", "nfsd"] = "exponential"  # c(t) of the regression term
+    teacher_guidance: float = ranged(2.0, ge=0)  # classifier-free guidance of the teacher's x0 (both terms)
+    t_min: int = ranged(20, ge=0)  # timesteps at which the teacher judges the student's samples
+    t_max: int = ranged(980, ge=0)
+    coverage_classifier: Optional[str] = None  # "digits" | "mnist" | path: coverage check every train.sample_every
+
+
+@dataclass
+class DiscriminatorConfig:
+    # "teacher" (LADD) | "fake_score" (DMD2: the fake score's encoder, trained) | "timm:<name>" (ADD, e.g.
+    # timm:vit_small_patch14_dinov2)
+    backbone: str = "teacher"
+    backbone_pretrained: str = "hub"  # "hub" | "none" | path to a weights file (timm backbones)
+    backbone_layers: list[int] = ranged(factory=list, ge=0)  # timm blocks; empty: spread over depth
+    backbone_img_size: int = ranged(224, ge=8)  # timm input size
+    loss: str = "hinge"  # registry key in distill.gan.losses.ADV_LOSSES
+    learning_rate: float = ranged(1e-4, gt=0)
+    steps: int = ranged(1, ge=1)  # discriminator updates per student update
+    heads_per_timestep: bool = False  # one set of heads per student timestep, each judging that step's outputs
+    head_channels: int = ranged(64, ge=1)
+    head_norm: Literal["group", "none"] = "group"  # normalisation after the heads' first conv
+    spectral_norm: bool = True
+    r1_gamma: float = ranged(1e-5, ge=0)  # R1 on the heads' inputs (real), weight gamma / 2
+    r1_every: int = ranged(1, ge=1)  # lazy R1 (StyleGAN2): every r1_every-th step, weighted gamma x r1_every
+    t_min: int = ranged(0, ge=0)  # noise levels at which the (teacher / fake score) backbone sees its input
+    t_max: int = ranged(500, ge=0)
+    augment: str = "color,translation,cutout"  # DiffAugment policy; "" for none
+
+
+@dataclass
+class DMDConfig:
+    learning_rate: float = ranged(1e-4, gt=0)  # the fake score network's Adam lr (one update per D update)
+
+
+@dataclass
+class ExperimentalConfig:
+    # student timesteps whose outputs the adversarial game covers (empty: all)
+    disc_timesteps: list[int] = ranged(factory=list, ge=0)
+    # backbone fake_score: weight of the discriminator loss in the fake score's update (the heads take 1)
+    fake_score_disc_weight: float = ranged(1.0, ge=0)
+
+
+@dataclass
+class DistillData(DataConfig):
+    resolution: Optional[int] = ranged(None, ge=1)  # None: the teacher's; another value is an error
+    channels: Optional[int] = ranged(None, ge=1, le=4)
+
+
+@dataclass
+class DistillTrain(TrainConfig):
+    adam_beta1: float = ranged(0.0, ge=0, lt=1)  # GAN betas (ADD): every optimizer of the run
+    adam_beta2: float = ranged(0.99, ge=0, lt=1)
+
+
+@dataclass
+class ReportConfig:
+    """What `distill run` measures after distilling (FID table, latency, grids)."""
+
+    teacher_steps: list[int] = ranged(factory=lambda: [1, 2, 4, 8, 25, 50], ge=1, nonempty=True)
+    student_steps: list[int] = ranged(factory=lambda: [1, 2, 4], ge=1, nonempty=True)
+    latency_batch: int = ranged(64, ge=1)
+    latency_repeats: int = ranged(5, ge=1)
+
+
+def check_distill_sections(r, where: str) -> None:
+    """Cross-field checks shared by the pixel and latent distillation recipes."""
+    dc, disc, ex = r.distill, r.discriminator, r.experimental
+    ts = dc.student_timesteps
+    if any(a <= b for a, b in zip(ts, ts[1:])):
+        raise RecipeError(f"{where}: key 'distill.student_timesteps' must be strictly decreasing, got {ts}")
+    if dc.timestep_weights and (len(dc.timestep_weights) != len(ts) or sum(dc.timestep_weights) <= 0):
+        raise RecipeError(f"{where}: key 'distill.timestep_weights' must hold {len(ts)} non-negative numbers (one per "
+                          f"student timestep), not all zero; got {dc.timestep_weights}")
+    for sec, lo, hi in (("distill", dc.t_min, dc.t_max), ("discriminator", disc.t_min, disc.t_max)):
+        if lo > hi:
+            raise RecipeError(f"{where}: key '{sec}.t_min' ({lo}) must be <= '{sec}.t_max' ({hi})")
+    if bad := [s for s in ex.disc_timesteps if s not in ts]:
+        raise RecipeError(f"{where}: key 'experimental.disc_timesteps': {bad} not among distill.student_timesteps {ts}")
+    if disc.backbone == "fake_score" and dc.lambda_dmd <= 0:
+        raise RecipeError(f"{where}: key 'discriminator.backbone': fake_score needs the fake score network: set "
+                          "distill.lambda_dmd > 0")
+    if dc.lambda_dmd > 0 and dc.distill_weighting == "nfsd":
+        raise RecipeError(f"{where}: key 'distill.distill_weighting': the DMD term needs the teacher's x0 estimate; "
+                          "use exponential or sds with lambda_dmd > 0")
+
+
+@dataclass
+class DistillRecipe(RecipeBase):
+    data: DistillData = field(default_factory=DistillData)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    dmd: DMDConfig = field(default_factory=DMDConfig)
+    experimental: ExperimentalConfig = field(default_factory=ExperimentalConfig)
+    train: DistillTrain = field(default_factory=DistillTrain)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+    def validate(self, where: str) -> None:
+        check_distill_sections(self, where)
