@@ -22,7 +22,7 @@ TASKS = {
                     "train a pixel diffusion teacher"),
     "distill": Task("distill.distillation.recipe:DistillRecipe", "distill.distillation.loop:run_distill",
                     "distil a pixel teacher into a 1-4 step student"),
-    "sd-distill": Task("distill.sd.config:SDDistillRecipe", "distill.sd.loop:run_sd_distill",
+    "sd-distill": Task("distill.sd.config:SDDistillRecipe", "distill.sd.space:run_sd_distill",
                        "distil a Stable Diffusion teacher into a 1-4 step latent student"),
     "pix2pix": Task("distill.translate.config:TranslateRecipe", "distill.translate.train:train_pix2pix",
                     "train a paired image-to-image translator"),

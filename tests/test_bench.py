@@ -18,7 +18,7 @@ from distill.errors import DistillError
 from distill.diffusion.pipelines import DistillPipeline
 from distill.diffusion.sampling import make_scheduler
 from distill.diffusion.teachers import build_noise_scheduler, build_unet2d
-from distill.distillation.loop import student_scheduler
+from distill.diffusion.sampling import student_scheduler
 
 
 class TinyGenerator(torch.nn.Module):

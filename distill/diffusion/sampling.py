@@ -1,7 +1,7 @@
 """Samplers as pure functions with one signature.
 
-`sample(unet, scheduler, noise, class_labels, num_steps, guidance_scale)` runs any diffusers
-scheduler over any denoiser: the 50-step teacher (DDIM) and the 1-step student (LCM-style
+`sample(denoiser, scheduler, noise, cond, num_steps, guidance_scale)` runs any diffusers
+scheduler over any Denoiser (distill.diffusion.denoiser): the 50-step teacher (DDIM) and the 1-step student (LCM-style
 x0-then-renoise sampling at the student timesteps) are timed and evaluated through it alike.
 """
 
@@ -19,6 +19,7 @@ from diffusers import (
 )
 
 from ..errors import DistillError
+from .denoiser import Denoiser, LabelCond
 
 SCHEDULERS = {
     "ddpm": DDPMScheduler,
@@ -39,37 +40,35 @@ def make_scheduler(name: str, config, **overrides):
 
 
 def null_label(unet) -> Optional[int]:
-    n = getattr(unet.config, "num_class_embeds", None)
-    return n - 1 if n else None
-
-
-def model_output(unet, x_t: torch.Tensor, t, class_labels: Optional[torch.Tensor], guidance_scale: float = 1.0):
-    """Denoiser output at (x_t, t); classifier-free guidance when `guidance_scale != 1`:
-    out = out_uncond + w * (out_cond - out_uncond)  (Ho & Salimans 2022, Eq. 6)."""
-    if class_labels is None or guidance_scale == 1.0:
-        return unet(x_t, t, class_labels=class_labels).sample
-    null = torch.full_like(class_labels, null_label(unet))
-    t2 = torch.cat([t, t]) if torch.is_tensor(t) and t.ndim == 1 else t
-    out = unet(torch.cat([x_t, x_t]), t2, class_labels=torch.cat([class_labels, null])).sample
-    cond, uncond = out.chunk(2)
-    return uncond + guidance_scale * (cond - uncond)
+    """The null class of a class-conditional UNet2DModel (= its number of real classes), or None."""
+    return LabelCond.of(unet).null_label
 
 
 @torch.no_grad()
 def sample(
-    unet,
+    model,  # a Denoiser, or a bare class-conditional network (wrapped with its label conditioning)
     scheduler,
     noise: torch.Tensor,  # (B, C, H, W) standard normal
-    class_labels: Optional[torch.Tensor] = None,  # (B,)
+    cond=None,  # (B,) class labels, or the Denoiser's conditioning
     num_steps: int = 50,
     guidance_scale: float = 1.0,
     generator: Optional[torch.Generator] = None,
 ) -> torch.Tensor:
-    """Run `scheduler` for `num_steps` from `noise`; returns x_0 estimates in [-1, 1] scale."""
+    """Run `scheduler` for `num_steps` from `noise`; returns x_0 estimates in [-1, 1] scale. The
+    scheduler reads the denoiser's raw (guided) output in its own prediction type."""
+    den = model if isinstance(model, Denoiser) else Denoiser(model, None)
     scheduler.set_timesteps(num_steps, device=noise.device)
     x = noise * scheduler.init_noise_sigma
     for t in scheduler.timesteps:
         x_in = scheduler.scale_model_input(x, t)
-        out = model_output(unet, x_in, t, class_labels, guidance_scale)
+        out = den.out(x_in, t, cond, guidance_scale)
         x = scheduler.step(out, t, x, generator=generator).prev_sample
     return x
+
+
+def student_scheduler(schedule, student_timesteps) -> LCMScheduler:
+    """x0-then-renoise sampling at the student timesteps (as ADD samples): diffusers' LCMScheduler
+    with original_inference_steps = len(student_timesteps) gives 999, 749, 499, 249 for 4, 999 for 1.
+    `schedule`: the teacher's noise scheduler or its config."""
+    return LCMScheduler.from_config(getattr(schedule, "config", schedule), original_inference_steps=len(student_timesteps),
+                                    timestep_spacing="trailing")

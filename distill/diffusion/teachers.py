@@ -11,4 +11,15 @@ from .unet2d import build_noise_scheduler, build_unet2d, load_teacher
 
 TEACHERS = {"unet2d": build_unet2d}
 
-__all__ = ["TEACHERS", "build_unet2d", "build_noise_scheduler", "load_teacher"]
+
+
+def resolve_teacher_path(spec: str) -> str:
+    """`shipped:<name>` -> the teacher folder shipped in distill/assets/teachers; anything else as is."""
+    if spec.startswith("shipped:"):
+        from pathlib import Path
+
+        return str(Path(__file__).resolve().parent.parent / "assets" / "teachers" / spec.split(":", 1)[1])
+    return spec
+
+
+__all__ = ["resolve_teacher_path", "TEACHERS", "build_unet2d", "build_noise_scheduler", "load_teacher"]

@@ -2,7 +2,7 @@
 
 Data flow per optimizer step: global batch indices (EpochSampler) -> images/labels -> noise,
 timesteps and label dropout drawn for the whole global batch from generator(seed, step) ->
-this process's shard -> `diffusion_loss` (B,) -> backward under `accelerator.accumulate` ->
+this process's shard -> `Denoiser.loss` (B,) -> backward under `accelerator.accumulate` ->
 clip, AdamW, LR schedule, EMA. Checkpoints every `checkpoint_every` steps; sample grids every
 `sample_every`; the EMA weights are exported as a `DistillPipeline` and evaluated at the end.
 """
@@ -17,7 +17,7 @@ from diffusers import DDPMScheduler
 
 from ..data import load_images
 from ..errors import DistillError
-from .losses import diffusion_loss
+from .denoiser import Denoiser
 from .pipelines import DistillPipeline
 from ..engine.run_dir import MetricsLog, prepare_run_dir
 from .sampling import make_scheduler, sample
@@ -112,7 +112,7 @@ def train_teacher(recipe) -> Path:
             x0, noise, t, y = (shard(v, rank, P) for v in (x0, noise, t, y))
             dev = accelerator.device
             with accelerator.accumulate(unet):
-                loss = diffusion_loss(unet, noise_scheduler, x0.to(dev), noise.to(dev), t.to(dev),
+                loss = Denoiser.from_scheduler(unet, noise_scheduler).loss(x0.to(dev), noise.to(dev), t.to(dev),
                                       y.to(dev) if y is not None else None).mean()
                 accelerator.backward(loss)
                 grad_norm = None

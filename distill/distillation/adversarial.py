@@ -1,12 +1,10 @@
-"""Pieces of one ADD optimizer step shared by the pixel loop (`distill.py`) and the latent Stable
-Diffusion loop (`distill_sd.py`): the discriminator loss with R1 and its metrics, the non-finite
-guard, and the logging of a step."""
+"""The adversarial part of a distillation step: the discriminator update (loss with R1 and its
+metrics), lazy R1's schedule and the student's logged losses."""
 
 from __future__ import annotations
 
 import torch
 
-from ..errors import DistillError
 from ..gan.losses import r1_penalty
 
 
@@ -67,20 +65,3 @@ def grad_norm(params) -> float:
 def g_metrics(loss_adv, loss_distill, loss_g) -> dict:
     return dict(loss_g=loss_adv.mean().detach(), loss_adv=loss_adv.mean().detach(),
                 loss_distill=loss_distill.mean().detach(), loss=loss_g.detach())
-
-
-def check_finite(m: dict, step: int, last_ckpt) -> None:
-    """Stop with a one-line error naming the non-finite metrics and the last good checkpoint."""
-    bad = [k for k, v in m.items() if not torch.isfinite(torch.as_tensor(v)).all()]
-    if bad:
-        where = f"; the last good checkpoint is {last_ckpt}" if last_ckpt else "; no checkpoint was written yet"
-        raise DistillError(f"non-finite {', '.join(bad)} at step {step + 1}: stopped{where} (lower the learning rates)")
-
-
-def log_step(accelerator, log, bar, step: int, m: dict, lr: float, lr_d: float) -> None:
-    """Mean over processes, one metrics.jsonl row, TensorBoard, progress-bar postfix."""
-    vals = {k: accelerator.reduce(torch.as_tensor(v, device=accelerator.device, dtype=torch.float32),
-                                  reduction="mean").item() for k, v in sorted(m.items())}
-    row = log.log(step, **vals, lr=lr, lr_d=lr_d)
-    accelerator.log({k: v for k, v in row.items() if isinstance(v, float)}, step=step)
-    bar.set_postfix(d=f"{vals['loss_d']:.3f}", dist=f"{vals['loss_distill']:.4f}")

@@ -14,7 +14,7 @@ import torch
 
 from ..eval.classifier import load_classifier
 from ..eval.fid import pairwise_distance
-from ..diffusion.sampling import null_label, sample
+from ..diffusion.sampling import null_label, sample, student_scheduler
 from ..viz import save_grid, upscale_for_view
 from ..engine.accelerator import generator
 
@@ -26,8 +26,6 @@ def _classifier(spec: str):
 
 @torch.no_grad()
 def coverage_check(student, noise_scheduler, dc, data, grid_path, seed: int, per_class: int = 20) -> dict:
-    from .loop import student_scheduler
-
     clf = _classifier(dc.coverage_classifier)
     k = null_label(student) or 10
     labels = torch.arange(k).repeat(per_class)

@@ -15,7 +15,7 @@ import torch
 from ..eval.evaluate import _fmt, evaluate_pipeline
 from ..diffusion.pipelines import DistillPipeline
 from ..diffusion.sampling import make_scheduler, sample
-from ..diffusion.teachers import load_teacher
+from ..diffusion.teachers import load_teacher, resolve_teacher_path
 from ..engine.accelerator import generator
 from ..viz import grid_tensor, line_plot
 
@@ -46,7 +46,7 @@ def latency_rows(teacher_path: str, student_path: str, steps: list[int], batch: 
 
 @torch.no_grad()
 def side_by_side(teacher, student, path, seed: int = 0, per_class: int = 4):
-    """Rows: teacher 50 steps, teacher 1 step, student 1 step, student 4 steps; same noise/labels."""
+    """Rows: teacher 50 steps, teacher 1 step, student 1 step, student 4 steps (when it has them); same noise/labels."""
     cfg = teacher.unet.config
     k = teacher.num_classes or 10
     labels = torch.arange(k).repeat(per_class) if teacher.num_classes else None
@@ -54,14 +54,20 @@ def side_by_side(teacher, student, path, seed: int = 0, per_class: int = 4):
     ddim = make_scheduler("ddim", teacher.scheduler.config)
     panels = [("teacher, 50 DDIM steps", sample(teacher.unet, ddim, noise, labels, 50)),
               ("teacher, 1 DDIM step", sample(teacher.unet, ddim, noise, labels, 1)),
-              ("student, 1 step", sample(student.unet, student.scheduler, noise, labels, 1)),
-              ("student, 4 steps", sample(student.unet, student.scheduler, noise, labels, 4, generator=generator(seed, "sbs4")))]
+              ("student, 1 step", sample(student.unet, student.scheduler, noise, labels, 1))]
+    k_max = student.scheduler.config.get("original_inference_steps") or 4  # a 1-step student has one timestep
+    if k_max > 1:
+        n_steps = min(4, k_max)
+        panels.append((f"student, {n_steps} steps", sample(student.unet, student.scheduler, noise, labels, n_steps,
+                                                     generator=generator(seed, "sbs4"))))
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 4.6), dpi=110)
+    for ax in axes.flat:
+        ax.axis("off")
     for ax, (title, x) in zip(axes.flat, panels):
         ax.imshow(grid_tensor(x, nrow=k).permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_title(title)
@@ -72,7 +78,6 @@ def side_by_side(teacher, student, path, seed: int = 0, per_class: int = 4):
 
 
 def write_distill_report(recipe, run_dir: Path) -> Path:
-    from .loop import resolve_teacher_path
 
     run_dir = Path(run_dir)
     rc, ec = recipe.report, recipe.eval

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from ..config import DataConfig, EvalConfig, RecipeBase, ranged
+from ..errors import RecipeError
 from ..distillation.recipe import (DiscriminatorConfig, DistillConfig, DistillTrain, DMDConfig, ExperimentalConfig,
                                    check_distill_sections)
 
@@ -63,3 +64,6 @@ class SDDistillRecipe(RecipeBase):
 
     def validate(self, where: str) -> None:
         check_distill_sections(self, where)
+        if self.discriminator.backbone == "fake_score":
+            raise RecipeError(f"{where}: key 'discriminator.backbone': fake_score is implemented for pixel students only "
+                              "(task: distill); latent students use teacher or timm:<name>")

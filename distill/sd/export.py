@@ -18,12 +18,8 @@ from pathlib import Path
 import torch
 from diffusers import LCMScheduler
 
+from ..diffusion.sampling import student_scheduler
 from .lora import fused_copy, has_lora, save_lora
-
-
-def student_scheduler(teacher_scheduler_config, student_timesteps) -> LCMScheduler:
-    return LCMScheduler.from_config(teacher_scheduler_config, original_inference_steps=len(student_timesteps),
-                                    timestep_spacing="trailing")
 
 
 def student_pipeline(teacher_pipe, student_unet, student_timesteps, dtype=torch.float32):

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from .lora import as_teacher
-from .teacher import TextCond, unet_out
+from .teacher import TextCond
 
 
 class _Stop(Exception):
@@ -52,7 +52,7 @@ class SDTeacherFeatures(nn.Module):
         hooks = [b.register_forward_hook(grab) for b in u.down_blocks] + [u.mid_block.register_forward_hook(stop)]
         try:
             with as_teacher(u):
-                unet_out(u, z_t, t, cond)
+                u(z_t, t, **cond.unet_kwargs())
         except _Stop:
             pass
         finally:

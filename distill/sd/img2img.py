@@ -19,8 +19,8 @@ from typing import Optional
 import torch
 
 from ..errors import DistillError
-from ..diffusion.losses import pred_x0
-from .teacher import encode_prompts, unet_out
+from ..diffusion.denoiser import Denoiser
+from .teacher import TextConditioning, encode_prompts
 
 
 def strength_timestep(strength: float, num_train_timesteps: int = 1000) -> int:
@@ -49,7 +49,8 @@ def img2img_one_step(pipe, image: torch.Tensor, prompts: list[str], strength: fl
     tt = torch.full((z0.shape[0],), t, dtype=torch.long, device=z0.device)
     z_t = ns.add_noise(z0, noise, tt)
     cond = encode_prompts(pipe, prompts, image.shape[-1], unet.device).map(lambda x: x.to(unet.dtype))
-    z0_hat = pred_x0(ns, z_t, tt, unet_out(unet, z_t.to(unet.dtype), tt, cond))
+    den = Denoiser.from_scheduler(unet, ns, TextConditioning(cond))
+    z0_hat = den.x0_from(z_t, tt, den.out(z_t.to(unet.dtype), tt, cond))
     return vae.decode(z0_hat.to(vae.dtype) / vae.config.scaling_factor).sample.clamp(-1, 1)
 
 

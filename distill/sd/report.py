@@ -54,7 +54,7 @@ def write_sd_report(recipe, run_dir: Path) -> Path:
     lines = [f"# {recipe.name}: Stable Diffusion one-step student", "",
              f"- teacher: `{recipe.distill.teacher}` ({name}), guidance {recipe.distill.teacher_guidance}",
              f"- student: {'LoRA rank ' + str(sc.lora_rank) if sc.lora_rank else 'full fine-tuning'}, "
-             f"timesteps {recipe.distill.student_timesteps}, loss space {sc.loss_space}, backbone {recipe.distill.backbone}, "
+             f"timesteps {recipe.distill.student_timesteps}, loss space {sc.loss_space}, backbone {recipe.discriminator.backbone}, "
              f"input {sc.input}",
              f"- steps: {last.get('step', 0)}; last loss_distill {last.get('loss_distill', float('nan')):.4g}, "
              f"loss_d {last.get('loss_d', float('nan')):.4g}",

@@ -130,17 +130,24 @@ def null_cond(pipe, batch: int, resolution: int, device=None) -> TextCond:
     return c.map(lambda x: x.expand(batch, *x.shape[1:]))
 
 
-def unet_out(unet, x_t, t, cond: TextCond) -> torch.Tensor:
-    return unet(x_t, t, **cond.unet_kwargs()).sample
+class TextConditioning:
+    """How a TextCond reaches a UNet2DConditionModel, for the Denoiser: two are batched with
+    TextCond.cat, and the unconditional input is the empty prompt encoded once (`uncond1`, batch 1)."""
 
+    def __init__(self, uncond1: TextCond):
+        self.uncond1 = uncond1
 
-def cfg_out(unet, x_t, t, cond: TextCond, uncond: TextCond, guidance: float) -> torch.Tensor:
-    """out_u + w (out_c - out_u) in one batched UNet call (Ho & Salimans 2022, Eq. 6); w = 1: none."""
-    if guidance == 1.0:
-        return unet_out(unet, x_t, t, cond)
-    out = unet_out(unet, torch.cat([x_t, x_t]), torch.cat([t, t]), TextCond.cat(cond, uncond))
-    c, u = out.chunk(2)
-    return u + guidance * (c - u)
+    def call(self, net, x_t, t, cond: TextCond):
+        return net(x_t, t, **cond.unet_kwargs()).sample
+
+    def cat(self, a: TextCond, b: TextCond) -> TextCond:
+        return TextCond.cat(a, b)
+
+    def null(self, cond: TextCond) -> TextCond:
+        return self.uncond1.map(lambda x: x.expand(cond.embeds.shape[0], *x.shape[1:]))
+
+    def guidable(self, cond) -> bool:
+        return cond is not None
 
 
 def make_decoder(pipe, taesd: Optional[str] = None):

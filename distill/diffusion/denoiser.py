@@ -1,0 +1,201 @@
+"""The Denoiser: the only code that knows a diffusion model's parameterisation.
+
+A Denoiser wraps a network, its noise schedule and its conditioning (k-diffusion's `Denoiser`, EDM2's
+`Precond` play this part). With x_t = alpha_t x0 + sigma_t eps:
+
+  add_noise(x0, eps, t)       x_t
+  out(x_t, t, cond, w)        the network's raw output, classifier-free guided when w != 1:
+                              out_u + w (out_c - out_u)  (Ho & Salimans 2022, Eq. 6)
+  x0(x_t, t, cond, w)         the clean-sample estimate
+  eps(x_t, t, cond, w)        the noise estimate
+  target(x0, eps, t)          what the network regresses onto in training
+  loss(x0, eps, t, cond)      the denoising loss, (B,)  (Ho et al. 2020, Eq. 14, simple weighting)
+
+A parameterisation is a small object in PARAMETERISATIONS (epsilon, v, sample): alpha/sigma at t,
+and the maps between (out, x_t) and (x0, eps). A new one (flow matching, x_t = (1 - t) x0 + t eps
+with velocity v = eps - x0) is one more entry, and every sampler, loss and trainer follows.
+
+Conditioning is a small adapter too: `LabelCond` (class labels with a null label, UNet2DModel) here,
+the text conditioning of Stable Diffusion in distill.sd.teacher. It says how a condition reaches the
+network, how two are batched, and what the unconditional input is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import torch
+
+
+# ----------------------------------------------------------------------------------------------
+# Parameterisations
+
+
+class DDPMParameterisation:
+    """Discrete variance-preserving schedule of a diffusers DDPMScheduler: alpha_t = sqrt(abar_t),
+    sigma_t = sqrt(1 - abar_t), t an integer in [0, T)."""
+
+    def __init__(self, scheduler):
+        self.scheduler = scheduler  # holds alphas_cumprod and does the noising (diffusers' own arithmetic)
+        self.num_train_timesteps = scheduler.config.num_train_timesteps
+
+    def alpha_sigma(self, t: torch.Tensor, device, dtype=torch.float32):
+        """(alpha_t, sigma_t), each (B, 1, 1, 1)."""
+        abar = self.scheduler.alphas_cumprod.to(device)[t].view(-1, 1, 1, 1).to(dtype)
+        return abar.sqrt(), (1 - abar).sqrt()
+
+    def add_noise(self, x0, eps, t):
+        return self.scheduler.add_noise(x0, eps, t)  # sqrt(abar_t) x0 + sqrt(1 - abar_t) eps
+
+
+class EpsilonPrediction(DDPMParameterisation):
+    name = "epsilon"
+
+    def x0(self, out, x_t, alpha, sigma):
+        return (x_t - sigma * out) / alpha
+
+    def eps(self, out, x_t, alpha, sigma):
+        return out
+
+    def target(self, x0, eps, t):
+        return eps
+
+
+class VPrediction(DDPMParameterisation):
+    """v = alpha_t eps - sigma_t x0 (Salimans & Ho 2022, Sec. 4)."""
+
+    name = "v_prediction"
+
+    def x0(self, out, x_t, alpha, sigma):
+        return alpha * x_t - sigma * out
+
+    def eps(self, out, x_t, alpha, sigma):
+        return alpha * out + sigma * x_t
+
+    def target(self, x0, eps, t):
+        return self.scheduler.get_velocity(x0, eps, t)
+
+
+class SamplePrediction(DDPMParameterisation):
+    name = "sample"
+
+    def x0(self, out, x_t, alpha, sigma):
+        return out
+
+    def eps(self, out, x_t, alpha, sigma):
+        return (x_t - alpha * out) / sigma
+
+    def target(self, x0, eps, t):
+        return x0
+
+
+# prediction type -> constructor taking the noise scheduler
+PARAMETERISATIONS: dict[str, Callable[[Any], Any]] = {
+    "epsilon": EpsilonPrediction,
+    "v_prediction": VPrediction,
+    "sample": SamplePrediction,
+}
+
+
+def parameterisation_for(scheduler):
+    kind = scheduler.config.prediction_type
+    if kind not in PARAMETERISATIONS:
+        raise ValueError(f"unknown prediction_type {kind!r} (known: {', '.join(PARAMETERISATIONS)})")
+    return PARAMETERISATIONS[kind](scheduler)
+
+
+# ----------------------------------------------------------------------------------------------
+# Conditioning
+
+
+@dataclass
+class LabelCond:
+    """Class labels for a diffusers UNet2DModel; `null_label` (the last class embedding) is the
+    unconditional input of classifier-free guidance; None: an unconditional network."""
+
+    null_label: Optional[int]
+
+    @staticmethod
+    def of(net) -> "LabelCond":
+        cfg = getattr(net, "config", None) or net.module.config  # a bare network or a DDP wrapper
+        n = getattr(cfg, "num_class_embeds", None)
+        return LabelCond(n - 1 if n else None)
+
+    def call(self, net, x_t, t, y):
+        return net(x_t, t, class_labels=y).sample
+
+    def cat(self, a, b):
+        return torch.cat([a, b])
+
+    def null(self, y):
+        return torch.full_like(y, self.null_label)
+
+    def guidable(self, y) -> bool:
+        return y is not None and self.null_label is not None
+
+
+# ----------------------------------------------------------------------------------------------
+# The Denoiser
+
+
+class Denoiser:
+    def __init__(self, net, param, cond=None):
+        self.net, self.param = net, param
+        self.cond = cond if cond is not None else LabelCond.of(net)
+
+    @classmethod
+    def from_scheduler(cls, net, scheduler, cond=None) -> "Denoiser":
+        return cls(net, parameterisation_for(scheduler), cond)
+
+    def with_net(self, net) -> "Denoiser":
+        """The same parameterisation and conditioning around another network (student, fake score)."""
+        return Denoiser(net, self.param, self.cond)
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return self.param.num_train_timesteps
+
+    def alpha_sigma(self, t, device, dtype=torch.float32):
+        return self.param.alpha_sigma(t, device, dtype)
+
+    def add_noise(self, x0, eps, t):
+        return self.param.add_noise(x0, eps, t)
+
+    def out(self, x_t, t, cond=None, guidance: float = 1.0):
+        """Raw network output at (x_t, t), guided with weight `guidance` in one batched call."""
+        if guidance == 1.0 or not self.cond.guidable(cond):
+            return self.cond.call(self.net, x_t, t, cond)
+        t2 = torch.cat([t, t]) if torch.is_tensor(t) and t.ndim == 1 else t
+        out = self.cond.call(self.net, torch.cat([x_t, x_t]), t2, self.cond.cat(cond, self.cond.null(cond)))
+        c, u = out.chunk(2)
+        return u + guidance * (c - u)
+
+    def out_cond_uncond(self, x_t, t, cond):
+        """(out_c, out_u), both from one batched call (for targets that use the two apart, as NFSD)."""
+        out = self.cond.call(self.net, torch.cat([x_t, x_t]), torch.cat([t, t]), self.cond.cat(cond, self.cond.null(cond)))
+        return out.chunk(2)
+
+    def x0_from(self, x_t, t, out):
+        alpha, sigma = self.alpha_sigma(t, x_t.device, x_t.dtype)
+        return self.param.x0(out, x_t, alpha, sigma)
+
+    def eps_from(self, x_t, t, out):
+        alpha, sigma = self.alpha_sigma(t, x_t.device, x_t.dtype)
+        return self.param.eps(out, x_t, alpha, sigma)
+
+    def x0(self, x_t, t, cond=None, guidance: float = 1.0):
+        """Clean-sample estimate (B, C, H, W), in the precision the arithmetic with x_t promotes to."""
+        return self.x0_from(x_t, t, self.out(x_t, t, cond, guidance))
+
+    def eps(self, x_t, t, cond=None, guidance: float = 1.0):
+        return self.eps_from(x_t, t, self.out(x_t, t, cond, guidance))
+
+    def target(self, x0, eps, t):
+        return self.param.target(x0, eps, t)
+
+    def loss(self, x0, eps, t, cond=None) -> torch.Tensor:
+        """Denoising loss ||out(x_t, t) - target||^2, mean over pixels: (B,)."""
+        x_t = self.add_noise(x0, eps, t)
+        pred = self.cond.call(self.net, x_t, t, cond)
+        return (pred.float() - self.target(x0, eps, t).float()).pow(2).flatten(1).mean(1)
