@@ -16,7 +16,7 @@ from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedType
 
 import distill.engine.accelerator as common
-import distill.sd.loop as distill_sd
+import distill.engine.trainer as trainer
 from distill.cli import main
 
 _make = common.make_accelerator
@@ -35,7 +35,7 @@ def make_fsdp_accelerator(*args, **kwargs):
     return acc
 
 
-common.make_accelerator = distill_sd.make_accelerator = make_fsdp_accelerator
+common.make_accelerator = trainer.make_accelerator = make_fsdp_accelerator
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -1,10 +1,11 @@
+import re
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from distill.config import Recipe, apply_override, dump_recipe, load_recipe, recipe_from_dict
+from distill.config import RecipeBase, apply_override, dump_recipe, load_recipe, recipe_from_dict
 from distill.errors import RecipeError
 
 
@@ -15,9 +16,36 @@ def write(tmp_path, data, name="r.yaml"):
 
 
 def test_shipped_recipes_parse():
-    for path in ["recipes/digits.yaml", "recipes/teacher-digits.yaml", "recipes/teacher-mnist.yaml"]:
+    from pathlib import Path
+
+    from distill.tasks import recipe_class
+
+    for path in sorted(Path("recipes").glob("*.yaml")):
         r = load_recipe(path)
-        assert isinstance(r, Recipe) and r.task
+        assert isinstance(r, RecipeBase) and type(r) is recipe_class(r.task), path
+
+
+def test_a_key_the_task_does_not_use_is_rejected(tmp_path):
+    """One recipe class per task: a teacher recipe has no distill section, a distillation recipe no
+    teacher section, and the resolved recipe dumps only the task's own sections."""
+    p = write(tmp_path, {"task": "teacher", "distill": {"teacher": "x"}})
+    with pytest.raises(RecipeError, match="unknown key 'distill'"):
+        load_recipe(p)
+    r = load_recipe("recipes/digits.yaml")
+    dump_recipe(r, tmp_path / "resolved.yaml")
+    assert set(yaml.safe_load((tmp_path / "resolved.yaml").read_text())) == {
+        "task", "name", "output_dir", "data", "distill", "discriminator", "dmd", "experimental", "train", "eval", "report"}
+
+
+@pytest.mark.parametrize("override,key", [
+    ("train.batch_size=0", "train.batch_size"), ("train.learning_rate=-1.0", "train.learning_rate"),
+    ("train.max_steps=-5", "train.max_steps"), ("data.limit=0", "data.limit"), ("eval.steps=[]", "eval.steps"),
+    ("eval.steps=[1, 0]", "eval.steps[1]"), ("train.ema_decay=1.0", "train.ema_decay"),
+    ("distill.student_timesteps=[249, 999]", "distill.student_timesteps"), ("distill.timestep_weights=[1, 1]",
+    "distill.timestep_weights"), ("discriminator.t_min=600", "discriminator.t_min"), ("train.learning_rate=.nan", "train.learning_rate")])
+def test_ranges_and_cross_field_checks(override, key):
+    with pytest.raises(RecipeError, match=re.escape(f"recipes/digits.yaml: key '{key}'")):
+        load_recipe("recipes/digits.yaml", [override])
 
 
 def test_unknown_key_names_file_and_key(tmp_path):
@@ -99,24 +127,3 @@ def test_cli_unknown_task(tmp_path):
     p = write(tmp_path, {"task": "juggle"})
     res = subprocess.run([sys.executable, "-m", "distill.cli", "run", str(p)], capture_output=True, text=True)
     assert res.returncode == 2 and "unknown task 'juggle'" in res.stderr and "Traceback" not in res.stderr
-
-
-@pytest.mark.parametrize("recipe,entry", [("recipes/mnist.yaml", "bf16_w999_heads_flr"),
-                                          ("recipes/mnist_1step.yaml", "fsbb_nodistill_w1")])
-def test_mnist_recipes_are_the_benchmarked_runs(recipe, entry):
-    """A shipped MNIST recipe resolves to the configuration its README numbers were measured with: the
-    benchmark entry's overrides of recipes/mnist.yaml, up to the run folder and the bench's sparse
-    checkpoints and coverage checks."""
-    import importlib.util
-    from dataclasses import asdict
-
-    spec = importlib.util.spec_from_file_location("distill_mnist_bench", "benchmarks/distill_mnist.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    _, over = bench.ABLATIONS[entry]
-    benched = asdict(load_recipe("recipes/mnist.yaml", [*bench.BASE, *over]))
-    shipped = asdict(load_recipe(recipe))
-    for d in (benched, shipped):
-        d.pop("name"), d.pop("output_dir"), d.pop("report")
-        d["train"].pop("checkpoint_every"), d["distill"].pop("coverage_every")
-    assert shipped == benched

@@ -23,17 +23,20 @@ def tiny_teacher(tmp_path_factory):
     return str(run_dir / "pipeline")
 
 
-def distill_recipe(tmp_path, teacher, **over):
+def distill_recipe(tmp_path, teacher, distill=None, discriminator=None, dmd=None, experimental=None, **train):
     r = tiny_recipe_dict(tmp_path, max_steps=4, checkpoint_every=2, learning_rate=1e-4, lr_scheduler="constant",
                          lr_warmup_steps=0)
+    del r["teacher"], r["data"]["resolution"]  # the distillation task takes both from the teacher
     r["task"] = "distill"
-    r["distill"] = {"teacher": teacher, "head_channels": 8, "coverage_classifier": None, **over.pop("distill", {})}
-    r["train"].update(over)
+    r["distill"] = {"teacher": teacher, "coverage_classifier": None, **(distill or {})}
+    r["discriminator"] = {"head_channels": 8, **(discriminator or {})}
+    r["dmd"], r["experimental"] = dmd or {}, experimental or {}
+    r["train"].update(train)
     return recipe_from_dict(r)
 
 
 def test_distill_run_files_and_metrics(tmp_path, tiny_teacher):
-    rec = distill_recipe(tmp_path, tiny_teacher, distill={"coverage_classifier": "digits", "coverage_every": 2})
+    rec = distill_recipe(tmp_path, tiny_teacher, distill={"coverage_classifier": "digits"}, sample_every=2)
     run_dir = train_distill(rec)
     for f in ["recipe.yaml", "metrics.jsonl", "pipeline/model_index.json", "checkpoints/checkpoint-4/student.safetensors",
               "checkpoints/checkpoint-4/heads.safetensors", "samples/step-0000002.png"]:
@@ -72,22 +75,22 @@ def test_distill_resume_exact(tmp_path, tiny_teacher):
 
 
 @pytest.mark.parametrize("over", [
-    {"adv_loss": "ns", "r1_gamma": 0.0, "augment": ""},
-    {"adv_weight": 0.0},  # distillation loss alone
-    {"lambda_distill": 0.0, "adv_loss": "lsgan"},  # adversarial loss alone
-    {"distill_weighting": "sds"},
-    {"distill_weighting": "nfsd"},
-    {"d_steps": 2},
+    {"discriminator": {"loss": "ns", "r1_gamma": 0.0, "augment": ""}},
+    {"distill": {"lambda_adv": 0.0}},  # regression term alone
+    {"distill": {"lambda_distill": 0.0}, "discriminator": {"loss": "lsgan"}},  # adversarial term alone
+    {"distill": {"distill_weighting": "sds"}},
+    {"distill": {"distill_weighting": "nfsd"}},
+    {"discriminator": {"steps": 2}},
 ])
 def test_distill_variants_run(tmp_path, tiny_teacher, over):
-    run_dir = train_distill(distill_recipe(tmp_path, tiny_teacher, max_steps=2, distill=over))
+    run_dir = train_distill(distill_recipe(tmp_path, tiny_teacher, max_steps=2, **over))
     rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if "loss_distill" in r]
     assert len(rows) == 2 and all(isinstance(r["loss"], float) for r in rows)
 
 
 def test_timm_backbone_warns_when_random(tmp_path, tiny_teacher):
     with pytest.warns(UserWarning, match="RANDOM features"):
-        run_dir = train_distill(distill_recipe(tmp_path, tiny_teacher, max_steps=1, distill={
+        run_dir = train_distill(distill_recipe(tmp_path, tiny_teacher, max_steps=1, discriminator={
             "backbone": "timm:test_vit", "backbone_pretrained": "none", "backbone_img_size": 32, "backbone_layers": [1, 3]}))
     assert (run_dir / "pipeline" / "model_index.json").exists()
 
@@ -96,7 +99,7 @@ def test_bad_inputs(tmp_path, tiny_teacher):
     with pytest.raises(DistillError, match="distill.teacher"):
         train_distill(distill_recipe(tmp_path / "a", ""))
     with pytest.raises(DistillError, match="unknown backbone"):
-        train_distill(distill_recipe(tmp_path / "b", tiny_teacher, distill={"backbone": "clip"}))
+        train_distill(distill_recipe(tmp_path / "b", tiny_teacher, discriminator={"backbone": "clip"}))
     with pytest.raises(DistillError, match="cannot load a pipeline"):
         train_distill(distill_recipe(tmp_path / "c", str(tmp_path / "nowhere")))
 
@@ -131,7 +134,7 @@ def test_run_distill_writes_report(tmp_path, tiny_teacher):
 
 
 def test_dmd_loss_gradient_is_the_normalised_score_difference():
-    from distill.diffusion.losses import dmd_loss
+    from distill.distillation.objectives import dmd_loss
 
     torch.manual_seed(0)
     x = torch.randn(3, 1, 4, 4, requires_grad=True)
@@ -143,20 +146,20 @@ def test_dmd_loss_gradient_is_the_normalised_score_difference():
 
 
 def test_distill_with_dmd_resumes_exactly(tmp_path, tiny_teacher):
-    dmd = {"lambda_dmd": 1.0, "fake_learning_rate": 1e-3}
-    full = train_distill(distill_recipe(tmp_path / "a", tiny_teacher, distill=dict(dmd)))
+    dmd = {"distill": {"lambda_dmd": 1.0}, "dmd": {"learning_rate": 1e-3}}
+    full = train_distill(distill_recipe(tmp_path / "a", tiny_teacher, **dmd))
     rows = [r for r in read_metrics(full / "metrics.jsonl") if "loss_dmd" in r]
     assert len(rows) == 4 and all("loss_fake_score" in r for r in rows)
     w_t = load_file(f"{tiny_teacher}/unet/diffusion_pytorch_model.safetensors")
     w_f = load_file(full / "checkpoints/checkpoint-4/fake_score.safetensors")
     assert max(float((w_f[k] - w_t[k]).abs().max()) for k in w_t) > 0  # the fake score trained on student samples
-    part = train_distill(distill_recipe(tmp_path / "b", tiny_teacher, interrupt_at=3, distill=dict(dmd)))
-    train_distill(distill_recipe(tmp_path / "b", tiny_teacher, resume_from_checkpoint="latest", distill=dict(dmd)))
+    part = train_distill(distill_recipe(tmp_path / "b", tiny_teacher, interrupt_at=3, **dmd))
+    train_distill(distill_recipe(tmp_path / "b", tiny_teacher, resume_from_checkpoint="latest", **dmd))
     for name in ["student.safetensors", "fake_score.safetensors"]:
         a, b = load_file(full / "checkpoints/checkpoint-4" / name), load_file(part / "checkpoints/checkpoint-4" / name)
         assert all(torch.equal(a[k], b[k]) for k in a), name
     with pytest.raises(DistillError, match="lambda_dmd"):
-        train_distill(distill_recipe(tmp_path / "c", tiny_teacher, distill={**dmd, "distill_weighting": "nfsd"}))
+        distill_recipe(tmp_path / "c", tiny_teacher, distill={"lambda_dmd": 1.0, "distill_weighting": "nfsd"})
 
 
 def test_disc_weights_drop_pairs_from_the_discriminator_loss():
@@ -177,10 +180,10 @@ def test_disc_weights_drop_pairs_from_the_discriminator_loss():
 
 def test_disc_timesteps_run_and_validation(tmp_path, tiny_teacher):
     run_dir = train_distill(distill_recipe(tmp_path / "a", tiny_teacher, max_steps=2,
-                                           distill={"disc_timesteps": [999]}))
+                                           experimental={"disc_timesteps": [999]}))
     assert (run_dir / "pipeline" / "model_index.json").exists()
     with pytest.raises(DistillError, match="disc_timesteps"):
-        train_distill(distill_recipe(tmp_path / "b", tiny_teacher, distill={"disc_timesteps": [500]}))
+        distill_recipe(tmp_path / "b", tiny_teacher, experimental={"disc_timesteps": [500]})
 
 
 def test_student_timestep_weights_draw_and_validation(tmp_path, tiny_teacher):
@@ -191,28 +194,28 @@ def test_student_timestep_weights_draw_and_validation(tmp_path, tiny_teacher):
     g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)  # uniform: the old randint stream
     assert torch.equal(student_timestep_index(4, None, 64, g1), torch.randint(0, 4, (64,), generator=g2))
     run_dir = train_distill(distill_recipe(tmp_path / "a", tiny_teacher, max_steps=2,
-                                           distill={"student_timestep_weights": [2, 1, 1, 1]}))
+                                           distill={"timestep_weights": [2, 1, 1, 1]}))
     assert (run_dir / "pipeline" / "model_index.json").exists()
     for bad in ([1, 1], [1, -1, 1, 1], [0, 0, 0, 0]):
-        with pytest.raises(DistillError, match="student_timestep_weights"):
-            train_distill(distill_recipe(tmp_path / "b", tiny_teacher, distill={"student_timestep_weights": bad}))
+        with pytest.raises(DistillError, match="timestep_weights"):
+            distill_recipe(tmp_path / "b", tiny_teacher, distill={"timestep_weights": bad})
 
 
 def test_lazy_r1_every_other_step(tmp_path, tiny_teacher):
     run_dir = train_distill(distill_recipe(tmp_path / "a", tiny_teacher, max_steps=4, log_every=1,
-                                           distill={"r1_every": 2}))
+                                           discriminator={"r1_every": 2}))
     rows = {r["step"]: r for r in read_metrics(run_dir / "metrics.jsonl") if "loss_d" in r}
     assert [s for s in sorted(rows) if "r1" in rows[s]] == [1, 3]  # R1 on steps 0 and 2 (logged as 1 and 3)
     assert all(rows[s]["r1"] > 0 for s in (1, 3))
     with pytest.raises(DistillError, match="r1_every"):
-        train_distill(distill_recipe(tmp_path / "b", tiny_teacher, distill={"r1_every": 0}))
+        distill_recipe(tmp_path / "b", tiny_teacher, discriminator={"r1_every": 0})
 
 
 def test_disc_heads_per_timestep_run_resumes_exactly(tmp_path, tiny_teacher):
-    over = {"disc_heads_per_timestep": True}
-    full = train_distill(distill_recipe(tmp_path / "a", tiny_teacher, distill=over))
-    part = train_distill(distill_recipe(tmp_path / "b", tiny_teacher, interrupt_at=3, distill=over))
-    train_distill(distill_recipe(tmp_path / "b", tiny_teacher, resume_from_checkpoint="latest", distill=over))
+    over = {"discriminator": {"heads_per_timestep": True}}
+    full = train_distill(distill_recipe(tmp_path / "a", tiny_teacher, **over))
+    part = train_distill(distill_recipe(tmp_path / "b", tiny_teacher, interrupt_at=3, **over))
+    train_distill(distill_recipe(tmp_path / "b", tiny_teacher, resume_from_checkpoint="latest", **over))
     one_set = load_file(train_distill(distill_recipe(tmp_path / "c", tiny_teacher, max_steps=1)) / "checkpoints/checkpoint-1/heads.safetensors")
     for name in ["student.safetensors", "heads.safetensors"]:
         a, b = load_file(full / "checkpoints/checkpoint-4" / name), load_file(part / "checkpoints/checkpoint-4" / name)
@@ -227,7 +230,7 @@ def test_bf16_mixed_precision_run(tmp_path, tiny_teacher):
     and the student lands near the fp32 run's (same draws, bf16 rounding only)."""
     from accelerate.state import AcceleratorState
 
-    over = dict(max_steps=2, checkpoint_every=2, distill={"lambda_dmd": 1.0, "r1_gamma": 1e-3})
+    over = dict(max_steps=2, checkpoint_every=2, distill={"lambda_dmd": 1.0}, discriminator={"r1_gamma": 1e-3})
     AcceleratorState._reset_state(True)  # accelerate keeps one process-wide state (mixed precision)
     try:
         bf = train_distill(distill_recipe(tmp_path / "bf", tiny_teacher, mixed_precision="bf16", **over))
@@ -249,9 +252,10 @@ def test_fake_score_backbone_trains_its_encoder_and_resumes_exactly(tmp_path, ti
     """DMD2's discriminator: heads on the fake score's encoder, which the discriminator loss trains too.
     After one step the fake score's decoder (reached by its denoising loss only) equals that of a run with
     the frozen teacher backbone, while its encoder differs; a resumed run ends where an unbroken one does."""
-    dmd = {"lambda_dmd": 1.0, "fake_learning_rate": 1e-3, "r1_gamma": 1e-3}
-    ref = train_distill(distill_recipe(tmp_path / "t", tiny_teacher, max_steps=1, distill=dict(dmd)))
-    one = train_distill(distill_recipe(tmp_path / "f", tiny_teacher, max_steps=1, distill={**dmd, "backbone": "fake_score"}))
+    dmd = {"distill": {"lambda_dmd": 1.0}, "dmd": {"learning_rate": 1e-3}}
+    fsbb = {"r1_gamma": 1e-3, "backbone": "fake_score"}
+    ref = train_distill(distill_recipe(tmp_path / "t", tiny_teacher, max_steps=1, discriminator={"r1_gamma": 1e-3}, **dmd))
+    one = train_distill(distill_recipe(tmp_path / "f", tiny_teacher, max_steps=1, discriminator=fsbb, **dmd))
     w_ref = load_file(ref / "checkpoints/checkpoint-1/fake_score.safetensors")
     w_one = load_file(one / "checkpoints/checkpoint-1/fake_score.safetensors")
     enc = [k for k in w_ref if k.startswith(("down_blocks.", "mid_block.", "conv_in."))]
@@ -262,15 +266,15 @@ def test_fake_score_backbone_trains_its_encoder_and_resumes_exactly(tmp_path, ti
     rows = [r for r in read_metrics(one / "metrics.jsonl") if "loss_d" in r]
     assert rows and rows[-1]["r1"] > 0
     zero = train_distill(distill_recipe(tmp_path / "z", tiny_teacher, max_steps=1,
-                                        distill={**dmd, "backbone": "fake_score", "fake_score_disc_weight": 0.0}))
+                                        discriminator=fsbb, experimental={"fake_score_disc_weight": 0.0}, **dmd))
     w_zero = load_file(zero / "checkpoints/checkpoint-1/fake_score.safetensors")
     assert all(torch.equal(w_ref[k], w_zero[k]) for k in w_ref)  # weight 0: only the denoising loss trains it
-    over = {**dmd, "backbone": "fake_score"}
-    full = train_distill(distill_recipe(tmp_path / "a", tiny_teacher, distill=dict(over)))
-    part = train_distill(distill_recipe(tmp_path / "b", tiny_teacher, interrupt_at=3, distill=dict(over)))
-    train_distill(distill_recipe(tmp_path / "b", tiny_teacher, resume_from_checkpoint="latest", distill=dict(over)))
+    over = {**dmd, "discriminator": fsbb}
+    full = train_distill(distill_recipe(tmp_path / "a", tiny_teacher, **over))
+    part = train_distill(distill_recipe(tmp_path / "b", tiny_teacher, interrupt_at=3, **over))
+    train_distill(distill_recipe(tmp_path / "b", tiny_teacher, resume_from_checkpoint="latest", **over))
     for name in ["student.safetensors", "heads.safetensors", "fake_score.safetensors"]:
         a, b = load_file(full / "checkpoints/checkpoint-4" / name), load_file(part / "checkpoints/checkpoint-4" / name)
         assert all(torch.equal(a[k], b[k]) for k in a), name
     with pytest.raises(DistillError, match="lambda_dmd"):
-        train_distill(distill_recipe(tmp_path / "c", tiny_teacher, distill={"backbone": "fake_score"}))
+        distill_recipe(tmp_path / "c", tiny_teacher, discriminator={"backbone": "fake_score"})

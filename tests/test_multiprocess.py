@@ -42,8 +42,9 @@ def test_two_processes_equal_one(tmp_path, task):
         # Adam turns the summation-order rounding left of that 0 into full-size, sign-random steps
         # with the DMD2 fake score on, so its DDP path (trained in the D phase, queried in the G phase) is covered,
         # and one head set per student timestep (a process's shard need not hold every timestep)
-        r["distill"] = {"teacher": str(teacher / "pipeline"), "head_channels": 8, "r1_gamma": 1e-3, "adv_loss": "ns",
-                        "lambda_dmd": 0.5, "disc_heads_per_timestep": True}
+        del r["teacher"], r["data"]["resolution"]
+        r["distill"] = {"teacher": str(teacher / "pipeline"), "lambda_dmd": 0.5}
+        r["discriminator"] = {"head_channels": 8, "r1_gamma": 1e-3, "loss": "ns", "heads_per_timestep": True}
         names = ["student.safetensors", "heads.safetensors", "fake_score.safetensors"]
     else:
         names = ["unet.safetensors"]
@@ -70,7 +71,7 @@ def test_sd_distill_two_processes_equal_one(tmp_path):
 
     teacher = build_tiny_sd(tmp_path / "teacher", 16)
     r = {"task": "sd-distill", "data": {"source": "digits", "resolution": 16, "limit": 16},
-         "distill": {"teacher": str(teacher), "head_channels": 8, "augment": "", "r1_gamma": 1e-3},
+         "distill": {"teacher": str(teacher)}, "discriminator": {"head_channels": 8, "augment": "", "r1_gamma": 1e-3},
          "sd": {"lora_rank": 4, "gradient_checkpointing": True, "loss_space": "pixel", "teacher_sample_steps": 2},
          "train": {"max_steps": 2, "batch_size": 4, "learning_rate": 1e-3, "lr_scheduler": "constant",
                    "lr_warmup_steps": 0, "checkpoint_every": 2, "ema_decay": 0.0, "log_every": 1}}
@@ -96,7 +97,7 @@ def test_sd_distill_fsdp2_two_cpu_processes(tmp_path):
 
     teacher = build_tiny_sd(tmp_path / "teacher", 16)
     r = {"task": "sd-distill", "data": {"source": "digits", "resolution": 16, "limit": 16},
-         "distill": {"teacher": str(teacher), "head_channels": 8, "augment": "", "r1_gamma": 0.0},
+         "distill": {"teacher": str(teacher)}, "discriminator": {"head_channels": 8, "augment": "", "r1_gamma": 0.0},
          "sd": {"lora_rank": 4, "gradient_checkpointing": True, "loss_space": "pixel", "teacher_sample_steps": 2},
          "train": {"max_steps": 2, "batch_size": 4, "learning_rate": 1e-3, "lr_scheduler": "constant",
                    "lr_warmup_steps": 0, "checkpoint_every": 2, "ema_decay": 0.0, "log_every": 1},

@@ -14,7 +14,7 @@ from distill.engine.run_dir import read_metrics
 from distill.sd.img2img import diffusers_steps_for, img2img_one_step, img2img_pipeline
 from distill.sd.lora import add_lora, count_trainable
 from distill.sd.tiny import build_tiny_sd, build_tiny_sdxl
-from distill.sd.loop import train_sd_distill
+from distill.sd.space import train_sd_distill
 
 R = 16
 
@@ -24,11 +24,12 @@ def tiny_sd(tmp_path_factory):
     return str(build_tiny_sd(tmp_path_factory.mktemp("tiny-sd") / "teacher", R))
 
 
-def sd_recipe(tmp_path, teacher, sd=None, distill=None, data=None, **train):
+def sd_recipe(tmp_path, teacher, sd=None, distill=None, data=None, discriminator=None, **train):
     return recipe_from_dict({
         "task": "sd-distill", "name": "t", "output_dir": str(tmp_path / "run"),
         "data": {"source": "digits", "resolution": R, "limit": 16, **(data or {})},
-        "distill": {"teacher": teacher, "head_channels": 8, "augment": "", "teacher_guidance": 2.0, **(distill or {})},
+        "distill": {"teacher": teacher, "teacher_guidance": 2.0, **(distill or {})},
+        "discriminator": {"head_channels": 8, "augment": "", **(discriminator or {})},
         "sd": {"teacher_sample_steps": 2, **(sd or {})},
         "train": {"max_steps": 2, "batch_size": 4, "learning_rate": 1e-3, "lr_scheduler": "constant",
                   "lr_warmup_steps": 0, "log_every": 1, "checkpoint_every": 2, "ema_decay": 0.0, **train},
@@ -147,8 +148,8 @@ def test_sdxl_lora_synthetic_timm_latent(tmp_path):
     prompts.write_text("a red square\na blue circle\n")
     rec = sd_recipe(tmp_path, teacher, sd={"lora_rank": 2, "input": "synthetic", "prompts": str(prompts),
                                            "synthetic_count": 4, "synthetic_steps": 2, "sample_prompts": ["a cat"]},
-                    distill={"backbone": "timm:test_vit", "backbone_pretrained": "none", "backbone_img_size": 32,
-                             "backbone_layers": [1, 3]}, batch_size=2)
+                    discriminator={"backbone": "timm:test_vit", "backbone_pretrained": "none", "backbone_img_size": 32,
+                                   "backbone_layers": [1, 3]}, batch_size=2)
     with pytest.warns(UserWarning, match="RANDOM features"):
         run = train_sd_distill(rec)
     assert len(list((run / "cache").glob("synthetic-*.safetensors"))) == 1
@@ -190,9 +191,8 @@ def test_bad_inputs(tiny_sd, tmp_path, capsys):
         train_sd_distill(sd_recipe(tmp_path / "d", tiny_sd, data={"source": str(folder)}))
     with pytest.raises(RecipeError, match="lora_target_modules"):
         train_sd_distill(sd_recipe(tmp_path / "e", tiny_sd, sd={"lora_rank": 2, "lora_target_modules": ["nope"]}))
-    for key, value in [("lambda_dmd", 1.0), ("disc_heads_per_timestep", True), ("student_timestep_weights", [2, 1, 1, 1])]:  # pixel-loop options, never ignored
-        with pytest.raises(RecipeError, match=f"distill.{key} is implemented in the pixel loop"):
-            train_sd_distill(sd_recipe(tmp_path / "f", tiny_sd, distill={key: value}))
+    with pytest.raises(RecipeError, match="fake_score is implemented for pixel students only"):
+        sd_recipe(tmp_path / "f", tiny_sd, distill={"lambda_dmd": 1.0}, discriminator={"backbone": "fake_score"})
 
 
 def test_imagefolder_captions_and_prompt_files(tmp_path):
@@ -240,7 +240,7 @@ def test_bf16_mixed_precision_with_r1_and_export(tiny_sd, tmp_path):
 
     AcceleratorState._reset_state(True)  # accelerate keeps one process-wide state (mixed precision)
     try:
-        run = train_sd_distill(sd_recipe(tmp_path, tiny_sd, distill={"r1_gamma": 1e-3}, mixed_precision="bf16",
+        run = train_sd_distill(sd_recipe(tmp_path, tiny_sd, discriminator={"r1_gamma": 1e-3}, mixed_precision="bf16",
                                          sd={"lora_rank": 4, "input": "synthetic", "synthetic_count": 4,
                                              "synthetic_steps": 2}))
     finally:
