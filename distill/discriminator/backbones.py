@@ -34,16 +34,16 @@ class TeacherFeatures(nn.Module):
     network itself, shared and trained (the fake score backbone).
     Mirrors the first half of `UNet2DModel.forward` (time/class embedding, conv_in, down, mid)."""
 
-    def __init__(self, unet, noise_scheduler, frozen: bool = True):
+    def __init__(self, unet, noising, frozen: bool = True):
         super().__init__()
         self.unet = copy.deepcopy(unet).requires_grad_(False).eval() if frozen else unet
-        self.noise_scheduler = noise_scheduler
+        self.noising = noising  # the teacher's Denoiser (anything with add_noise(x0, eps, t))
         boc = list(unet.config.block_out_channels)
         self.channels = boc + [boc[-1]]
 
     def forward(self, x0: torch.Tensor, y: Optional[torch.Tensor], t: torch.Tensor, noise: torch.Tensor):
         u = self.unet
-        x_t = self.noise_scheduler.add_noise(x0, noise.to(x0.dtype), t)  # (B, C, H, W)
+        x_t = self.noising.add_noise(x0, noise.to(x0.dtype), t)  # (B, C, H, W)
         emb = u.time_embedding(u.time_proj(t).to(x_t.dtype))
         if u.class_embedding is not None:
             if y is None:
@@ -114,14 +114,14 @@ class TimmFeatures(nn.Module):
         return [f if f.ndim == 4 else f.transpose(1, 2).unsqueeze(-1) for f in feats]  # (B, C, H, W)
 
 
-def build_backbone(spec: str, teacher_unet, noise_scheduler, layers=None, pretrained: str = "hub",
+def build_backbone(spec: str, teacher_unet, noising, layers=None, pretrained: str = "hub",
                    img_size: int = 224, fake_score=None) -> nn.Module:
     kind, _, arg = spec.partition(":")
     if kind == "fake_score" and fake_score is None:
         raise DistillError("distill.backbone=fake_score needs the fake score network: set distill.lambda_dmd > 0")
     builders = {
-        "teacher": lambda: TeacherFeatures(teacher_unet, noise_scheduler),
-        "fake_score": lambda: TeacherFeatures(fake_score, noise_scheduler, frozen=False),
+        "teacher": lambda: TeacherFeatures(teacher_unet, noising),
+        "fake_score": lambda: TeacherFeatures(fake_score, noising, frozen=False),
         "timm": lambda: TimmFeatures(arg, layers, pretrained, img_size),
     }
     if kind not in builders or (kind == "timm" and not arg):

@@ -72,7 +72,7 @@ class PixelSpace:
 
     def backbone(self, fake_score):
         dc = self.recipe.discriminator
-        return build_backbone(dc.backbone, self.teacher.net, self.noise_scheduler, dc.backbone_layers or None,
+        return build_backbone(dc.backbone, self.teacher.net, self.teacher, dc.backbone_layers or None,
                               dc.backbone_pretrained, dc.backbone_img_size, fake_score=fake_score)
 
     @property

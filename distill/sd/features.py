@@ -26,10 +26,10 @@ class _Stop(Exception):
 
 
 class SDTeacherFeatures(nn.Module):
-    def __init__(self, unet, noise_scheduler):
+    def __init__(self, unet, noising):
         super().__init__()
         self._unet = [unet]  # a list: not registered as a submodule (not trained, not saved, not copied)
-        self.noise_scheduler = noise_scheduler
+        self.noising = noising  # the teacher's Denoiser (anything with add_noise(x0, eps, t))
         boc = list(unet.config.block_out_channels)
         self.channels = boc + [boc[-1]]
 
@@ -39,7 +39,7 @@ class SDTeacherFeatures(nn.Module):
 
     def forward(self, z0: torch.Tensor, cond: TextCond, t: torch.Tensor, noise: torch.Tensor):
         u = self.unet
-        z_t = self.noise_scheduler.add_noise(z0, noise.to(z0.dtype), t)
+        z_t = self.noising.add_noise(z0, noise.to(z0.dtype), t)
         feats = []
 
         def grab(_m, _inp, out):

@@ -123,10 +123,10 @@ class LatentSpace:
     def backbone(self, fake_score):
         dc = self.recipe.discriminator
         if dc.backbone == "teacher":
-            return SDTeacherFeatures(self.teacher.net, self.noise_scheduler)
+            return SDTeacherFeatures(self.teacher.net, self.teacher)
         if dc.backbone == "fake_score":
             raise RecipeError("discriminator.backbone=fake_score is implemented for pixel students only (task: distill)")
-        pixel = build_backbone(dc.backbone, None, self.noise_scheduler, dc.backbone_layers or None,
+        pixel = build_backbone(dc.backbone, None, None, dc.backbone_layers or None,
                                dc.backbone_pretrained, dc.backbone_img_size)
         return DecodedFeatures(pixel, self.decode).to(self.pipe.unet.device)
 
