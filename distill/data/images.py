@@ -15,6 +15,7 @@ class count: `load_images(cfg, num_classes)`, or a Hub dataset's label names) no
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -168,7 +169,7 @@ def _load_npz(cfg: DataConfig):
                 if lk is not None:
                     lw = f"{path}[{lk}]"
                     y, k = _labels(z[lk], x.shape[0], lw)
-    except (OSError, ValueError, EOFError) as e:  # not a zip / truncated / object arrays (pickles refused)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # not a zip, truncated, object arrays (no pickles)
         raise DataError(f"{path}: cannot read as .npz ({e.__class__.__name__})") from None
     return x, y, k, lw
 

@@ -14,6 +14,7 @@ random horizontal flip; paired images share crop and flip. Evaluation resizes to
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -142,7 +143,7 @@ def _load_npz(cfg, split, size):
                 if k not in z:
                     raise DataError(f"{path}: no array '{k}' (missing half; arrays: {', '.join(keys)})")
                 out.append(_resize(_array_to_tensor(z[k], cfg.input_nc if d == "A" else cfg.output_nc, f"{path}:{k}"), size))
-    except (OSError, ValueError, EOFError) as e:  # not a zip / truncated / object arrays (pickles refused)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # not a zip, truncated, object arrays (no pickles)
         raise DataError(f"{path}: cannot read as .npz ({e.__class__.__name__})") from None
     return out[0], out[1], False
 
