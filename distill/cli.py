@@ -1,7 +1,9 @@
 """The `distill` console script: a registry of subcommands, each a module with
 `HELP`, `add_arguments(parser)` and `main(args) -> int`. Modules are imported only when their
 command runs, so `distill --help` stays fast. A `DistillError` (bad recipe, data, path) is
-printed on one line and exits with status 2; nothing is written past that point."""
+printed on one line and exits with status 2; nothing is written past that point. Argument errors
+(argparse) are one line too: `distill sample: error: argument --steps: must be >= 1, got 0`.
+`main(argv)` returns the exit status (also for argparse's exits), so it can be called in-process."""
 
 from __future__ import annotations
 
@@ -20,8 +22,16 @@ COMMANDS = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but an error is one line (no usage block) on stderr and exit status 2; subcommand
+    parsers inherit it (add_subparsers uses the parent's class)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(str(message).split())}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="distill", description="Adversarial distillation of diffusion models.")
+    parser = OneLineParser(prog="distill", description="Adversarial distillation of diffusion models.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():
         mod = importlib.import_module(module)
@@ -35,7 +45,10 @@ def main(argv=None) -> int:
     from .errors import DistillError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0) or an argument error (2, already printed)
+        return e.code if isinstance(e.code, int) else 2
     if not getattr(args, "_main", None):
         parser.print_help()
         return 1

@@ -3,6 +3,8 @@ counts (with and without guidance), the distilled student and GAN generators, in
 
 from __future__ import annotations
 
+from .arguments import check_output_path, non_negative_float, non_negative_int, positive_int
+
 HELP = "benchmarks: `distill bench latency` (teacher vs student vs generators)"
 
 
@@ -15,23 +17,23 @@ def add_latency_arguments(p):
     p.add_argument("--generator", action="append", default=[], metavar="[NAME=]PATH",
                    help="a generator to time (repeatable): TorchScript file, or "
                         "py:module:factory returning an nn.Module")
-    p.add_argument("--generator-input", type=int, nargs=3, default=None, metavar=("C", "H", "W"),
+    p.add_argument("--generator-input", type=positive_int, nargs=3, default=None, metavar=("C", "H", "W"),
                    help="generator input shape (default: its `input_shape` attribute, else 3 256 256)")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=d.batch_sizes)
-    p.add_argument("--teacher-steps", type=int, nargs="+", default=d.teacher_steps)
-    p.add_argument("--student-steps", type=int, nargs="+", default=d.student_steps)
-    p.add_argument("--guidance", type=float, default=d.guidance, help="teacher guidance scale timed besides 1 (off)")
+    p.add_argument("--batch-sizes", type=positive_int, nargs="+", default=d.batch_sizes)
+    p.add_argument("--teacher-steps", type=positive_int, nargs="+", default=d.teacher_steps)
+    p.add_argument("--student-steps", type=positive_int, nargs="+", default=d.student_steps)
+    p.add_argument("--guidance", type=non_negative_float, default=d.guidance, help="teacher guidance scale timed besides 1 (off)")
     p.add_argument("--device", default=d.device, help="cpu | cuda | cuda:N")
     p.add_argument("--dtype", default=d.dtype, choices=list(DTYPES))
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks (compile time reported apart)")
-    p.add_argument("--warmup", type=int, default=d.warmup)
-    p.add_argument("--repeats", type=int, default=d.repeats)
-    p.add_argument("--profile-repeats", type=int, default=d.profile_repeats,
+    p.add_argument("--warmup", type=positive_int, default=d.warmup)
+    p.add_argument("--repeats", type=positive_int, default=d.repeats)
+    p.add_argument("--profile-repeats", type=non_negative_int, default=d.profile_repeats,
                    help="instrumented calls for the component split")
-    p.add_argument("--budget", type=float, default=d.budget_s,
+    p.add_argument("--budget", type=non_negative_float, default=d.budget_s,
                    help="seconds of timed calls per configuration before stopping early (>= 3 calls; 0 = no limit)")
-    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=d.threads, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-pair-headline", action="store_true",
                    help="skip timing the teacher-over-student headline ratio in alternation")
@@ -69,6 +71,7 @@ def latency(args) -> int:
 
     cfg = config_from_args(args)
     cfg.validate()
+    check_output_path(args.out, "--out", "dir")  # before any timing
     fid_rows = load_fid(args.fid_json)  # bad files fail before any timing
     result = run_benchmark(cfg, progress=not args.quiet)
     files = write_report(result, args.out, fid_rows, plots=not args.no_plots)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from .arguments import check_input_path
+
 HELP = "diagnose a run folder: ranked likely causes (D too strong, collapse, nan...) with fixes"
 
 
@@ -15,6 +17,7 @@ def add_arguments(p):
 def main(args) -> int:
     from ..diagnostics.doctor import diagnose, load_run, report_json, report_text
 
+    check_input_path(args.run_folder, "RUN_FOLDER", "dir")
     run = load_run(args.run_folder)
     findings = diagnose(run)
     print(json.dumps(report_json(run, findings), indent=1) if args.json else report_text(run, findings))

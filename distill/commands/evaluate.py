@@ -3,6 +3,9 @@ within-class diversity at each step count, with the project's evaluation classif
 
 from __future__ import annotations
 
+from .arguments import (check_input_path, check_output_path, check_pipeline_path, non_negative_float,
+                        positive_int)
+
 HELP = "evaluate a pipeline: FID/KID, class accuracy, within-class diversity vs steps"
 
 
@@ -11,11 +14,11 @@ def add_arguments(p):
     p.add_argument("--recipe", default=None, help="take data/eval settings from this recipe")
     p.add_argument("--data", default=None, help="reference data source (digits, .npz, folder, Hub name)")
     p.add_argument("--split", default=None, help="reference split (default: eval.reference_split)")
-    p.add_argument("--steps", type=int, nargs="+", default=None)
+    p.add_argument("--steps", type=positive_int, nargs="+", default=None)
     p.add_argument("--scheduler", default=None, help="ddim | ddpm | dpm++ | euler | lcm | pipeline")
-    p.add_argument("--guidance", type=float, default=None)
-    p.add_argument("--num-samples", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--guidance", type=non_negative_float, default=None)
+    p.add_argument("--num-samples", type=positive_int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--features", default=None, help="classifier:<name|path> | inception")
     p.add_argument("--tag", default="model")
     p.add_argument("--out", default="eval")
@@ -28,6 +31,10 @@ def main(args) -> int:
     from ..eval.evaluate import evaluate_pipeline
     from ..diffusion.teachers import load_teacher
 
+    check_pipeline_path(args.pipeline)
+    if args.recipe:
+        check_input_path(args.recipe, "--recipe", "file")
+    check_output_path(args.out, "--out", "dir")
     recipe = load_recipe(args.recipe) if args.recipe else Recipe(task="teacher")
     data_cfg, eval_cfg = recipe.data, recipe.eval
     pipe = load_teacher(args.pipeline)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from .arguments import check_output_path, non_negative_float, non_negative_int, positive_float, positive_int
+
 HELP = "GAN lab: train a toy MLP GAN (ring / grid / 1-D mixture) with any loss and regulariser"
 
 
@@ -16,23 +18,23 @@ def add_arguments(p):
                    help="ns, saturating (alias minimax), hinge, lsgan, wgan, wgan-gp, wgan-clip")
     p.add_argument("--reg", default="none",
                    help="comma-separated: none, r1, gp, clip, sn, mbstd, mbdisc (e.g. sn,r1)")
-    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--steps", type=positive_int, default=d.steps)
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--lr", type=float, default=d.lr, help="generator learning rate")
-    p.add_argument("--d-lr-mult", type=float, default=d.d_lr_mult, help="discriminator lr = lr x this")
-    p.add_argument("--d-steps", type=int, default=d.d_steps, help="discriminator steps per generator step")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--hidden", type=int, default=d.hidden)
-    p.add_argument("--z-dim", type=int, default=d.z_dim)
-    p.add_argument("--r1-gamma", type=float, default=d.r1_gamma)
-    p.add_argument("--gp-lambda", type=float, default=d.gp_lambda)
-    p.add_argument("--clip", type=float, default=d.clip, help="weight clipping range for --reg clip")
-    p.add_argument("--eval-every", type=int, default=d.eval_every)
-    p.add_argument("--min-count", type=int, default=d.min_count,
+    p.add_argument("--lr", type=positive_float, default=d.lr, help="generator learning rate")
+    p.add_argument("--d-lr-mult", type=positive_float, default=d.d_lr_mult, help="discriminator lr = lr x this")
+    p.add_argument("--d-steps", type=positive_int, default=d.d_steps, help="discriminator steps per generator step")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    p.add_argument("--hidden", type=positive_int, default=d.hidden)
+    p.add_argument("--z-dim", type=positive_int, default=d.z_dim)
+    p.add_argument("--r1-gamma", type=non_negative_float, default=d.r1_gamma)
+    p.add_argument("--gp-lambda", type=non_negative_float, default=d.gp_lambda)
+    p.add_argument("--clip", type=positive_float, default=d.clip, help="weight clipping range for --reg clip")
+    p.add_argument("--eval-every", type=positive_int, default=d.eval_every)
+    p.add_argument("--min-count", type=non_negative_int, default=d.min_count,
                    help="samples within 3 std (of 2500) for a mode to count as captured")
     p.add_argument("--out", default="runs/lab", help="output folder (metrics.jsonl, recipe.yaml, *.png)")
     p.add_argument("--no-plots", action="store_true")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads")
 
 
 def main(args) -> int:
@@ -40,7 +42,8 @@ def main(args) -> int:
 
     from ..diagnostics.lab.train import LabConfig, train_lab
 
-    torch.set_num_threads(max(1, args.threads))
+    check_output_path(args.out, "--out", "dir")
+    torch.set_num_threads(args.threads)
     fields = {f.name for f in dataclasses.fields(LabConfig)}
     kw = {k: v for k, v in vars(args).items() if k in fields}
     kw["reg"] = [r.strip() for r in args.reg.split(",") if r.strip()]

@@ -14,6 +14,9 @@ def main(args) -> int:
     from ..config import load_recipe
     from ..tasks import run_task
 
+    from .arguments import check_input_path
+
+    check_input_path(args.recipe, "RECIPE", "file")
     recipe = load_recipe(args.recipe, args.overrides)
     run_dir = run_task(recipe)
     print(f"run folder: {run_dir}")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from .arguments import check_output_path, check_pipeline_path, non_negative_float, positive_int
+
 HELP = "sample a saved pipeline into a grid PNG"
 
 
 def add_arguments(p):
     p.add_argument("pipeline", help="exported pipeline folder (or Hub id)")
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
+    p.add_argument("--steps", type=positive_int, default=50)
+    p.add_argument("--guidance", type=non_negative_float, default=1.0, help="classifier-free guidance scale (1 = off)")
     p.add_argument("--scheduler", default=None, help="ddim | ddpm | dpm++ | euler | lcm (default: the pipeline's own)")
-    p.add_argument("--per-class", type=int, default=8, help="rows of the grid (samples per class)")
+    p.add_argument("--per-class", type=positive_int, default=8, help="rows of the grid (samples per class)")
     p.add_argument("--classes", type=int, nargs="*", default=None, help="class labels (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="samples.png")
@@ -23,6 +25,15 @@ def main(args) -> int:
     from ..diffusion.teachers import load_teacher
     from ..viz import save_grid, upscale_for_view
 
+    check_pipeline_path(args.pipeline)
+    check_output_path(args.out, "--out")
+    if args.scheduler:
+        from ..diffusion.sampling import SCHEDULERS
+
+        if args.scheduler not in SCHEDULERS:
+            from ..errors import DistillError
+
+            raise DistillError(f"--scheduler '{args.scheduler}': unknown (choose from {', '.join(SCHEDULERS)})")
     pipe = load_teacher(args.pipeline)
     if args.scheduler:
         pipe.scheduler = make_scheduler(args.scheduler, pipe.scheduler.config)

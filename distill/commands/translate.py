@@ -3,6 +3,8 @@ folder with a trained pix2pix / CycleGAN generator, and/or export it to ONNX."""
 
 from __future__ import annotations
 
+from .arguments import check_input_path, check_output_path, positive_int
+
 HELP = "translate images with a pix2pix / CycleGAN checkpoint; export the generator to ONNX"
 
 
@@ -10,8 +12,8 @@ def add_arguments(p):
     p.add_argument("checkpoint", help="checkpoint folder or run folder (latest checkpoint)")
     p.add_argument("input", nargs="?", help="image file or folder of images")
     p.add_argument("output", nargs="?", help="output folder (or file, for one input image)")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--size", type=int, default=None, help="resize inputs to this (default: the training crop size)")
+    p.add_argument("--batch", type=positive_int, default=16)
+    p.add_argument("--size", type=positive_int, default=None, help="resize inputs to this (default: the training crop size)")
     p.add_argument("--reverse", action="store_true", help="CycleGAN: use G_B (B -> A)")
     p.add_argument("--paper-test-mode", action="store_true",
                    help="per-image batch statistics and dropout at test time (pix2pix Sec. 3.3)")
@@ -26,6 +28,17 @@ def main(args) -> int:
 
     if not args.onnx and not (args.input and args.output):
         raise DistillError("give INPUT and OUTPUT, or --onnx PATH")
+    check_input_path(args.checkpoint, "CHECKPOINT", "dir")
+    if args.input or args.output:
+        if not (args.input and args.output):
+            raise DistillError("give both INPUT and OUTPUT")
+        inp = check_input_path(args.input, "INPUT")
+        from ..translate.data import IMG_EXTS
+
+        one_file = inp.is_file() and str(args.output).lower().endswith(tuple(IMG_EXTS))
+        check_output_path(args.output, "OUTPUT", "file" if one_file else "dir")
+    if args.onnx:
+        check_output_path(args.onnx, "--onnx")
     G, cfg = load_generator(args.checkpoint, reverse=args.reverse)
     if args.input and args.output:
         with torch.no_grad():

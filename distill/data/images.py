@@ -7,11 +7,15 @@ Sources (picked by `DataConfig.source`):
   - anything else: a `datasets.load_dataset` name (a Hub dataset such as `ylecun/mnist`).
 
 Every source ends as `ImageSet(images (N, C, H, W) uint8, labels (N,) int64 | None)`, resized to
-the recipe's resolution. Bad input raises `DataError` with a one-line message naming the file/key.
+the recipe's resolution. Bad input raises `DataError` with a one-line message naming the file/key:
+NaN/inf pixels, float images outside [0, 1], [-1, 1] or [0, 255] (how floats are read, see
+`distill.data.pixels.to_uint8`), integer images outside [0, 255], labels that are negative, not integers, or (given the
+class count: `load_images(cfg, num_classes)`, or a Hub dataset's label names) not below it.
 """
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -22,6 +26,7 @@ import torch.nn.functional as F
 
 from ..config import DataConfig
 from ..errors import DataError
+from .pixels import to_uint8
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -32,6 +37,16 @@ class ImageSet:
     labels: Optional[torch.Tensor]  # (N,) int64, or None when unlabelled
     num_classes: Optional[int]
     name: str = ""
+    label_where: str = ""  # where the labels came from (file[key]), for error messages
+
+    def check_labels(self, num_classes: Optional[int]) -> None:
+        """Every label must lie in [0, num_classes) (e.g. the teacher's classes)."""
+        if num_classes is None or self.labels is None or not self.labels.numel():
+            return
+        hi = int(self.labels.max())
+        if hi >= num_classes:
+            raise DataError(f"{self.label_where or self.name}: label {hi} outside [0, {num_classes}) "
+                            f"({num_classes} classes)")
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -83,23 +98,29 @@ def _array_to_nchw(arr: np.ndarray, where: str) -> torch.Tensor:
         raise DataError(f"{where}: images must be (N, H, W), (N, H, W, C) or (N, C, H, W), got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise DataError(f"{where}: contains no images")
-    if arr.dtype != np.uint8:
-        if np.issubdtype(arr.dtype, np.floating) and arr.size and arr.max() <= 1.0 + 1e-6:
-            arr = arr * 255.0
-        arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
-    return torch.from_numpy(np.ascontiguousarray(arr))
+    return torch.from_numpy(np.ascontiguousarray(to_uint8(arr, where)))
 
 
-def _labels(arr, n: int, where: str) -> tuple[torch.Tensor, int]:
+def _labels(arr, n: int, where: str, num_classes: Optional[int] = None) -> tuple[torch.Tensor, int]:
+    """Integer labels (N,) -> (int64 tensor, class count). Names (strings) become indices in sorted
+    order; floats must be finite whole numbers; negatives, or labels >= num_classes when it is known,
+    are a `DataError` naming `where`."""
     y = np.asarray(arr)
     if y.ndim != 1 or y.shape[0] != n:
         raise DataError(f"{where}: {y.shape[0] if y.ndim else 0} labels for {n} images")
-    if not np.issubdtype(y.dtype, np.integer):
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.isfinite(y).all():
+            raise DataError(f"{where}: labels contain NaN/inf")
+        if (y != np.round(y)).any():
+            raise DataError(f"{where}: labels must be whole numbers, got {y[y != np.round(y)][0]:g}")
+    elif not (np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_):
         classes = sorted(set(y.tolist()))
         y = np.array([classes.index(v) for v in y.tolist()])
     y = torch.from_numpy(y.astype(np.int64))
     if y.numel() and y.min() < 0:
-        raise DataError(f"{where}: labels must be non-negative integers")
+        raise DataError(f"{where}: label {int(y.min())} is negative (labels must lie in [0, num_classes))")
+    if num_classes is not None and y.numel() and y.max() >= num_classes:
+        raise DataError(f"{where}: label {int(y.max())} outside [0, {num_classes}) ({num_classes} classes)")
     return y, int(y.max()) + 1 if y.numel() else 0
 
 
@@ -119,7 +140,7 @@ def _load_digits(cfg: DataConfig):
     if cfg.split not in splits:
         raise DataError(f"digits: unknown split '{cfg.split}' (use train, test or all)")
     idx = splits[cfg.split].sort().values
-    return x[idx], y[idx], 10
+    return x[idx], y[idx], 10, "digits"
 
 
 def _pick_key(keys, wanted: Optional[str], defaults: list[str], where: str, what: str):
@@ -142,14 +163,15 @@ def _load_npz(cfg: DataConfig):
             if ik is None:
                 raise DataError(f"{path}: no image array for split '{cfg.split}' (found: {', '.join(keys)}); set data.image_key")
             x = _array_to_nchw(z[ik], f"{path}[{ik}]")
-            y, k = None, None
+            y, k, lw = None, None, ""
             if cfg.label_key != "":
                 lk = _pick_key(keys, cfg.label_key, [f"y_{cfg.split}", "labels", "y"], str(path), "label")
                 if lk is not None:
-                    y, k = _labels(z[lk], x.shape[0], f"{path}[{lk}]")
-    except (OSError, ValueError) as e:
+                    lw = f"{path}[{lk}]"
+                    y, k = _labels(z[lk], x.shape[0], lw)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # not a zip, truncated, object arrays (no pickles)
         raise DataError(f"{path}: cannot read as .npz ({e.__class__.__name__})") from None
-    return x, y, k
+    return x, y, k, lw
 
 
 def _read_image(path: Path) -> torch.Tensor:
@@ -178,9 +200,9 @@ def _load_folder(cfg: DataConfig):
         images.append(_resize(im, cfg.resolution)[0])
     x = torch.stack(images)
     if not labelled:
-        return x, None, None
+        return x, None, None, ""
     y = torch.tensor([classes.index(p.parent.relative_to(root).as_posix()) for p in files])
-    return x, y, len(classes)
+    return x, y, len(classes), f"{root} (class folders)"
 
 
 def _load_hub(cfg: DataConfig):
@@ -202,14 +224,15 @@ def _load_hub(cfg: DataConfig):
         t = _set_channels(t, cfg.channels, f"{cfg.source}[{i}]")
         images.append(_resize(t, cfg.resolution)[0])
     x = torch.stack(images)
-    y, k = None, None
+    y, k, lw = None, None, ""
     if cfg.label_key != "":
         lk = _pick_key(cols, cfg.label_key, ["label", "labels"], cfg.source, "label column")
         if lk is not None:
-            y, k = _labels(ds[lk], x.shape[0], f"{cfg.source}[{lk}]")
+            lw = f"{cfg.source}[{lk}]"
             names = getattr(ds.features.get(lk), "names", None)
+            y, k = _labels(ds[lk], x.shape[0], lw, len(names) if names else None)
             k = len(names) if names else k
-    return x, y, k
+    return x, y, k, lw
 
 
 SOURCES: dict[str, Callable] = {"digits": _load_digits, "npz": _load_npz, "folder": _load_folder, "hub": _load_hub}
@@ -230,10 +253,11 @@ def source_kind(source: str) -> str:
     return "hub"
 
 
-def load_images(cfg: DataConfig) -> ImageSet:
-    """Load `cfg.source` into memory as an `ImageSet` at `cfg.resolution` and `cfg.channels`."""
+def load_images(cfg: DataConfig, num_classes: Optional[int] = None) -> ImageSet:
+    """Load `cfg.source` into memory as an `ImageSet` at `cfg.resolution` and `cfg.channels`; with
+    `num_classes` (e.g. the teacher's), every label must lie in [0, num_classes)."""
     kind = source_kind(cfg.source)
-    x, y, k = SOURCES[kind](cfg)
+    x, y, k, label_where = SOURCES[kind](cfg)
     if cfg.label_key and y is None:
         raise DataError(f"{cfg.source}: label key '{cfg.label_key}' not found")
     x = _set_channels(x, cfg.channels, cfg.source)
@@ -243,4 +267,6 @@ def load_images(cfg: DataConfig) -> ImageSet:
         y = y[: cfg.limit] if y is not None else None
     if len(x) == 0:
         raise DataError(f"{cfg.source}: no images left")
-    return ImageSet(x.contiguous(), y, k, name=cfg.source)
+    data = ImageSet(x.contiguous(), y, k, name=cfg.source, label_where=label_where)
+    data.check_labels(num_classes)
+    return data

@@ -13,39 +13,92 @@ on every process (`gathered`) and the main process writes the same files (optimi
 parameter name instead of index: resume an FSDP checkpoint under FSDP); on resume the weights load
 into the unsharded modules before `accelerator.prepare`, the optimizer states after it
 (`load_optimizers`).
+
+Damaged checkpoints (a run killed mid-write on a full disk, a truncated copy): `resolve_resume(run_dir,
+"latest")` verifies each candidate (`checkpoint_problem`) and falls back to the newest good one with a
+warning naming the bad file; a damaged explicit checkpoint, or a file that fails to load, is a one-line
+`DistillError` naming the file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Optional
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from ..errors import DistillError
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
+    """`checkpoints/checkpoint-<step>/` folders holding a state.json, oldest first."""
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    dirs = [p for p in root.glob("checkpoint-*") if (p / "state.json").is_file()]
+    dirs = [p for p in root.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name) and (p / "state.json").is_file()]
     return sorted(dirs, key=lambda p: int(p.name.split("-")[1]))
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0][:160] if text else e.__class__.__name__)
+
+
+def checkpoint_problem(path: Path) -> Optional[str]:
+    """None when checkpoint folder `path` reads back; else one line naming its first bad file:
+    state.json must be a JSON object with an integer step, every *.safetensors header must open
+    (`safe_open` also checks the header covers the file: a truncated file fails), every *.pt must
+    load with `torch.load(weights_only=True)`."""
+    path = Path(path)
+    state = path / "state.json"
+    try:
+        meta = json.loads(state.read_text())
+    except (OSError, ValueError) as e:
+        return f"{state}: not readable JSON ({_first_line(e)})"
+    if not isinstance(meta, dict) or not isinstance(meta.get("step"), int):
+        return f"{state}: no integer 'step'"
+    for f in sorted(path.glob("*.safetensors")):
+        try:
+            with safe_open(str(f), framework="pt") as h:
+                h.keys()
+        except Exception as e:  # SafetensorError, OSError: a damaged file of any kind
+            return f"{f}: damaged safetensors file ({_first_line(e)})"
+    for f in sorted(path.glob("*.pt")):
+        try:
+            torch.load(f, map_location="cpu", weights_only=True)
+        except Exception as e:  # UnpicklingError, EOFError, RuntimeError (bad zip): damaged
+            return f"{f}: damaged state file ({_first_line(e)})"
+    return None
+
+
 def resolve_resume(run_dir: Path, resume: Optional[str]) -> Optional[Path]:
+    """The checkpoint to resume from: None (start fresh), the newest good one for "latest", or the
+    given folder, which must be a whole checkpoint."""
     if not resume:
         return None
     if resume == "latest":
         dirs = checkpoint_dirs(run_dir)
-        return dirs[-1] if dirs else None  # nothing to resume: start fresh, as diffusers does
+        if not dirs:
+            return None  # nothing to resume: start fresh, as diffusers does
+        for d in reversed(dirs):
+            problem = checkpoint_problem(d)
+            if problem is None:
+                return d
+            warnings.warn(f"{problem}; skipping {d.name}, resuming from an earlier checkpoint", stacklevel=2)
+        raise DistillError(f"{run_dir}: no readable checkpoint ({len(dirs)} damaged; newest: {problem})")
     p = Path(resume)
     if not (p / "state.json").is_file():
         raise DistillError(f"{p}: not a checkpoint folder (no state.json)")
+    problem = checkpoint_problem(p)
+    if problem is not None:
+        raise DistillError(problem)
     return p
 
 
@@ -92,7 +145,11 @@ def load_optimizers(accelerator, path: Path, owners: dict) -> None:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
     for name, (model, opt) in owners.items():
-        sd = torch.load(Path(path) / f"{name}.pt", map_location="cpu", weights_only=True)
+        f = Path(path) / f"{name}.pt"
+        try:
+            sd = torch.load(f, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise DistillError(f"{f}: cannot load ({_first_line(e)})") from None
         set_optimizer_state_dict(model, getattr(opt, "optimizer", opt), sd, options=StateDictOptions(full_state_dict=True))
 
 
@@ -129,18 +186,33 @@ def save_checkpoint(run_dir: Path, step: int, models: dict, states: dict, extra:
 
 
 def load_checkpoint(path: Path, models: dict, states: dict, map_location="cpu") -> dict:
+    """Load the weights and states of checkpoint folder `path` in place; -> its state.json. A file
+    that is missing, damaged or does not fit its module is a one-line `DistillError` naming it."""
     path = Path(path)
     for name, module in models.items():
         f = path / f"{name}.safetensors"
         if not f.is_file():
             raise DistillError(f"{f}: missing from checkpoint")
-        if isinstance(module, torch.nn.Module):
-            load_model(module, str(f), device=str(next(module.parameters()).device))
-        else:
-            module.load_state_dict(load_file(str(f)))
+        try:
+            if isinstance(module, torch.nn.Module):
+                load_model(module, str(f), device=str(next(module.parameters()).device))
+            else:
+                module.load_state_dict(load_file(str(f)))
+        except Exception as e:  # SafetensorError (damaged), RuntimeError (keys/shapes do not fit)
+            raise DistillError(f"{f}: cannot load ({_first_line(e)})") from None
     for name, obj in states.items():
         f = path / f"{name}.pt"
         if not f.is_file():
             raise DistillError(f"{f}: missing from checkpoint")
-        obj.load_state_dict(torch.load(f, map_location=map_location, weights_only=True))
-    return json.loads((path / "state.json").read_text())
+        try:
+            obj.load_state_dict(torch.load(f, map_location=map_location, weights_only=True))
+        except Exception as e:
+            raise DistillError(f"{f}: cannot load ({_first_line(e)})") from None
+    state = path / "state.json"
+    try:
+        meta = json.loads(state.read_text())
+    except (OSError, ValueError) as e:
+        raise DistillError(f"{state}: not readable JSON ({_first_line(e)})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("step"), int):
+        raise DistillError(f"{state}: no integer 'step'")
+    return meta

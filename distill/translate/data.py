@@ -14,6 +14,7 @@ random horizontal flip; paired images share crop and flip. Evaluation resizes to
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.pixels import to_uint8
 from ..errors import DataError
 
 IMG_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -111,8 +113,7 @@ def _array_to_tensor(arr: np.ndarray, channels: int, what: str) -> torch.Tensor:
         arr = arr[..., None]
     if arr.ndim != 4:
         raise DataError(f"{what}: expected (N, H, W, C) images, got shape {arr.shape}")
-    if arr.dtype != np.uint8:
-        arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    arr = to_uint8(arr, what)  # NaN/inf or out-of-range values: DataError naming file:key
     x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2)
     return _match_channels(x, channels)
 
@@ -133,14 +134,17 @@ def _match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
 
 def _load_npz(cfg, split, size):
     path = Path(cfg.source)
-    with np.load(path) as z:
-        keys = list(z.keys())
-        out = []
-        for d in ("A", "B"):
-            k = f"{split}{d}"
-            if k not in z:
-                raise DataError(f"{path}: no array '{k}' (missing half; arrays: {', '.join(keys)})")
-            out.append(_resize(_array_to_tensor(z[k], cfg.input_nc if d == "A" else cfg.output_nc, f"{path}:{k}"), size))
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.keys())
+            out = []
+            for d in ("A", "B"):
+                k = f"{split}{d}"
+                if k not in z:
+                    raise DataError(f"{path}: no array '{k}' (missing half; arrays: {', '.join(keys)})")
+                out.append(_resize(_array_to_tensor(z[k], cfg.input_nc if d == "A" else cfg.output_nc, f"{path}:{k}"), size))
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # not a zip, truncated, object arrays (no pickles)
+        raise DataError(f"{path}: cannot read as .npz ({e.__class__.__name__})") from None
     return out[0], out[1], False
 
 

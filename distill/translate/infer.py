@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import DistillError
-from ..engine.checkpoint import checkpoint_dirs
+from ..engine.checkpoint import checkpoint_dirs, resolve_resume
 from .config import TranslateConfig
 from .data import IMG_EXTS, _pil_to_tensor, _resize
 from .networks import build_generator
@@ -24,13 +24,14 @@ from .weights import load_into, read_state_dict
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder, or a run folder's newest readable checkpoint (damaged ones are skipped
+    with a warning, see `resolve_resume`)."""
     p = Path(path)
     if (p / "state.json").is_file():
-        return p
-    dirs = checkpoint_dirs(p)
-    if not dirs:
+        return resolve_resume(p.parent.parent, str(p))
+    if not checkpoint_dirs(p):
         raise DistillError(f"{p}: not a checkpoint or run folder (no state.json, no checkpoints/)")
-    return dirs[-1]
+    return resolve_resume(p, "latest")
 
 
 def load_generator(checkpoint: str | Path, reverse: bool = False) -> tuple[nn.Module, TranslateConfig]:

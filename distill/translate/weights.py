@@ -29,7 +29,10 @@ def read_state_dict(path: str | Path) -> dict:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as e:  # SafetensorError: truncated or not a safetensors file
+            raise DistillError(f"{path}: not a loadable safetensors file ({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:

@@ -1,0 +1,107 @@
+"""Argument checks shared by the subcommands, so bad input fails before any work is done.
+
+The number checks are argparse `type=` functions (raising `ArgumentTypeError`, which the CLI's
+parser prints as one line naming the argument); the path checks raise `DistillError` naming the
+argument and the path, and are called first thing in a command's `main` (a default output path is
+only checked when the command runs, not whenever the parser is built).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+from ..errors import DistillError
+
+
+def _number(text: str, cast, what: str):
+    try:
+        v = cast(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'") from None
+    if isinstance(v, float) and not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got '{text}'")
+    return v
+
+
+def positive_int(text: str) -> int:
+    """Steps, batch sizes, repeats, threads: an integer >= 1."""
+    v = _number(text, int, "an integer")
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def non_negative_int(text: str) -> int:
+    """Counts that may be 0 (profile repeats, evaluation samples)."""
+    v = _number(text, int, "an integer")
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def non_negative_float(text: str) -> float:
+    """Guidance scales, time budgets, regulariser weights: a finite number >= 0."""
+    v = _number(text, float, "a number")
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    """Learning rates and multipliers: a finite number > 0."""
+    v = _number(text, float, "a number")
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+    return v
+
+
+def check_input_path(path, what: str, kind: str = "any") -> Path:
+    """`path` must exist (kind "file": a file, "dir": a folder, "any": either)."""
+    p = Path(path)
+    if not p.exists():
+        raise DistillError(f"{what} {p}: not found")
+    if kind == "file" and not p.is_file():
+        raise DistillError(f"{what} {p}: not a file")
+    if kind == "dir" and not p.is_dir():
+        raise DistillError(f"{what} {p}: not a folder")
+    return p
+
+
+def check_output_path(path, what: str, kind: str = "file") -> Path:
+    """`path` must be creatable: its nearest existing ancestor must be a writable folder (not a
+    file: `out.png/x` below an existing file fails), and an existing `path` must be a writable file
+    (kind "file") or folder (kind "dir")."""
+    p = Path(path)
+    if p.exists():
+        if kind == "dir" and not p.is_dir():
+            raise DistillError(f"{what} {p}: exists and is not a folder")
+        if kind == "file" and p.is_dir():
+            raise DistillError(f"{what} {p}: is a folder, expected a file path")
+        if not os.access(p, os.W_OK):
+            raise DistillError(f"{what} {p}: not writable")
+        return p
+    parent = p.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise DistillError(f"{what} {p}: cannot be created, {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DistillError(f"{what} {p}: cannot be created, {parent} is not writable")
+    return p
+
+
+def check_pipeline_path(path, what: str = "pipeline") -> None:
+    """A pipeline is a local folder or a Hub id (`org/name`). A path that exists must be a folder
+    with model_index.json; anything else must look like a Hub id `org/name` (x, ./x, a/b/c are
+    local paths that do not exist)."""
+    p = Path(path)
+    if p.exists():
+        if not p.is_dir():
+            raise DistillError(f"{what} {p}: not a pipeline folder")
+        if not (p / "model_index.json").is_file():
+            raise DistillError(f"{what} {p}: not a pipeline folder (no model_index.json)")
+    elif str(path).startswith((".", "/", "~")) or len(p.parts) != 2:
+        raise DistillError(f"{what} {p}: not found")
