@@ -74,14 +74,15 @@ def gathered(accelerator, obj, model=None):
 
 
 def save_all(accelerator, run_dir: Path, step: int, models: dict, states: dict, owners: Optional[dict] = None,
-             total_limit: Optional[int] = None) -> Optional[Path]:
+             total_limit: Optional[int] = None, extra: Optional[dict] = None) -> Optional[Path]:
     """`save_checkpoint` called by every process, written by the main one (its path; None elsewhere).
-    `owners` maps an optimizer's name in `states` to the prepared model whose parameters it steps."""
+    `owners` maps an optimizer's name in `states` to the prepared model whose parameters it steps;
+    `extra`: more keys for state.json."""
     owners = owners or {}
     accelerator.wait_for_everyone()
     models = {k: gathered(accelerator, m) for k, m in models.items()}
     states = {k: gathered(accelerator, s, owners.get(k)) for k, s in states.items()}
-    path = save_checkpoint(run_dir, step, models, states, total_limit=total_limit) if accelerator.is_main_process else None
+    path = save_checkpoint(run_dir, step, models, states, extra, total_limit=total_limit) if accelerator.is_main_process else None
     accelerator.wait_for_everyone()
     return path
 
