@@ -1,11 +1,11 @@
 """Translation data: two image domains A and B held in memory as uint8 tensors (N, C, H, W).
 
-Sources (translate.dataset_mode, "auto" detects them in this order):
+Sources (data.dataset_mode, "auto" detects them in this order):
   npz        file.npz with arrays <split>A / <split>B, (N, H, W, C) or (N, H, W) uint8 (horse2zebra)
   aligned    <root>/<split>/*.jpg, each image A|B side by side (facades, the reference format)
   paired     <root>/A/<split>/x.jpg + <root>/B/<split>/x.jpg, matched by file name
   unaligned  <root>/<split>A/*.jpg + <root>/<split>B/*.jpg (CycleGAN folders)
-  hub        a Hub dataset name: datasets.load_dataset(name, split=split), columns translate.hub_columns
+  hub        a Hub dataset name: datasets.load_dataset(name, split=split), columns data.hub_columns
 `direction: BtoA` swaps the domains after loading, so the model always maps `a` -> `b`.
 
 Training batches apply the papers' augmentation: resize to load_size, random crop crop_size,
@@ -68,7 +68,7 @@ def augment(x: torch.Tensor, cfg, generator: Optional[torch.Generator]) -> torch
     for img in x:
         h, w = img.shape[-2:]
         if h < c or w < c:
-            raise DataError(f"translate.crop_size={c} is larger than the images ({h}x{w}); lower it or resize")
+            raise DataError(f"data.crop_size={c} is larger than the images ({h}x{w}); lower it or resize")
         i = int(torch.randint(0, h - c + 1, (), generator=generator))
         j = int(torch.randint(0, w - c + 1, (), generator=generator))
         img = img[:, i:i + c, j:j + c]
@@ -193,12 +193,12 @@ def _load_hub(cfg, split, size):  # pragma: no cover - needs the Hub
 
         ds = load_dataset(cfg.source, split=split)
     except Exception as e:
-        raise DataError(f"translate.source '{cfg.source}': not a local path and not loadable from the Hub "
+        raise DataError(f"data.source '{cfg.source}': not a local path and not loadable from the Hub "
                         f"({str(e).splitlines()[0] if str(e) else e.__class__.__name__})") from None
     ca, cb = cfg.hub_columns
     for c in (ca, cb):
         if c not in ds.column_names:
-            raise DataError(f"{cfg.source}: no column '{c}' (columns: {', '.join(ds.column_names)}); set translate.hub_columns")
+            raise DataError(f"{cfg.source}: no column '{c}' (columns: {', '.join(ds.column_names)}); set data.hub_columns")
     a = _stack([_resize(_pil_to_tensor(r[ca], cfg.input_nc)[None], size)[0] for r in ds], cfg.source)
     b = _stack([_resize(_pil_to_tensor(r[cb], cfg.output_nc)[None], size)[0] for r in ds], cfg.source)
     return a, b, True
@@ -211,7 +211,7 @@ LOADERS = {"npz": _load_npz, "aligned": _load_aligned, "paired": _load_paired, "
 def detect_mode(cfg, split: str) -> str:
     p = Path(cfg.source)
     if not cfg.source:
-        raise DataError("translate.source: no data source given")
+        raise DataError("data.source: no data source given")
     if p.suffix == ".npz":
         if not p.is_file():
             raise DataError(f"{p}: file not found")
