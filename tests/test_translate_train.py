@@ -197,3 +197,22 @@ def test_grad_norms_only_on_log_steps_and_do_not_change_the_update(tmp_path, ali
         a, b = load_file(str(f)), load_file(str(runs[3] / "checkpoints" / "checkpoint-6" / f.name))
         for k in a:
             assert torch.equal(a[k], b[k]), (f.name, k)
+
+
+def test_old_flat_checkpoint_config_still_loads():
+    """state.json of checkpoints written before the data / train split held every key in "translate"."""
+    import dataclasses
+
+    from distill.errors import DistillError
+    from distill.translate.config import TranslateConfig, TranslateDataConfig, configs_from_state
+
+    old = {**dataclasses.asdict(TranslateDataConfig(source="x.npz", crop_size=32)),
+           **dataclasses.asdict(TranslateConfig(netG="unet_32")),
+           "lr": 2e-4, "lr_d": None, "beta1": 0.5, "beta2": 0.999, "lr_policy": "linear", "lr_decay_fraction": 0.5,
+           "lr_step_size": 50000}
+    cfg, data = configs_from_state({"step": 6, "method": "pix2pix", "translate": old})
+    assert cfg.netG == "unet_32" and data.crop_size == 32 and data.source == "x.npz"
+    new = {"translate": dataclasses.asdict(cfg), "data": dataclasses.asdict(data)}
+    assert configs_from_state(new) == (cfg, data)
+    with pytest.raises(DistillError, match="unknown translate config keys"):
+        configs_from_state({"translate": {**old, "bogus": 1}})

@@ -18,12 +18,10 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..config import DataConfig
 from ..errors import DataError
-
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+from .readers import IMAGE_EXTENSIONS, list_images, load_hub, match_channels, open_npz, pil_to_chw, resize_uint8
 
 
 @dataclass
@@ -50,28 +48,11 @@ def to_uint8_images(x: torch.Tensor) -> torch.Tensor:
 
 def _resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
     """(N, C, H, W) uint8 -> (N, C, R, R) uint8, bilinear with antialiasing, in chunks."""
-    if images.shape[-1] == resolution and images.shape[-2] == resolution:
-        return images
-    out = []
-    for chunk in images.split(4096):
-        y = F.interpolate(chunk.float(), size=(resolution, resolution), mode="bilinear",
-                          antialias=True, align_corners=False)
-        out.append(y.round().clamp(0, 255).to(torch.uint8))
-    return torch.cat(out)
+    return resize_uint8(images, resolution, "bilinear")
 
 
 def _set_channels(images: torch.Tensor, channels: int, where: str) -> torch.Tensor:
-    c = images.shape[1]
-    if c == channels:
-        return images
-    if channels == 3 and c == 1:
-        return images.expand(-1, 3, -1, -1).contiguous()
-    if channels == 1 and c in (3, 4):
-        w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-        return (images[:, :3].float() * w).sum(1, keepdim=True).round().to(torch.uint8)
-    if channels == 3 and c == 4:
-        return images[:, :3].contiguous()
-    raise DataError(f"{where}: images have {c} channels, the recipe asks for {channels}")
+    return match_channels(images, channels, where)
 
 
 def _array_to_nchw(arr: np.ndarray, where: str) -> torch.Tensor:
@@ -135,20 +116,17 @@ def _pick_key(keys, wanted: Optional[str], defaults: list[str], where: str, what
 
 def _load_npz(cfg: DataConfig):
     path = Path(cfg.source)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            keys = list(z.keys())
-            ik = _pick_key(keys, cfg.image_key, [f"x_{cfg.split}", cfg.split, "images", "x"], str(path), "image")
-            if ik is None:
-                raise DataError(f"{path}: no image array for split '{cfg.split}' (found: {', '.join(keys)}); set data.image_key")
-            x = _array_to_nchw(z[ik], f"{path}[{ik}]")
-            y, k = None, None
-            if cfg.label_key != "":
-                lk = _pick_key(keys, cfg.label_key, [f"y_{cfg.split}", "labels", "y"], str(path), "label")
-                if lk is not None:
-                    y, k = _labels(z[lk], x.shape[0], f"{path}[{lk}]")
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read as .npz ({e.__class__.__name__})") from None
+    with open_npz(path) as z:
+        keys = list(z.keys())
+        ik = _pick_key(keys, cfg.image_key, [f"x_{cfg.split}", cfg.split, "images", "x"], str(path), "image")
+        if ik is None:
+            raise DataError(f"{path}: no image array for split '{cfg.split}' (found: {', '.join(keys)}); set data.image_key")
+        x = _array_to_nchw(z[ik], f"{path}[{ik}]")
+        y, k = None, None
+        if cfg.label_key != "":
+            lk = _pick_key(keys, cfg.label_key, [f"y_{cfg.split}", "labels", "y"], str(path), "label")
+            if lk is not None:
+                y, k = _labels(z[lk], x.shape[0], f"{path}[{lk}]")
     return x, y, k
 
 
@@ -166,7 +144,7 @@ def _read_image(path: Path) -> torch.Tensor:
 
 def _load_folder(cfg: DataConfig):
     root = Path(cfg.source)
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = list_images(root, IMAGE_EXTENSIONS, recursive=True)
     if not files:
         raise DataError(f"{root}: no images found (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
     classes = sorted({p.parent.relative_to(root).as_posix() for p in files})
@@ -184,13 +162,7 @@ def _load_folder(cfg: DataConfig):
 
 
 def _load_hub(cfg: DataConfig):
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(cfg.source, split=cfg.split)
-    except Exception as e:  # the datasets library raises many types; keep it to one line
-        msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
-        raise DataError(f"dataset '{cfg.source}' (split '{cfg.split}'): {msg}") from None
+    ds = load_hub(cfg.source, cfg.split, f"dataset '{cfg.source}' (split '{cfg.split}')")
     cols = ds.column_names
     ik = _pick_key(cols, cfg.image_key, ["image", "img", "images"], cfg.source, "image column")
     if ik is None:

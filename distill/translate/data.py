@@ -20,8 +20,8 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from ..data.readers import list_images, load_hub, match_channels, open_npz, pil_to_chw, resize_uint8
 from ..errors import DataError
 
 IMG_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -53,10 +53,8 @@ def _to_float(x: torch.Tensor) -> torch.Tensor:
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x
-    y = F.interpolate(x.float(), size=(size, size), mode="bicubic", align_corners=False, antialias=True)
-    return y.round().clamp(0, 255).to(torch.uint8)
+    """Bicubic with antialiasing (the reference code's PIL resize)."""
+    return resize_uint8(x, size, "bicubic")
 
 
 def augment(x: torch.Tensor, cfg, generator: Optional[torch.Generator]) -> torch.Tensor:
@@ -83,14 +81,11 @@ def augment(x: torch.Tensor, cfg, generator: Optional[torch.Generator]) -> torch
 
 
 def _pil_to_tensor(img, channels: int) -> torch.Tensor:
-    img = img.convert("L" if channels == 1 else "RGB")  # grey images in a colour set -> RGB
-    arr = np.asarray(img, dtype=np.uint8)
-    arr = arr[:, :, None] if arr.ndim == 2 else arr
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)  # (C, H, W)
+    return pil_to_chw(img, "L" if channels == 1 else "RGB")  # grey images in a colour set -> RGB
 
 
 def _list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMG_EXTS) if folder.is_dir() else []
+    return list_images(folder, IMG_EXTS)
 
 
 def _read(path: Path, channels: int, size: int) -> torch.Tensor:
@@ -119,21 +114,12 @@ def _array_to_tensor(arr: np.ndarray, channels: int, what: str) -> torch.Tensor:
 
 def _match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     """(N, C, H, W) uint8: grey -> colour by repetition, colour -> grey by luminance."""
-    if x.shape[1] == channels:
-        return x.contiguous()
-    if x.shape[1] == 1 and channels == 3:
-        return x.expand(-1, 3, -1, -1).contiguous()
-    if x.shape[1] in (3, 4) and channels == 1:
-        w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-        return (x[:, :3].float() * w).sum(1, keepdim=True).round().to(torch.uint8)
-    if x.shape[1] == 4 and channels == 3:
-        return x[:, :3].contiguous()
-    raise DataError(f"cannot convert {x.shape[1]}-channel images to {channels} channels")
+    return match_channels(x, channels).contiguous()
 
 
 def _load_npz(cfg, split, size):
     path = Path(cfg.source)
-    with np.load(path) as z:
+    with open_npz(path) as z:
         keys = list(z.keys())
         out = []
         for d in ("A", "B"):
@@ -188,13 +174,7 @@ def _load_unaligned(cfg, split, size):
 
 
 def _load_hub(cfg, split, size):  # pragma: no cover - needs the Hub
-    try:
-        from datasets import load_dataset
-
-        ds = load_dataset(cfg.source, split=split)
-    except Exception as e:
-        raise DataError(f"data.source '{cfg.source}': not a local path and not loadable from the Hub "
-                        f"({str(e).splitlines()[0] if str(e) else e.__class__.__name__})") from None
+    ds = load_hub(cfg.source, split, f"data.source '{cfg.source}': not a local path and not loadable from the Hub")
     ca, cb = cfg.hub_columns
     for c in (ca, cb):
         if c not in ds.column_names:
