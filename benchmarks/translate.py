@@ -28,7 +28,7 @@ import torch.nn as nn  # noqa: E402
 
 from distill.config import load_recipe  # noqa: E402
 from distill.tasks import run_task  # noqa: E402
-from distill.translate.train import TranslateSession  # noqa: E402
+from distill.translate.train import standalone  # noqa: E402
 
 RECIPES = {"pix2pix": ROOT / "recipes" / "pix2pix-facades.yaml", "cyclegan": ROOT / "recipes" / "cyclegan-horse2zebra.yaml"}
 
@@ -67,10 +67,10 @@ class RefPool:
         return torch.cat(out, 0)
 
 
-def ref_pix2pix(nets, cfg):
+def ref_pix2pix(nets, cfg, tc):
     G, D = nets["G"], nets["D"]
-    oG = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    oD = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    oG = torch.optim.Adam(G.parameters(), lr=tc.learning_rate, betas=(tc.adam_beta1, 0.999))
+    oD = torch.optim.Adam(D.parameters(), lr=tc.learning_rate, betas=(tc.adam_beta1, 0.999))
     crit, l1 = nn.BCEWithLogitsLoss(), nn.L1Loss()
 
     def step(real_A, real_B):
@@ -89,12 +89,12 @@ def ref_pix2pix(nets, cfg):
     return step
 
 
-def ref_cyclegan(nets, cfg):
+def ref_cyclegan(nets, cfg, tc):
     import itertools
 
     G_A, G_B, D_A, D_B = nets["G_A"], nets["G_B"], nets["D_A"], nets["D_B"]
-    oG = torch.optim.Adam(itertools.chain(G_A.parameters(), G_B.parameters()), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    oD = torch.optim.Adam(itertools.chain(D_A.parameters(), D_B.parameters()), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    oG = torch.optim.Adam(itertools.chain(G_A.parameters(), G_B.parameters()), lr=tc.learning_rate, betas=(tc.adam_beta1, 0.999))
+    oD = torch.optim.Adam(itertools.chain(D_A.parameters(), D_B.parameters()), lr=tc.learning_rate, betas=(tc.adam_beta1, 0.999))
     crit, l1 = nn.MSELoss(), nn.L1Loss()
     pool_A, pool_B = RefPool(cfg.pool_size), RefPool(cfg.pool_size)
 
@@ -136,11 +136,11 @@ def step_speed(method: str, recipe, n: int, warmup: int = 5) -> dict:
     independent medians drifted by +-20% between rounds on the shared CPU)."""
     import statistics
 
-    s = TranslateSession(recipe, method, prepare_dir=False)
+    s = standalone(recipe, method)
     ref_nets = {k: copy.deepcopy(s.raw(k)).train() for k in s.nets}
     real_A, real_B = s.batch(0)
     gen = torch.Generator().manual_seed(0)
-    ref = REFERENCE[method](ref_nets, recipe.translate)
+    ref = REFERENCE[method](ref_nets, recipe.translate, recipe.train)
     k = iter(range(10 ** 9))
     # "ours" is a non-logging step (norms off), as the trainer takes 99 of every 100 with log_every 100
     fns = {"ours": lambda: s.method.step(s.nets, s.popts, real_A, real_B, s.accelerator.backward, gen, norms=False),

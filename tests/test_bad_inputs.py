@@ -290,14 +290,14 @@ def test_float_ranges_are_read_as_documented(tmp_path):
 
 @pytest.mark.parametrize("values, msg", [(np.nan, "1 non-finite pixel values"), (9.0, "float pixel values range over")])
 def test_translate_npz_bad_values_name_file_and_key(tmp_path, values, msg):
-    from distill.translate.config import TranslateConfig
+    from distill.translate.config import TranslateDataConfig
     from distill.translate.data import load_translation
 
     a = np.random.default_rng(0).random((2, 8, 8, 3)).astype(np.float32) * 2 - 1
     b = a.copy()
     b[0, 0, 0, 0] = values
     np.savez(tmp_path / "t.npz", trainA=a, trainB=b)
-    cfg = TranslateConfig(source=str(tmp_path / "t.npz"), load_size=8, crop_size=8)
+    cfg = TranslateDataConfig(source=str(tmp_path / "t.npz"), load_size=8, crop_size=8)
     with pytest.raises(DataError, match=rf"t.npz:trainB: {msg}") as e:
         load_translation(cfg)
     assert "\n" not in str(e.value)

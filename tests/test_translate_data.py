@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from distill.errors import DataError
-from distill.translate.config import TranslateConfig
+from distill.translate.config import TranslateDataConfig
 from distill.translate.data import load_translation
 
 from .translate_fixtures import SHARED, make_aligned, make_npz
@@ -13,7 +13,7 @@ from .translate_fixtures import SHARED, make_aligned, make_npz
 def _cfg(src, **kw):
     base = dict(source=str(src), load_size=36, crop_size=32)
     base.update(kw)
-    return TranslateConfig(**base)
+    return TranslateDataConfig(**base)
 
 
 def test_aligned_direction_swap(tmp_path):

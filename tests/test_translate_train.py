@@ -8,7 +8,7 @@ from distill import cli
 from distill.config import recipe_from_dict
 from distill.engine.run_dir import read_metrics
 from distill.tasks import run_task
-from distill.translate.train import TranslateSession
+from distill.translate.train import standalone
 
 from .translate_fixtures import cyclegan_recipe, make_aligned, make_npz, pix2pix_recipe
 
@@ -29,7 +29,7 @@ def _mean(rows, key, sl):
 
 def test_pix2pix_steps_lower_l1_and_evaluate(tmp_path, aligned):
     d = pix2pix_recipe(tmp_path, aligned, max_steps=40, checkpoint_every=1000)
-    d["translate"]["lr"] = 1e-3
+    d["train"]["learning_rate"] = 1e-3
     d["eval"]["num_samples"] = 1  # evaluate at the end
     run = run_task(recipe_from_dict(d))
     rows = read_metrics(run / "metrics.jsonl")
@@ -45,7 +45,7 @@ def test_pix2pix_steps_lower_l1_and_evaluate(tmp_path, aligned):
 
 def test_cyclegan_steps_lower_cycle_loss(tmp_path, npz):
     d = cyclegan_recipe(tmp_path, npz, max_steps=60, checkpoint_every=1000)
-    d["translate"]["lr"] = 1e-3
+    d["train"]["learning_rate"] = 1e-3
     run = run_task(recipe_from_dict(d))
     rows = read_metrics(run / "metrics.jsonl")
     assert {"loss_cycle", "loss_idt"} <= set(rows[0])
@@ -82,7 +82,7 @@ def test_finetune_from_checkpoint_with_frozen_layers(tmp_path, aligned):
 def test_finetune_from_reference_state_dict(tmp_path, aligned):
     """A reference-code checkpoint folder (latest_net_G.pth / latest_net_D.pth, torch.save'd
     state dicts) loads with torch.load(weights_only=True) into the same architecture."""
-    probe = TranslateSession(recipe_from_dict(pix2pix_recipe(tmp_path / "probe", aligned)), "pix2pix", prepare_dir=False)
+    probe = standalone(recipe_from_dict(pix2pix_recipe(tmp_path / "probe", aligned)), "pix2pix")
     ref = tmp_path / "ref"
     ref.mkdir()
     sd_g = {k: torch.randn_like(v.float()).to(v.dtype) if v.is_floating_point() else v
@@ -91,7 +91,7 @@ def test_finetune_from_reference_state_dict(tmp_path, aligned):
     torch.save(probe.raw("D").state_dict(), ref / "latest_net_D.pth")
     d = pix2pix_recipe(tmp_path / "ft", aligned)
     d["translate"]["init_from"] = str(ref)
-    s = TranslateSession(recipe_from_dict(d), "pix2pix", prepare_dir=False)
+    s = standalone(recipe_from_dict(d), "pix2pix")
     assert s.loaded == ["G", "D"]
     for k, v in s.raw("G").state_dict().items():
         assert torch.equal(v, sd_g[k])
@@ -100,7 +100,7 @@ def test_finetune_from_reference_state_dict(tmp_path, aligned):
     from distill.errors import DistillError
 
     with pytest.raises(DistillError, match="do not fit"):
-        TranslateSession(recipe_from_dict(d), "pix2pix", prepare_dir=False)
+        standalone(recipe_from_dict(d), "pix2pix")
 
 
 def test_translate_folder_and_onnx(tmp_path, aligned, capsys):
@@ -159,7 +159,8 @@ def test_recipes_parse():
 
     root = Path(__file__).resolve().parent.parent / "recipes"
     p2p = load_recipe(root / "pix2pix-facades.yaml")
-    assert p2p.task == "pix2pix" and p2p.translate.direction == "BtoA" and p2p.translate.lambda_L1 == 100
+    assert p2p.task == "pix2pix" and p2p.data.direction == "BtoA" and p2p.translate.lambda_L1 == 100
+    assert p2p.train.learning_rate == 2e-4 and p2p.train.adam_beta1 == 0.5 and p2p.train.lr_scheduler == "linear"
     cyc = load_recipe(root / "cyclegan-horse2zebra.yaml")
     assert cyc.task == "cyclegan" and cyc.translate.gan_mode == "lsgan" and cyc.translate.pool_size == 50
 
@@ -189,10 +190,29 @@ def test_grad_norms_only_on_log_steps_and_do_not_change_the_update(tmp_path, ali
         runs[every] = run_task(recipe_from_dict(d))
     rows = read_metrics(runs[3] / "metrics.jsonl")
     assert [r["step"] for r in rows] == [3, 6] and all("grad_norm_g" in r and "grad_norm_d" in r for r in rows)
-    s = TranslateSession(recipe_from_dict(make(tmp_path / "probe", max_steps=6, log_every=3)), method, prepare_dir=False)
+    s = standalone(recipe_from_dict(make(tmp_path / "probe", max_steps=6, log_every=3)), method)
     assert not any(k.startswith("grad_norm") for k in s.step_once(0))  # step 1: not a logging step
     assert {"grad_norm_g", "grad_norm_d"} <= set(s.step_once(2))  # step 3: logged
     for f in (runs[1] / "checkpoints" / "checkpoint-6").glob("*.safetensors"):
         a, b = load_file(str(f)), load_file(str(runs[3] / "checkpoints" / "checkpoint-6" / f.name))
         for k in a:
             assert torch.equal(a[k], b[k]), (f.name, k)
+
+
+def test_old_flat_checkpoint_config_still_loads():
+    """state.json of checkpoints written before the data / train split held every key in "translate"."""
+    import dataclasses
+
+    from distill.errors import DistillError
+    from distill.translate.config import TranslateConfig, TranslateDataConfig, configs_from_state
+
+    old = {**dataclasses.asdict(TranslateDataConfig(source="x.npz", crop_size=32)),
+           **dataclasses.asdict(TranslateConfig(netG="unet_32")),
+           "lr": 2e-4, "lr_d": None, "beta1": 0.5, "beta2": 0.999, "lr_policy": "linear", "lr_decay_fraction": 0.5,
+           "lr_step_size": 50000}
+    cfg, data = configs_from_state({"step": 6, "method": "pix2pix", "translate": old})
+    assert cfg.netG == "unet_32" and data.crop_size == 32 and data.source == "x.npz"
+    new = {"translate": dataclasses.asdict(cfg), "data": dataclasses.asdict(data)}
+    assert configs_from_state(new) == (cfg, data)
+    with pytest.raises(DistillError, match="unknown translate config keys"):
+        configs_from_state({"translate": {**old, "bogus": 1}})

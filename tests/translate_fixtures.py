@@ -34,10 +34,10 @@ def make_npz(path: Path, n=6, size=32):
 def pix2pix_recipe(tmp_path, data, **train):
     return {
         "task": "pix2pix", "name": "tiny-p2p", "output_dir": str(tmp_path / "run"),
-        "translate": {"source": str(data), "netG": "unet_32", "ngf": 8, "ndf": 8, "load_size": 36,
-                      "crop_size": 32, "lr_decay_fraction": 0.5, "sample_count": 2},
+        "data": {"source": str(data), "load_size": 36, "crop_size": 32},
+        "translate": {"netG": "unet_32", "ngf": 8, "ndf": 8, "sample_count": 2},
         "train": {"max_steps": 6, "batch_size": 2, "log_every": 1, "sample_every": 1000, "checkpoint_every": 3,
-                  "seed": 0, **train},
+                  "seed": 0, "lr_decay_fraction": 0.5, **train},
         "eval": {"num_samples": 0},
     }
 
@@ -45,9 +45,9 @@ def pix2pix_recipe(tmp_path, data, **train):
 def cyclegan_recipe(tmp_path, data, **train):
     return {
         "task": "cyclegan", "name": "tiny-cyc", "output_dir": str(tmp_path / "run"),
-        "translate": {"source": str(data), "netG": "resnet_6blocks", "ngf": 8, "ndf": 8, "norm": "instance",
-                      "dropout": False, "gan_mode": "lsgan", "load_size": 32, "crop_size": 32,
-                      "pool_size": 3, "sample_count": 2},
+        "data": {"source": str(data), "load_size": 32, "crop_size": 32},
+        "translate": {"netG": "resnet_6blocks", "ngf": 8, "ndf": 8, "norm": "instance",
+                      "dropout": False, "gan_mode": "lsgan", "pool_size": 3, "sample_count": 2},
         "train": {"max_steps": 6, "batch_size": 2, "log_every": 1, "sample_every": 1000, "checkpoint_every": 3,
                   "seed": 0, **train},
         "eval": {"num_samples": 0},

@@ -27,7 +27,7 @@ def add_arguments(p):
 def main(args) -> int:
     import dataclasses
 
-    from ..config import Recipe, load_recipe
+    from ..config import DataConfig, EvalConfig, load_recipe
     from ..eval.evaluate import evaluate_pipeline
     from ..diffusion.teachers import load_teacher
 
@@ -35,8 +35,11 @@ def main(args) -> int:
     if args.recipe:
         check_input_path(args.recipe, "--recipe", "file")
     check_output_path(args.out, "--out", "dir")
-    recipe = load_recipe(args.recipe) if args.recipe else Recipe(task="teacher")
-    data_cfg, eval_cfg = recipe.data, recipe.eval
+    if args.recipe:
+        recipe = load_recipe(args.recipe)
+        data_cfg, eval_cfg = recipe.data, recipe.eval
+    else:
+        data_cfg, eval_cfg = DataConfig(), EvalConfig()
     pipe = load_teacher(args.pipeline)
     res = pipe.unet.config.sample_size
     data_cfg = dataclasses.replace(data_cfg, resolution=res, channels=pipe.unet.config.in_channels,

@@ -1,4 +1,4 @@
-"""Train a pixel-space diffusion teacher: one readable loop on accelerate.
+"""Train a pixel-space diffusion teacher on the training engine (distill.engine.trainer).
 
 Data flow per optimizer step: global batch indices (EpochSampler) -> images/labels -> noise,
 timesteps and label dropout drawn for the whole global batch from generator(seed, step) ->
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Optional
 
 import torch
 from diffusers import DDPMScheduler
@@ -19,13 +20,13 @@ from ..data import load_images
 from ..errors import DistillError
 from .denoiser import Denoiser
 from .pipelines import DistillPipeline
-from ..engine.run_dir import MetricsLog, prepare_run_dir
 from .sampling import make_scheduler, sample
 from .teachers import TEACHERS, build_noise_scheduler, load_teacher
 from ..viz import save_grid, upscale_for_view
-from ..engine.checkpoint import load_checkpoint, resolve_resume, save_checkpoint
-from ..engine.accelerator import (
-    EpochSampler, generator, make_accelerator, make_ema, make_lr_scheduler, micro_batch_size, progress, shard)
+from ..engine.accelerator import micro_batch_size
+from ..engine.optim import make_ema, make_lr_scheduler
+from ..engine.randomness import EpochSampler, generator, shard
+from ..engine.trainer import Engine, Trainer
 
 
 def build_teacher(recipe, num_classes):
@@ -58,114 +59,106 @@ def export_pipeline(unet, noise_scheduler, path: Path) -> DistillPipeline:
     return pipe
 
 
-def train_teacher(recipe) -> Path:
-    tc = recipe.train
-    run_dir = Path(recipe.output_dir)
-    accelerator = make_accelerator(tc, run_dir)
-    resume = resolve_resume(run_dir, tc.resume_from_checkpoint)
-    prepare_run_dir(recipe, resuming=bool(tc.resume_from_checkpoint), is_main=accelerator.is_main_process)
-    data = load_images(recipe.data)
-    num_classes = data.num_classes if (recipe.teacher.class_conditional and data.labels is not None) else None
-    P, rank = accelerator.num_processes, accelerator.process_index
-    A = tc.gradient_accumulation_steps
-    micro_batch_size(tc.batch_size, A, P)  # validates divisibility
+class TeacherTrainer(Trainer):
+    """One AdamW step of the diffusion loss over `train.gradient_accumulation_steps` slices of the
+    global batch; EMA of the weights; DDIM sample grids; the EMA weights exported at the end."""
 
-    torch.manual_seed(tc.seed)  # weight init
-    unet, noise_scheduler = build_teacher(recipe, num_classes)
-    ema = make_ema(unet.parameters(), tc, model_cls=type(unet), model_config=unet.config)
-    opt = torch.optim.AdamW(unet.parameters(), lr=tc.learning_rate, betas=(tc.adam_beta1, tc.adam_beta2),
-                            weight_decay=tc.weight_decay)
-    lr_sched = make_lr_scheduler(opt, tc)
-    step = 0
-    if resume is not None:
-        step = load_checkpoint(resume, {"unet": unet}, {"optimizer": opt, "lr_scheduler": lr_sched, "ema": ema})["step"]
-        accelerator.print(f"resumed from {resume} at step {step}")
-    unet, opt = accelerator.prepare(unet, opt)
-    ema.to(accelerator.device)
-    raw = accelerator.unwrap_model(unet)
-    null = num_classes  # the null label index equals the number of real classes
+    name = "teacher"
 
-    log = MetricsLog(run_dir / "metrics.jsonl", resume_step=step, enabled=accelerator.is_main_process)
-    if accelerator.is_main_process:
-        accelerator.init_trackers("logs")
-        if step == 0:
-            log.log(0, dataset_size=len(data), processes=accelerator.num_processes)
-    sampler = EpochSampler(len(data), tc.seed)
-    T = noise_scheduler.config.num_train_timesteps
-    slice_size = tc.batch_size // A  # global samples per accumulation slice
-    bar = progress(tc.max_steps, step, accelerator.is_local_main_process, f"teacher {recipe.name}")
-    last_ckpt = None
-    unet.train()
-    while step < tc.max_steps:
+    def __init__(self, recipe):
+        self.recipe = recipe
+
+    def ema_parameters(self):
+        return self.raw.parameters()
+
+    def setup(self, engine) -> None:
+        recipe, tc, acc = self.recipe, engine.tc, engine.accelerator
+        self.engine, self.tc = engine, tc
+        self.data = data = load_images(recipe.data)
+        self.num_classes = (data.num_classes if (recipe.teacher.class_conditional and data.labels is not None)
+                            else None)
+        micro_batch_size(tc.batch_size, tc.gradient_accumulation_steps, acc.num_processes)  # validates divisibility
+
+        torch.manual_seed(tc.seed)  # weight init
+        unet, self.noise_scheduler = build_teacher(recipe, self.num_classes)
+        self.ema = make_ema(unet.parameters(), tc, model_cls=type(unet), model_config=unet.config)
+        opt = torch.optim.AdamW(unet.parameters(), lr=tc.learning_rate, betas=(tc.adam_beta1, tc.adam_beta2),
+                                weight_decay=tc.weight_decay)
+        self.lr_sched = make_lr_scheduler(opt, tc)
+        self.schedulers = [self.lr_sched]
+        self.states = {"optimizer": opt, "lr_scheduler": self.lr_sched, "ema": self.ema}
+        engine.restore({"unet": unet}, self.states)
+        self.unet, self.opt = acc.prepare(unet, opt)
+        self.ema.to(acc.device)
+        self.raw = acc.unwrap_model(self.unet)
+        self.models = {"unet": self.raw}
+        self.null = self.num_classes  # the null label index equals the number of real classes
+        self.sampler = EpochSampler(len(data), tc.seed)
+        self.T = self.noise_scheduler.config.num_train_timesteps
+        self.unet.train()
+
+    def header(self) -> dict:
+        return {"dataset_size": len(self.data), "processes": self.engine.accelerator.num_processes}
+
+    def step(self, step: int) -> dict:
+        tc, acc, unet, opt = self.tc, self.engine.accelerator, self.unet, self.opt
+        A = tc.gradient_accumulation_steps
+        P, rank = acc.num_processes, acc.process_index
+        slice_size = tc.batch_size // A  # global samples per accumulation slice
         losses = []
+        grad_norm = None
         for a in range(A):
-            idx = sampler.indices(step * tc.batch_size + a * slice_size, slice_size)
-            x0, y = data.batch(idx)  # (n, C, H, W), (n,)
+            idx = self.sampler.indices(step * tc.batch_size + a * slice_size, slice_size)
+            x0, y = self.data.batch(idx)  # (n, C, H, W), (n,)
             g = generator(tc.seed, "teacher", step, a)
             noise = torch.randn(x0.shape, generator=g)
-            t = torch.randint(0, T, (slice_size,), generator=g)
-            if y is not None and null is not None:  # classifier-free guidance: drop labels
-                drop = torch.rand(slice_size, generator=g) < recipe.teacher.cond_drop_prob
-                y = torch.where(drop, torch.full_like(y, null), y)
+            t = torch.randint(0, self.T, (slice_size,), generator=g)
+            if y is not None and self.null is not None:  # classifier-free guidance: drop labels
+                drop = torch.rand(slice_size, generator=g) < self.recipe.teacher.cond_drop_prob
+                y = torch.where(drop, torch.full_like(y, self.null), y)
             else:
                 y = None
             x0, noise, t, y = (shard(v, rank, P) for v in (x0, noise, t, y))
-            dev = accelerator.device
-            with accelerator.accumulate(unet):
-                loss = Denoiser.from_scheduler(unet, noise_scheduler).loss(x0.to(dev), noise.to(dev), t.to(dev),
+            dev = acc.device
+            with acc.accumulate(unet):
+                loss = Denoiser.from_scheduler(unet, self.noise_scheduler).loss(x0.to(dev), noise.to(dev), t.to(dev),
                                       y.to(dev) if y is not None else None).mean()
-                accelerator.backward(loss)
+                acc.backward(loss)
                 grad_norm = None
-                if accelerator.sync_gradients:
-                    grad_norm = accelerator.clip_grad_norm_(unet.parameters(), tc.max_grad_norm)
+                if acc.sync_gradients:
+                    grad_norm = acc.clip_grad_norm_(unet.parameters(), tc.max_grad_norm)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
             losses.append(loss.detach())
-        loss = torch.stack(losses).mean()
-        if not torch.isfinite(loss):
-            where = f"; last good checkpoint: {last_ckpt}" if last_ckpt else ""
-            raise DistillError(f"non-finite loss at step {step}{where}")
-        lr_sched.step()
-        ema.step(raw.parameters())
-        step += 1
-        bar.update(1)
+        gn = grad_norm.detach() if isinstance(grad_norm, torch.Tensor) else float("nan" if grad_norm is None else grad_norm)
+        return {"loss": torch.stack(losses).mean(), "grad_norm": gn}
 
-        if step % tc.log_every == 0 or step == tc.max_steps:
-            loss_all = accelerator.reduce(loss, reduction="mean").item()
-            gn = float(grad_norm) if grad_norm is not None else float("nan")
-            row = log.log(step, loss=loss_all, grad_norm=gn, lr=lr_sched.get_last_lr()[0])
-            accelerator.log({k: v for k, v in row.items() if isinstance(v, float)}, step=step)
-            bar.set_postfix(loss=f"{loss_all:.4f}")
-        if accelerator.is_main_process and (step % tc.sample_every == 0 or step == tc.max_steps):
-            ema.store(raw.parameters())
-            ema.copy_to(raw.parameters())
-            raw.eval()
-            sample_grid(raw, noise_scheduler, num_classes, recipe.data.resolution, recipe.data.channels,
-                        run_dir / "samples" / f"step-{step:07d}.png", seed=tc.seed)
-            raw.train()
-            ema.restore(raw.parameters())
-        interrupted = tc.interrupt_at is not None and step >= tc.interrupt_at
-        if step % tc.checkpoint_every == 0 or step == tc.max_steps or interrupted:
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                last_ckpt = save_checkpoint(run_dir, step, {"unet": raw},
-                                            {"optimizer": opt.optimizer, "lr_scheduler": lr_sched, "ema": ema},
-                                            total_limit=tc.checkpoints_total_limit)
-        if interrupted:
-            bar.close()
-            accelerator.print(f"interrupted at step {step} (train.interrupt_at); resume with "
-                              f"train.resume_from_checkpoint=latest")
-            accelerator.end_training()
-            return run_dir
-    bar.close()
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        final = copy.deepcopy(raw).eval()
-        ema.copy_to(final.parameters())
-        pipe = export_pipeline(final, noise_scheduler, run_dir / "pipeline")
+    def log_extras(self) -> dict:
+        return {"lr": self.lr_sched.get_last_lr()[0]}
+
+    def postfix(self, vals: dict) -> dict:
+        return {"loss": f"{vals['loss']:.4f}"}
+
+    def sample(self, step: int) -> Optional[dict]:
+        d = self.recipe.data
+        self.raw.eval()
+        sample_grid(self.raw, self.noise_scheduler, self.num_classes, d.resolution, d.channels,
+                    self.engine.run_dir / "samples" / f"step-{step:07d}.png", seed=self.tc.seed)
+        self.raw.train()
+        return None
+
+    def finish(self) -> None:
+        engine, recipe = self.engine, self.recipe
+        if not engine.is_main:
+            return
+        final = copy.deepcopy(self.raw).eval()
+        self.ema.copy_to(final.parameters())
+        pipe = export_pipeline(final, self.noise_scheduler, engine.run_dir / "pipeline")
         if recipe.eval.num_samples > 0:
             from ..eval.evaluate import evaluate_pipeline
 
-            evaluate_pipeline(pipe, recipe.eval, recipe.data, run_dir / "eval")
-    accelerator.end_training()
-    return run_dir
+            evaluate_pipeline(pipe, recipe.eval, recipe.data, engine.run_dir / "eval")
+
+
+def train_teacher(recipe) -> Path:
+    return Engine(recipe).fit(TeacherTrainer(recipe))

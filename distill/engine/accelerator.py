@@ -1,14 +1,14 @@
-"""Pieces every trainer shares: the accelerator, deterministic batches and randomness, the
-global/micro batch arithmetic, and the progress bar."""
+"""The accelerator, FSDP wrapping and the global/micro batch arithmetic.
+
+Randomness (seed_for, generator, EpochSampler, shard) lives in randomness.py, the EMA, LR schedules and
+the gradient norm in optim.py, the progress bar in trainer.py; they are re-exported here for the code
+that still imports them from this module."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-from typing import Optional
 
-import torch
 from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration
 
@@ -51,36 +51,6 @@ def whole_fsdp_unit(accelerator):
             plugin.auto_wrap_policy = saved
 
 
-def make_ema(parameters, train_cfg, **kw):
-    """diffusers' EMAModel with the recipe's decay and warm-up (`train.ema_decay`, `train.ema_power`)."""
-    from diffusers.training_utils import EMAModel
-
-    p = train_cfg.ema_power
-    if p is not None and not 0 < p <= 1:
-        raise RecipeError(f"train.ema_power: must be in (0, 1], got {p}")
-    warm = {} if p is None else {"use_ema_warmup": True, "inv_gamma": 1.0, "power": p}
-    return EMAModel(parameters, decay=train_cfg.ema_decay, **warm, **kw)
-
-
-def make_lr_scheduler(optimizer, train_cfg):
-    """`train.lr_scheduler`: "wsd" here, any other name from diffusers' get_scheduler."""
-    from diffusers.optimization import get_scheduler
-
-    tc = train_cfg
-    if tc.lr_scheduler != "wsd":
-        return get_scheduler(tc.lr_scheduler, optimizer, num_warmup_steps=tc.lr_warmup_steps,
-                             num_training_steps=tc.max_steps)
-    if not 0 < tc.lr_decay_fraction <= 1:
-        raise RecipeError(f"train.lr_decay_fraction: must be in (0, 1], got {tc.lr_decay_fraction}")
-    T, W = tc.max_steps, tc.lr_warmup_steps
-    D = min(max(W, round(T * (1 - tc.lr_decay_fraction))), T - 1)  # first step of the decay
-
-    def factor(s):  # s: optimizer steps taken so far
-        return min(1.0, s / W) if s < W else (1.0 if s < D else max(0.0, (T - s) / (T - D)))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def micro_batch_size(global_batch: int, accum: int, num_processes: int) -> int:
     """Per-process micro batch: global = micro * accumulation * processes."""
     div = accum * num_processes
@@ -91,50 +61,12 @@ def micro_batch_size(global_batch: int, accum: int, num_processes: int) -> int:
     return global_batch // div
 
 
-def seed_for(*parts) -> int:
-    """A 63-bit seed from any tuple of ints/strings (stable across runs and machines)."""
-    h = hashlib.sha256(repr(parts).encode()).digest()
-    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
-
-
-def generator(*parts, device="cpu") -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed_for(*parts))
-
-
-class EpochSampler:
-    """Sample indices as a pure function of the step: epoch e uses permutation
-    randperm(N, seed=(seed, e)); global batch position p maps to perm_{p // N}[p % N].
-    Resuming at step s therefore sees exactly the batches an uninterrupted run would."""
-
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed = n, seed
-        self._cache: dict[int, torch.Tensor] = {}
-
-    def _perm(self, epoch: int) -> torch.Tensor:
-        if epoch not in self._cache:
-            if len(self._cache) > 2:
-                self._cache.pop(min(self._cache))
-            self._cache[epoch] = torch.randperm(self.n, generator=generator(self.seed, "epoch", epoch))
-        return self._cache[epoch]
-
-    def indices(self, start: int, count: int) -> torch.Tensor:
-        pos = torch.arange(start, start + count)
-        out = torch.empty(count, dtype=torch.long)
-        for e in pos.div(self.n, rounding_mode="floor").unique().tolist():
-            m = pos.div(self.n, rounding_mode="floor") == e
-            out[m] = self._perm(e)[pos[m] % self.n]
-        return out
-
-
-def shard(x: Optional[torch.Tensor], rank: int, num_processes: int):
-    """This process's contiguous slice of a global-batch tensor."""
-    if x is None:
-        return None
-    n = x.shape[0] // num_processes
-    return x[rank * n:(rank + 1) * n]
+from .optim import grad_norm, make_ema, make_lr_scheduler  # noqa: E402,F401  (moved; re-exported)
+from .randomness import EpochSampler, generator, seed_for, shard  # noqa: E402,F401  (moved; re-exported)
 
 
 def progress(total: int, initial: int, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
+    """Moved to trainer.py (re-exported here)."""
+    from .trainer import progress as _progress
 
-    return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, dynamic_ncols=True)
+    return _progress(total, initial, enabled, desc)

@@ -1,17 +1,21 @@
-"""The training engine: one outer loop for every trainer (teacher, distillation, translators).
+"""One training engine for every trainer: the outer skeleton, written once.
 
-The engine owns the accelerator, the run folder (resolved recipe, metrics.jsonl, TensorBoard logs,
-sample grids, checkpoints), resume, the progress bar, the LR schedules' and the EMA's steps, the
-non-finite guard, logging, periodic samples, atomic checkpoints, `interrupt_at` and the end of
-training. A task supplies a `Trainer`: its models and optimizers (`setup`) and one optimizer step
-(`step`), which returns that step's metrics.
+A task subclasses `Trainer` (what one step does, which objects are checkpointed, how samples are
+drawn and what is exported at the end); `Engine(recipe).fit(trainer)` runs it:
 
-Per step:  m = trainer.step(step) -> guard -> LR schedules, EMA -> step += 1 -> log (means over
-processes) -> samples (main process, EMA weights) -> checkpoint -> interrupt?
+  setup -> (resume) -> metrics.jsonl, TensorBoard, a step-0 row of run facts -> per step:
+  trainer.step(step) -> non-finite guard over every metric -> LR schedulers -> EMA -> step += 1 ->
+  log (every train.log_every and at the end; metrics averaged over processes) -> sample grids
+  (main process, EMA weights swapped in) -> atomic checkpoint (every train.checkpoint_every, at
+  the end and at train.interrupt_at, keeping train.checkpoints_total_limit) -> trainer.finish().
+
+Randomness is a function of (seed, step) inside each trainer, so a run resumed from a checkpoint
+repeats an uninterrupted one exactly.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -19,133 +23,174 @@ import torch
 
 from ..errors import DistillError
 from .accelerator import make_accelerator
-from .checkpoint import load_checkpoint, resolve_resume, save_all
+from .checkpoint import is_fsdp, load_checkpoint, load_optimizers, resolve_resume, save_all
 from .run_dir import MetricsLog, prepare_run_dir
 
 
 def progress(total: int, initial: int, enabled: bool, desc: str):
-    """A tqdm bar with rate and ETA."""
+    """A tqdm bar over optimizer steps (rate and ETA), on the local main process only."""
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, dynamic_ncols=True)
 
 
 class Trainer:
-    """What a task supplies to the engine; see the module docstring."""
+    """What a task supplies to the engine. Set `models` / `states` (and `schedulers`, `ema`, `owners`)
+    in `setup`; everything else has a do-nothing default."""
 
     name: str = "train"  # progress-bar label
-    models: dict = {}  # checkpointed weights: raw modules or objects with state_dict/load_state_dict
-    states: dict = {}  # raw optimizers, LR schedulers, EMA: anything with state_dict
-    owners: dict = {}  # optimizer name -> the prepared model it steps (FSDP gathers its state)
-    schedulers: list = []  # stepped once per optimizer step
-    ema = None  # diffusers EMAModel or None
+    models: dict  # checkpointed weights: raw (unwrapped) nn.Modules or objects with state_dict/load_state_dict
+    states: dict  # raw torch optimizers, LR schedulers, EMA, anything with state_dict (-> <name>.pt)
+    owners: dict = {}  # optimizer name in `states` -> the prepared model it steps (FSDP gathering)
+    schedulers: list = []  # LR schedulers, stepped once per optimizer step by the engine
+    ema = None  # a diffusers EMAModel, stepped after the schedulers; swapped in for `sample`
 
     def ema_parameters(self):
-        raise NotImplementedError
+        """The parameters the EMA tracks (the raw model's)."""
+        raise NotImplementedError(f"{type(self).__name__}: ema is set but ema_parameters() is not defined")
 
     def setup(self, engine: "Engine") -> None:
+        """Build data, models, optimizers; call `engine.restore(self.models, self.states)`."""
         raise NotImplementedError
 
     def header(self) -> dict:
+        """Extra keys of the step-0 metrics row (dataset_size, processes, ...)."""
         return {}
 
     def step(self, step: int) -> dict:
+        """One optimizer step (step -> step + 1); -> metrics (tensors or floats)."""
         raise NotImplementedError
 
     def log_extras(self) -> dict:
+        """Extra keys of each logged row (lr, ...)."""
         return {}
 
     def postfix(self, vals: dict) -> dict:
+        """Progress-bar postfix from the reduced metrics of a logged step."""
         return {}
 
     def sample(self, step: int) -> Optional[dict]:
+        """Main process only, at train.sample_every and the last step (EMA weights swapped in);
+        returned keys are logged at `step`."""
         return None
 
     def checkpoint_extra(self) -> dict:
+        """Extra keys of a checkpoint's state.json."""
         return {}
 
     def finish(self) -> None:
-        pass
+        """After the last step, on every process (FSDP gathers); export on the main one."""
 
 
-def check_finite(m: dict, step: int, last_ckpt) -> None:
-    """Stop with a one-line error naming the non-finite metrics and the last good checkpoint."""
-    bad = [k for k, v in m.items() if not torch.isfinite(torch.as_tensor(v, dtype=torch.float32)).all()]
-    if bad:
-        where = f"; the last good checkpoint is {last_ckpt}" if last_ckpt else "; no checkpoint was written yet"
-        raise DistillError(f"non-finite {', '.join(bad)} at step {step + 1}: stopped{where} (lower the learning rates)")
+def _scalar(v) -> torch.Tensor:
+    if isinstance(v, torch.Tensor):
+        return v.detach().float().reshape(())
+    return torch.tensor(float(v), dtype=torch.float64)
 
 
 class Engine:
-    def __init__(self, recipe):
+    """Owns the accelerator, the run folder and the loop; `fit(trainer)` trains and returns the run folder.
+
+    `prepare_dir=False` skips creating the run folder (a trainer set up only to time its steps)."""
+
+    def __init__(self, recipe, prepare_dir: bool = True):
         self.recipe, self.tc = recipe, recipe.train
         self.run_dir = Path(recipe.output_dir)
         self.accelerator = make_accelerator(self.tc, self.run_dir)
-        self.device, self.is_main = self.accelerator.device, self.accelerator.is_main_process
+        self.device = self.accelerator.device
+        self.is_main = self.accelerator.is_main_process
         self.resume = resolve_resume(self.run_dir, self.tc.resume_from_checkpoint)
-        prepare_run_dir(recipe, resuming=bool(self.tc.resume_from_checkpoint), is_main=self.is_main)
+        if prepare_dir:
+            prepare_run_dir(recipe, resuming=bool(self.tc.resume_from_checkpoint), is_main=self.is_main)
         self.step = 0
+        self.resumed_state: dict = {}  # the resumed checkpoint's state.json
+        self.last_checkpoint: Optional[Path] = None
+        self.trainer: Optional[Trainer] = None
+        self._deferred: dict = {}
+
+    def logs_at(self, step: int) -> bool:
+        """Whether the step that ends at `step` writes a metrics row."""
+        return step % self.tc.log_every == 0 or step == self.tc.max_steps
 
     def restore(self, models: dict, states: dict) -> int:
-        """Load the resume checkpoint (if any) into `models` and `states`; the step it was written at."""
-        if self.resume is not None:
-            self.step = load_checkpoint(self.resume, models, states)["step"]
-            self.accelerator.print(f"resumed from {self.resume} at step {self.step}")
+        """Load the resume checkpoint (if any) into `models` and `states`; -> its step (0 otherwise).
+        Under FSDP the optimizers named in the trainer's `owners` are loaded after `setup`, into the
+        sharded optimizers of the prepared models."""
+        if self.resume is None:
+            return 0
+        owned = set(getattr(self.trainer, "owners", None) or {}) if is_fsdp(self.accelerator) else set()
+        self._deferred = {k: states[k] for k in owned if k in states}
+        self.resumed_state = load_checkpoint(self.resume, models, {k: v for k, v in states.items() if k not in owned})
+        self.step = self.resumed_state["step"]
+        self.accelerator.print(f"resumed from {self.resume} at step {self.step}")
         return self.step
 
-    def _with_ema(self, trainer, fn):
-        if trainer.ema is None:
-            return fn()
-        params = list(trainer.ema_parameters())
-        trainer.ema.store(params)
-        trainer.ema.copy_to(params)
-        try:
-            return fn()
-        finally:
-            trainer.ema.restore(params)
+    def save(self, trainer: Trainer) -> Optional[Path]:
+        path = save_all(self.accelerator, self.run_dir, self.step, trainer.models, trainer.states, trainer.owners,
+                        total_limit=self.tc.checkpoints_total_limit, extra=trainer.checkpoint_extra())
+        if path is not None:
+            self.last_checkpoint = path
+        return path
 
-    def _log(self, log, bar, trainer, step: int, m: dict) -> None:
-        acc = self.accelerator
-        vals = {k: acc.reduce(torch.as_tensor(v, device=self.device, dtype=torch.float32), reduction="mean").item()
-                for k, v in sorted(m.items())}
-        row = log.log(step, **vals, **trainer.log_extras())
-        acc.log({k: v for k, v in row.items() if isinstance(v, float)}, step=step)
-        bar.set_postfix(**trainer.postfix(vals))
+    def _check_finite(self, step: int, metrics: dict) -> None:
+        if not metrics:
+            return
+        vals = torch.stack([_scalar(v).to("cpu", torch.float64) for v in metrics.values()])
+        if bool(torch.isfinite(vals).all()):
+            return
+        bad = ", ".join(f"{k}={float(v)}" for k, v in zip(metrics, vals.tolist()) if not math.isfinite(v))
+        where = f"; last good checkpoint: {self.last_checkpoint}" if self.last_checkpoint else ""
+        raise DistillError(f"non-finite {bad} at step {step}{where}")
+
+    def _log(self, log: MetricsLog, step: int, vals: dict) -> dict:
+        row = log.log(step, **vals)
+        self.accelerator.log({k: v for k, v in row.items() if isinstance(v, float)}, step=step)
+        return row
 
     def fit(self, trainer: Trainer) -> Path:
         acc, tc, run_dir = self.accelerator, self.tc, self.run_dir
+        self.trainer = trainer
         trainer.setup(self)
-        step = self.step
-        log = MetricsLog(run_dir / "metrics.jsonl", resume_step=step, enabled=self.is_main)
+        if self._deferred:
+            load_optimizers(acc, self.resume, {k: (trainer.owners[k], o) for k, o in self._deferred.items()})
+            self._deferred = {}
+        log = MetricsLog(run_dir / "metrics.jsonl", resume_step=self.step, enabled=self.is_main)
         if self.is_main:
             acc.init_trackers("logs")
-            if step == 0:
-                log.log(0, **trainer.header())
-        bar = progress(tc.max_steps, step, acc.is_local_main_process, trainer.name)
-        last_ckpt = None
-        while step < tc.max_steps:
-            m = trainer.step(step)
-            check_finite(m, step, last_ckpt)
+            head = trainer.header()
+            if self.step == 0 and head:
+                log.log(0, **head)
+        bar = progress(tc.max_steps, self.step, acc.is_local_main_process, f"{trainer.name} {self.recipe.name}")
+        while self.step < tc.max_steps:
+            metrics = trainer.step(self.step)
+            self._check_finite(self.step, metrics)
             for s in trainer.schedulers:
                 s.step()
             if trainer.ema is not None:
                 trainer.ema.step(trainer.ema_parameters())
-            step = self.step = step + 1
+            self.step += 1
             bar.update(1)
-            if step % tc.log_every == 0 or step == tc.max_steps:
-                self._log(log, bar, trainer, step, m)
+            step = self.step
+
+            if self.logs_at(step):
+                vals = {k: acc.reduce(_scalar(metrics[k]).to(self.device), reduction="mean").item()
+                        for k in sorted(metrics)}
+                vals.update(trainer.log_extras())
+                self._log(log, step, vals)
+                post = trainer.postfix(vals)
+                if post:
+                    bar.set_postfix(**post)
             if self.is_main and (step % tc.sample_every == 0 or step == tc.max_steps):
-                out = self._with_ema(trainer, lambda: trainer.sample(step))
+                out = self._sample(trainer, step)
                 if out:
-                    log.log(step, **out)
+                    self._log(log, step, out)
             interrupted = tc.interrupt_at is not None and step >= tc.interrupt_at
             if step % tc.checkpoint_every == 0 or step == tc.max_steps or interrupted:
-                last_ckpt = save_all(acc, run_dir, step, trainer.models, trainer.states, trainer.owners,
-                                     tc.checkpoints_total_limit, extra=trainer.checkpoint_extra()) or last_ckpt
+                self.save(trainer)
             if interrupted:
                 bar.close()
                 acc.print(f"interrupted at step {step} (train.interrupt_at); resume with "
-                          "train.resume_from_checkpoint=latest")
+                          f"train.resume_from_checkpoint=latest")
                 acc.end_training()
                 return run_dir
         bar.close()
@@ -153,3 +198,15 @@ class Engine:
         trainer.finish()
         acc.end_training()
         return run_dir
+
+    def _sample(self, trainer: Trainer, step: int):
+        ema = trainer.ema
+        if ema is None:
+            return trainer.sample(step)
+        params = list(trainer.ema_parameters())
+        ema.store(params)
+        ema.copy_to(params)
+        try:
+            return trainer.sample(step)
+        finally:
+            ema.restore(params)

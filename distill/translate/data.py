@@ -197,12 +197,12 @@ def _load_hub(cfg, split, size):  # pragma: no cover - needs the Hub
 
         ds = load_dataset(cfg.source, split=split)
     except Exception as e:
-        raise DataError(f"translate.source '{cfg.source}': not a local path and not loadable from the Hub "
+        raise DataError(f"data.source '{cfg.source}': not a local path and not loadable from the Hub "
                         f"({str(e).splitlines()[0] if str(e) else e.__class__.__name__})") from None
     ca, cb = cfg.hub_columns
     for c in (ca, cb):
         if c not in ds.column_names:
-            raise DataError(f"{cfg.source}: no column '{c}' (columns: {', '.join(ds.column_names)}); set translate.hub_columns")
+            raise DataError(f"{cfg.source}: no column '{c}' (columns: {', '.join(ds.column_names)}); set data.hub_columns")
     a = _stack([_resize(_pil_to_tensor(r[ca], cfg.input_nc)[None], size)[0] for r in ds], cfg.source)
     b = _stack([_resize(_pil_to_tensor(r[cb], cfg.output_nc)[None], size)[0] for r in ds], cfg.source)
     return a, b, True

@@ -65,15 +65,16 @@ def _grid(columns, path: Path, n: int = 8) -> Path:
 
 
 @torch.no_grad()
-def evaluate_run(run_dir: Path, nets: dict, method: str, cfg, train_it_per_s: Optional[float] = None) -> dict:
+def evaluate_run(run_dir: Path, nets: dict, method: str, cfg, data_cfg, train_it_per_s: Optional[float] = None) -> dict:
+    """`cfg`: the `translate:` section (evaluation keys), `data_cfg`: the `data:` section."""
     run_dir = Path(run_dir)
-    data = load_translation(cfg, cfg.eval_split, train=False)
+    data = load_translation(data_cfg, cfg.eval_split, train=False)
     n = cfg.eval_max_images
     a, b = (data.a[:n], data.b[:n]) if n else (data.a, data.b)
     real_A, real_B = a.float() / 127.5 - 1, b.float() / 127.5 - 1
     for net in nets.values():
         net.eval()
-    result = {"method": method, "split": cfg.eval_split, "direction": cfg.direction, "crop_size": cfg.crop_size}
+    result = {"method": method, "split": cfg.eval_split, "direction": data_cfg.direction, "crop_size": data_cfg.crop_size}
     if train_it_per_s is not None:
         result["train_it_per_s"] = train_it_per_s
     if method == "pix2pix":
@@ -90,7 +91,7 @@ def evaluate_run(run_dir: Path, nets: dict, method: str, cfg, train_it_per_s: Op
             from .domain import load_domain_classifier
 
             clf = load_domain_classifier(cfg.domain_classifier)
-            tb = 1 if cfg.direction == "AtoB" else 0  # the classifier's label of our output domain b
+            tb = 1 if data_cfg.direction == "AtoB" else 0  # the classifier's label of our output domain b
             result["classifier"] = {"spec": cfg.domain_classifier, **getattr(clf, "info", {})}
             result["AtoB"] = unpaired_metrics(clf, fake_B, real_A, real_B, tb, rec_A)
             result["BtoA"] = unpaired_metrics(clf, fake_A, real_B, real_A, 1 - tb, rec_B)
@@ -135,16 +136,16 @@ def evaluate_checkpoint(checkpoint: str | Path, out_dir: Optional[str | Path] = 
     """Evaluate a saved checkpoint (all its generators) into `out_dir` (default: its run folder)."""
     from .infer import resolve_checkpoint
     from .methods import METHODS
-    from .config import TranslateConfig
+    from .config import configs_from_state
     from .weights import load_into, read_state_dict
 
     ckpt = resolve_checkpoint(checkpoint)
     state = json.loads((ckpt / "state.json").read_text())
     if "translate" not in state:
         raise DistillError(f"{ckpt}: not a pix2pix / CycleGAN checkpoint")
-    cfg = TranslateConfig(**state["translate"])
-    m = METHODS[state["method"]](cfg)
+    cfg, data_cfg = configs_from_state(state, str(ckpt / "state.json"))
+    m = METHODS[state["method"]](cfg, data_cfg)
     nets = {g: m.nets[g] for g in m.generators}
     for name, net in nets.items():
         load_into(net, read_state_dict(ckpt / f"{name}.safetensors"), str(ckpt))
-    return evaluate_run(Path(out_dir) if out_dir else ckpt.parent.parent, nets, state["method"], cfg)
+    return evaluate_run(Path(out_dir) if out_dir else ckpt.parent.parent, nets, state["method"], cfg, data_cfg)

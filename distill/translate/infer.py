@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from ..errors import DistillError
 from ..engine.checkpoint import checkpoint_dirs, resolve_resume
-from .config import TranslateConfig
+from .config import TranslateConfig, configs_from_state
 from .data import IMG_EXTS, _pil_to_tensor, _resize
 from .networks import build_generator
 from .weights import load_into, read_state_dict
@@ -39,16 +39,17 @@ def load_generator(checkpoint: str | Path, reverse: bool = False) -> tuple[nn.Mo
     state = json.loads((ckpt / "state.json").read_text())
     if "translate" not in state:
         raise DistillError(f"{ckpt}: not a pix2pix / CycleGAN checkpoint (no translate config)")
-    cfg = TranslateConfig(**state["translate"])
+    cfg, data = configs_from_state(state, str(ckpt / "state.json"))
     if state.get("method") == "cyclegan":
-        name, (i, o) = ("G_B", (cfg.output_nc, cfg.input_nc)) if reverse else ("G_A", (cfg.input_nc, cfg.output_nc))
+        name, (i, o) = ("G_B", (data.output_nc, data.input_nc)) if reverse else ("G_A", (data.input_nc, data.output_nc))
     else:
         if reverse:
             raise DistillError("--reverse needs a CycleGAN checkpoint (pix2pix has one generator)")
-        name, (i, o) = "G", (cfg.input_nc, cfg.output_nc)
+        name, (i, o) = "G", (data.input_nc, data.output_nc)
     G = build_generator(cfg, i, o)
     load_into(G, read_state_dict(ckpt / f"{name}.safetensors"), str(ckpt / f"{name}.safetensors"))
     G.in_channels = i
+    G.crop_size = data.crop_size  # the training crop: the default size of translate_images / export_onnx
     return G.eval(), cfg
 
 
@@ -94,7 +95,7 @@ def translate_images(G: nn.Module, cfg: TranslateConfig, inp: str | Path, out: s
 
     inp, out = Path(inp), Path(out)
     files = _collect(inp)
-    size = size or cfg.crop_size
+    size = size or G.crop_size
     div = getattr(G, "divisor", 1)
     if size % div:
         raise DistillError(f"--size {size} must be a multiple of {div} for {cfg.netG}")
@@ -122,7 +123,7 @@ def export_onnx(G: nn.Module, cfg: TranslateConfig, path: str | Path, size: Opti
                 check: bool = True) -> dict:
     """Export G (eval mode, dynamic batch) to ONNX; with onnxruntime installed, compare its output
     to PyTorch's on random inputs. -> {"path", "max_abs_diff" or None}"""
-    size = size or cfg.crop_size
+    size = size or G.crop_size
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     G = G.eval()

@@ -2,6 +2,7 @@
 `optimize_parameters`. Each method owns its networks (`nets`, reference names), says which are
 generators (one Adam "G") and discriminators (one Adam "D"), and returns logged scalars.
 
+`cfg` is the recipe's `translate:` section, `data` its `data:` section (channels).
 `backward` is the accelerator's (mixed precision); generators / discriminators passed in are
 the accelerate-prepared modules. Gradient norms are computed only when `norms` is true (the
 trainer asks on logging steps): they are for the logs, not for the update.
@@ -15,6 +16,7 @@ from ..errors import RecipeError
 from .losses import d_loss, g_adv_loss, get_gan_mode, l1
 from .networks import build_discriminator, build_generator
 from .pool import ImagePool
+from ..engine.optim import grad_norm
 
 
 def set_requires_grad(nets, flag: bool) -> None:
@@ -23,22 +25,16 @@ def set_requires_grad(nets, flag: bool) -> None:
             p.requires_grad_(flag)
 
 
-def grad_norm(nets) -> torch.Tensor:
-    """Global L2 norm of the gradients of `nets` (torch's fused total norm)."""
-    return torch.nn.utils.get_total_norm([p.grad.detach().float() for n in nets for p in n.parameters()
-                                          if p.grad is not None])
-
-
 class Pix2Pix:
     """G: A -> B (U-Net); D: conditional PatchGAN on cat(A, B) (B, in+out, H, W).
     G* = arg min_G max_D L_cGAN(G, D) + lambda L_L1(G)   (Eq. 4, pix2pix)."""
 
     generators, discriminators, pools = ("G",), ("D",), ()
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, data):
         self.cfg, self.mode = cfg, get_gan_mode(cfg.gan_mode)
-        self.nets = {"G": build_generator(cfg, cfg.input_nc, cfg.output_nc),
-                     "D": build_discriminator(cfg, cfg.input_nc + cfg.output_nc)}
+        self.nets = {"G": build_generator(cfg, data.input_nc, data.output_nc),
+                     "D": build_discriminator(cfg, data.input_nc + data.output_nc)}
         self.state = {}
 
     def step(self, nets, opts, real_A, real_B, backward, gen, norms: bool = True) -> dict:
@@ -79,14 +75,15 @@ class CycleGAN:
 
     generators, discriminators, pools = ("G_A", "G_B"), ("D_A", "D_B"), ("pool_A", "pool_B")
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, data):
         self.cfg, self.mode = cfg, get_gan_mode(cfg.gan_mode)
-        if cfg.lambda_identity > 0 and cfg.input_nc != cfg.output_nc:
-            raise RecipeError("translate.lambda_identity > 0 needs input_nc == output_nc")
-        self.nets = {"G_A": build_generator(cfg, cfg.input_nc, cfg.output_nc),
-                     "G_B": build_generator(cfg, cfg.output_nc, cfg.input_nc),
-                     "D_A": build_discriminator(cfg, cfg.output_nc),
-                     "D_B": build_discriminator(cfg, cfg.input_nc)}
+        i, o = data.input_nc, data.output_nc
+        if cfg.lambda_identity > 0 and i != o:
+            raise RecipeError("translate.lambda_identity > 0 needs data.input_nc == data.output_nc")
+        self.nets = {"G_A": build_generator(cfg, i, o),
+                     "G_B": build_generator(cfg, o, i),
+                     "D_A": build_discriminator(cfg, o),
+                     "D_B": build_discriminator(cfg, i)}
         self.state = {"pool_A": ImagePool(cfg.pool_size), "pool_B": ImagePool(cfg.pool_size)}
 
     def step(self, nets, opts, real_A, real_B, backward, gen, norms: bool = True) -> dict:
