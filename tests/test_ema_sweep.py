@@ -62,7 +62,7 @@ def test_replay_needs_the_end_checkpoint(tmp_path):
 def test_ema_power_one_is_the_running_mean():
     """train.ema_power = 1: decay_n = 1 - 1/n, the mean of every step's weights (diffusers' use_ema_warmup)."""
     from distill.config import TrainConfig
-    from distill.engine.accelerator import make_ema
+    from distill.engine.optim import make_ema
 
     net = torch.nn.Linear(3, 2)
     ema = make_ema(net.parameters(), TrainConfig(ema_decay=0.9999, ema_power=1.0))
@@ -82,7 +82,7 @@ def test_ema_power_one_is_the_running_mean():
 def test_ema_power_out_of_range_is_a_recipe_error():
     from distill.config import TrainConfig
     from distill.errors import RecipeError
-    from distill.engine.accelerator import make_ema
+    from distill.engine.optim import make_ema
 
     with pytest.raises(RecipeError, match="train.ema_power"):
         make_ema(torch.nn.Linear(2, 2).parameters(), TrainConfig(ema_power=1.5))
@@ -90,7 +90,7 @@ def test_ema_power_out_of_range_is_a_recipe_error():
 
 def test_wsd_schedule_is_constant_then_decays_linearly_to_zero():
     from distill.config import TrainConfig
-    from distill.engine.accelerator import make_lr_scheduler
+    from distill.engine.optim import make_lr_scheduler
 
     opt = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0)
     sched = make_lr_scheduler(opt, TrainConfig(lr_scheduler="wsd", max_steps=100, lr_warmup_steps=10,

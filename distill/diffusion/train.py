@@ -1,7 +1,7 @@
 """Train a pixel-space diffusion teacher on the training engine (distill.engine.trainer).
 
 Data flow per optimizer step: global batch indices (EpochSampler) -> images/labels -> noise,
-timesteps and label dropout drawn for the whole global batch from generator(seed, step) ->
+timesteps and label dropout drawn for the whole global batch from rng(seed, step) ->
 this process's shard -> `Denoiser.loss` (B,) -> backward under `accelerator.accumulate` ->
 clip, AdamW, LR schedule, EMA. Checkpoints every `checkpoint_every` steps; sample grids every
 `sample_every`; the EMA weights are exported as a `DistillPipeline` and evaluated at the end.
@@ -25,7 +25,7 @@ from .teachers import TEACHERS, build_noise_scheduler, load_teacher
 from ..viz import save_grid, upscale_for_view
 from ..engine.accelerator import micro_batch_size
 from ..engine.optim import make_ema, make_lr_scheduler
-from ..engine.randomness import EpochSampler, generator, shard
+from ..engine.randomness import EpochSampler, rng, shard
 from ..engine.trainer import Engine, Trainer
 
 
@@ -47,7 +47,7 @@ def sample_grid(unet, noise_scheduler, num_classes, resolution, channels, path, 
     k = num_classes or 10
     labels = torch.arange(k).repeat(per_class) if num_classes else None
     device = next(unet.parameters()).device
-    noise = torch.randn(k * per_class, channels, resolution, resolution, generator=generator(seed, "grid"))
+    noise = torch.randn(k * per_class, channels, resolution, resolution, generator=rng(seed, "grid"))
     sched = make_scheduler("ddim", noise_scheduler.config)
     x = sample(unet, sched, noise.to(device), labels.to(device) if labels is not None else None, steps)
     return save_grid(x, path, nrow=k, scale=upscale_for_view(resolution))
@@ -110,7 +110,7 @@ class TeacherTrainer(Trainer):
         for a in range(A):
             idx = self.sampler.indices(step * tc.batch_size + a * slice_size, slice_size)
             x0, y = self.data.batch(idx)  # (n, C, H, W), (n,)
-            g = generator(tc.seed, "teacher", step, a)
+            g = rng(tc.seed, "teacher", step, a)
             noise = torch.randn(x0.shape, generator=g)
             t = torch.randint(0, self.T, (slice_size,), generator=g)
             if y is not None and self.null is not None:  # classifier-free guidance: drop labels

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from ..engine.optim import grad_norm
 from ..gan.losses import r1_penalty
 
 
@@ -46,7 +47,7 @@ def d_update(accelerator, disc, heads, opt_d, adv, real, fake, cond2, b: dict, r
     loss_d, md = d_loss_and_metrics(adv, logits, feats, B, r1_gamma, w)
     accelerator.backward(loss_d)
     if accelerator.sync_gradients:
-        m["grad_norm_d"] = grad_norm(heads.parameters())
+        m["grad_norm_d"] = float(grad_norm(heads.parameters()))
     opt_d.step()
     m.update(md)
 
@@ -55,11 +56,6 @@ def r1_gamma_at(dc, step: int) -> float:
     """Lazy regularisation (Karras et al. 2020, StyleGAN2 Sec. 3.1): R1 on every r1_every-th step with
     gamma x r1_every, so its mean weight is gamma; 0 (no double backward) in between."""
     return dc.r1_gamma * dc.r1_every if step % dc.r1_every == 0 else 0.0
-
-
-def grad_norm(params) -> float:
-    """Global L2 norm of the gradients (torch's fused total norm; fp32 for half-precision grads)."""
-    return float(torch.nn.utils.get_total_norm([p.grad.detach().float() for p in params if p.grad is not None]))
 
 
 def g_metrics(loss_adv, loss_distill, loss_g) -> dict:

@@ -14,7 +14,7 @@ timestep, x_s = alpha_s x0 + sigma_s eps (every noising and x0 estimate through 
 The space (distill.distillation.pixel.PixelSpace, distill.sd.space.LatentSpace) supplies the
 teacher, the data and its conditioning, the student's weights (a copy or LoRA adapters), the
 discriminator's backbone, the codec and the export. All randomness is drawn for the global batch
-from generator(seed, step, ...) and sharded, so resuming, or running on P processes, takes the
+from rng(seed, step, ...) and sharded, so resuming, or running on P processes, takes the
 steps one uninterrupted process takes. The engine (distill.engine.trainer) runs the rest.
 """
 
@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 from ..discriminator import NUM_RANDOM, Discriminator
-from ..engine.accelerator import (EpochSampler, generator, make_ema, make_lr_scheduler, micro_batch_size, shard,
-                                  whole_fsdp_unit)
-from ..engine.checkpoint import is_fsdp, load_optimizers
+from ..engine.randomness import EpochSampler, rng, shard
+from ..engine.optim import make_ema, make_lr_scheduler
+from ..engine.accelerator import micro_batch_size, whole_fsdp_unit
 from ..engine.trainer import Engine, Trainer
 from ..errors import RecipeError
 from ..gan.losses import get_adv_loss
@@ -49,7 +49,7 @@ def student_timestep_index(k: int, weights, n: int, g) -> torch.Tensor:
 class DistillTrainer(Trainer):
     def __init__(self, recipe, space):
         self.recipe, self.space = recipe, space
-        self.name = f"{space.label} {recipe.name}"
+        self.name = space.label
         self.dc, self.disc_cfg = recipe.distill, recipe.discriminator
 
     # ------------------------------------------------------------------ set-up
@@ -89,19 +89,15 @@ class DistillTrainer(Trainer):
         self.states["lr_scheduler"] = self.lr_sched
         if self.ema is not None:
             self.states["ema"] = self.ema
-        fsdp = is_fsdp(acc)
-        # weights (and, outside FSDP, optimizer states) load into the unsharded modules before prepare
-        engine.restore(self.models, {k: v for k, v in self.states.items() if not (fsdp and k.startswith("optimizer"))})
+        # the optimizers' prepared models, filled in below; under FSDP the engine loads their states after set-up
+        self.owners = {"optimizer_g": None, "optimizer_d": None}
+        engine.restore(self.models, self.states)  # into the unsharded modules, before prepare
         student_w, opt_g = acc.prepare(student, opt_g)  # one model per call (FSDP2)
         with whole_fsdp_unit(acc):
             disc, opt_d = acc.prepare(disc, opt_d)
-        self.owners = {"optimizer_g": student_w, "optimizer_d": disc}
+        self.owners.update(optimizer_g=student_w, optimizer_d=disc)
         if fake is not None:
             fake, opt_f = acc.prepare(fake, opt_f)
-            self.owners["optimizer_fake"] = fake
-        if engine.resume is not None and fsdp:
-            load_optimizers(acc, engine.resume, {k: (self.owners[k], o) for k, o in
-                                                 (("optimizer_g", opt_g), ("optimizer_d", opt_d))})
         self.trainable = [p for p in student_w.parameters() if p.requires_grad]  # FSDP swaps in sharded parameters
         self.raw_student = student
         self.student_w = sp.teacher.with_net(student_w)
@@ -139,7 +135,7 @@ class DistillTrainer(Trainer):
     def draw(self, step: int, tag: str, k: int, a: int) -> dict:
         """Global-batch inputs for one micro step, sharded to this process."""
         tc, dsc, dc, n, sp = self.recipe.train, self.disc_cfg, self.dc, self.n, self.space
-        g = generator(tc.seed, sp.tag, step, tag, k, a)
+        g = rng(tc.seed, sp.tag, step, tag, k, a)
         x0, cond = sp.batch(self.sampler.indices((step * (dsc.steps + 1) + k) * tc.batch_size + a * n, n))
         i_s = student_timestep_index(len(self.ts), self.p_s, n, g)
         out = dict(x0=x0, s=self.ts[i_s], eps=torch.randn(x0.shape, generator=g),

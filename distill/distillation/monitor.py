@@ -16,7 +16,7 @@ from ..eval.classifier import load_classifier
 from ..eval.fid import pairwise_distance
 from ..diffusion.sampling import null_label, sample, student_scheduler
 from ..viz import save_grid, upscale_for_view
-from ..engine.accelerator import generator
+from ..engine.randomness import rng
 
 
 @lru_cache(maxsize=4)
@@ -30,7 +30,7 @@ def coverage_check(student, noise_scheduler, dc, data, grid_path, seed: int, per
     k = null_label(student) or 10
     labels = torch.arange(k).repeat(per_class)
     cfg = student.config
-    noise = torch.randn(len(labels), cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=generator(seed, "coverage"))
+    noise = torch.randn(len(labels), cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=rng(seed, "coverage"))
     device = next(student.parameters()).device
     was_training = student.training
     student.eval()

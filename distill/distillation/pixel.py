@@ -22,7 +22,7 @@ from ..diffusion.pipelines import DistillPipeline
 from ..diffusion.sampling import student_scheduler
 from ..diffusion.teachers import load_teacher, resolve_teacher_path
 from ..discriminator import build_backbone
-from ..engine.accelerator import shard
+from ..engine.randomness import shard
 from ..errors import DistillError, RecipeError
 
 

@@ -16,7 +16,7 @@ from ..eval.evaluate import _fmt, evaluate_pipeline
 from ..diffusion.pipelines import DistillPipeline
 from ..diffusion.sampling import make_scheduler, sample
 from ..diffusion.teachers import load_teacher, resolve_teacher_path
-from ..engine.accelerator import generator
+from ..engine.randomness import rng
 from ..viz import grid_tensor, line_plot
 
 
@@ -50,7 +50,7 @@ def side_by_side(teacher, student, path, seed: int = 0, per_class: int = 4):
     cfg = teacher.unet.config
     k = teacher.num_classes or 10
     labels = torch.arange(k).repeat(per_class) if teacher.num_classes else None
-    noise = torch.randn(k * per_class, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=generator(seed, "sbs"))
+    noise = torch.randn(k * per_class, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=rng(seed, "sbs"))
     ddim = make_scheduler("ddim", teacher.scheduler.config)
     panels = [("teacher, 50 DDIM steps", sample(teacher.unet, ddim, noise, labels, 50)),
               ("teacher, 1 DDIM step", sample(teacher.unet, ddim, noise, labels, 1)),
@@ -59,7 +59,7 @@ def side_by_side(teacher, student, path, seed: int = 0, per_class: int = 4):
     if k_max > 1:
         n_steps = min(4, k_max)
         panels.append((f"student, {n_steps} steps", sample(student.unet, student.scheduler, noise, labels, n_steps,
-                                                     generator=generator(seed, "sbs4"))))
+                                                     generator=rng(seed, "sbs4"))))
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,8 +1,4 @@
-"""The accelerator, FSDP wrapping and the global/micro batch arithmetic.
-
-Randomness (seed_for, generator, EpochSampler, shard) lives in randomness.py, the EMA, LR schedules and
-the gradient norm in optim.py, the progress bar in trainer.py; they are re-exported here for the code
-that still imports them from this module."""
+"""The accelerator, FSDP wrapping and the global/micro batch arithmetic."""
 
 from __future__ import annotations
 
@@ -59,14 +55,3 @@ def micro_batch_size(global_batch: int, accum: int, num_processes: int) -> int:
             f"train.batch_size={global_batch} must be divisible by gradient_accumulation_steps x processes = {div}"
         )
     return global_batch // div
-
-
-from .optim import grad_norm, make_ema, make_lr_scheduler  # noqa: E402,F401  (moved; re-exported)
-from .randomness import EpochSampler, generator, seed_for, shard  # noqa: E402,F401  (moved; re-exported)
-
-
-def progress(total: int, initial: int, enabled: bool, desc: str):
-    """Moved to trainer.py (re-exported here)."""
-    from .trainer import progress as _progress
-
-    return _progress(total, initial, enabled, desc)

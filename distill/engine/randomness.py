@@ -15,7 +15,7 @@ def seed_for(*parts) -> int:
     return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
 
 
-def generator(*parts, device="cpu") -> torch.Generator:
+def rng(*parts, device="cpu") -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed_for(*parts))
 
 
@@ -32,7 +32,7 @@ class EpochSampler:
         if epoch not in self._cache:
             if len(self._cache) > 2:
                 self._cache.pop(min(self._cache))
-            self._cache[epoch] = torch.randperm(self.n, generator=generator(self.seed, "epoch", epoch))
+            self._cache[epoch] = torch.randperm(self.n, generator=rng(self.seed, "epoch", epoch))
         return self._cache[epoch]
 
     def indices(self, start: int, count: int) -> torch.Tensor:

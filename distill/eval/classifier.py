@@ -20,7 +20,7 @@ from ..errors import DistillError
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
-class DigitClassifier(nn.Module):
+class ConvClassifier(nn.Module):
     """(B, C, H, W) in [-1, 1] -> logits (B, K); `features` gives the (B, 128) penultimate layer.
     Inputs are resized to `input_size` so one network serves 16, 28 or 32 pixel samples."""
 
@@ -54,7 +54,7 @@ class DigitClassifier(nn.Module):
         return self.head(self.features(x))
 
 
-def save_classifier(model: DigitClassifier, path, info: dict) -> None:
+def save_classifier(model: ConvClassifier, path, info: dict) -> None:
     meta = {"config": json.dumps(model.config), "info": json.dumps(info)}
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata=meta)
 
@@ -67,7 +67,7 @@ def classifier_path(spec: str) -> Path:
     return ASSETS / f"classifier-{spec}.safetensors"
 
 
-def load_classifier(spec: str) -> DigitClassifier:
+def load_classifier(spec: str) -> ConvClassifier:
     path = classifier_path(spec)
     if not path.is_file():
         raise DistillError(f"{path}: evaluation classifier not found (train one with scripts/train_classifier.py)")
@@ -77,14 +77,14 @@ def load_classifier(spec: str) -> DigitClassifier:
         meta = f.metadata() or {}
     if "config" not in meta:
         raise DistillError(f"{path}: no classifier config in the file's metadata")
-    model = DigitClassifier(**json.loads(meta["config"]))
+    model = ConvClassifier(**json.loads(meta["config"]))
     model.load_state_dict(load_file(str(path)))
     model.info = json.loads(meta.get("info", "{}"))
     return model.eval()
 
 
 @torch.no_grad()
-def accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor, batch: int = 1000) -> float:
+def accuracy(model: ConvClassifier, images: torch.Tensor, labels: torch.Tensor, batch: int = 1000) -> float:
     """images: (N, C, H, W) uint8; labels (N,)."""
     model.eval()
     correct = 0
@@ -96,13 +96,13 @@ def accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor,
 
 def train_classifier(train_images: torch.Tensor, train_labels: torch.Tensor, num_classes: int, epochs: int = 4,
                      batch: int = 128, lr: float = 2e-3, seed: int = 0, input_size: int = 28,
-                     augment: bool = True) -> DigitClassifier:
+                     augment: bool = True) -> ConvClassifier:
     """Adam + cosine LR, random translations of up to 2 pixels. images: (N, C, H, W) uint8."""
     from tqdm.auto import tqdm
 
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = DigitClassifier(train_images.shape[1], num_classes, input_size)
+    model = ConvClassifier(train_images.shape[1], num_classes, input_size)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     n = len(train_images)
     total = epochs * ((n + batch - 1) // batch)

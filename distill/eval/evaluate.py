@@ -17,7 +17,7 @@ import torch
 
 from ..data import load_images, to_uint8_images
 from ..diffusion.sampling import make_scheduler, sample
-from ..engine.accelerator import generator
+from ..engine.randomness import rng
 from ..viz import line_plot, save_grid, upscale_for_view
 from .fid import extract, feature_extractor, fid_kid, pairwise_distance
 
@@ -30,10 +30,10 @@ def sample_batch(unet, sched, i: int, labels, start: int, m: int, steps: int, gu
     -> uint8 (m, C, H, W), as the saved images would be."""
     cfg = unet.config
     device = next(unet.parameters()).device
-    noise = torch.randn(m, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=generator(seed, "eval", i))
+    noise = torch.randn(m, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=rng(seed, "eval", i))
     y = labels[start:start + m].to(device) if labels is not None else None
     x = sample(unet, sched, noise.to(device, unet.dtype), y, steps, guidance_scale,
-               generator=generator(seed, "eval-step", i, device=device)).float().cpu()
+               generator=rng(seed, "eval-step", i, device=device)).float().cpu()
     return to_uint8_images(x)
 
 

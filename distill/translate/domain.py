@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ..eval.classifier import DigitClassifier, accuracy, load_classifier, train_classifier
+from ..eval.classifier import ConvClassifier, accuracy, load_classifier, train_classifier
 
 
 def domain_labels(n_a: int, n_b: int) -> torch.Tensor:
@@ -21,18 +21,18 @@ def domain_labels(n_a: int, n_b: int) -> torch.Tensor:
 
 
 def train_domain_classifier(a: torch.Tensor, b: torch.Tensor, epochs: int = 4, seed: int = 0,
-                            input_size: int = 32) -> DigitClassifier:
+                            input_size: int = 32) -> ConvClassifier:
     """a: (N_A, C, H, W) uint8, b: (N_B, C, H, W) uint8 -> a 2-way classifier."""
     return train_classifier(torch.cat([a, b]), domain_labels(len(a), len(b)), num_classes=2, epochs=epochs,
                             seed=seed, input_size=input_size)
 
 
-def domain_accuracy(model: DigitClassifier, a: torch.Tensor, b: torch.Tensor) -> float:
+def domain_accuracy(model: ConvClassifier, a: torch.Tensor, b: torch.Tensor) -> float:
     return accuracy(model, torch.cat([a, b]), domain_labels(len(a), len(b)))
 
 
 @torch.no_grad()
-def target_rate(model: DigitClassifier, images: torch.Tensor, target: int, batch: int = 256) -> float:
+def target_rate(model: ConvClassifier, images: torch.Tensor, target: int, batch: int = 256) -> float:
     """Fraction of `images` ((N, C, H, W) float in [-1, 1]) classified as domain `target`."""
     model.eval()
     hits = 0
@@ -41,5 +41,5 @@ def target_rate(model: DigitClassifier, images: torch.Tensor, target: int, batch
     return hits / max(1, len(images))
 
 
-def load_domain_classifier(spec: str) -> DigitClassifier:
+def load_domain_classifier(spec: str) -> ConvClassifier:
     return load_classifier(spec)

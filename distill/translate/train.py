@@ -1,7 +1,7 @@
 """Train pix2pix or CycleGAN on the training engine (distill.engine.trainer), one trainer for both methods.
 
 Per step: global batch indices (EpochSampler per domain) -> uint8 images -> resize / crop / flip
-drawn from generator(seed, "aug", step) -> this process's shard -> `method.step` (D and G
+drawn from rng(seed, "aug", step) -> this process's shard -> `method.step` (D and G
 updates, see methods.py) -> LR schedules (the engine). Dropout and the history pool draw from
 seeds that are functions of (seed, step), so a resumed run repeats an uninterrupted one exactly.
 Checkpoints (networks, both Adams, both schedules, pools) every `checkpoint_every` steps;
@@ -19,7 +19,7 @@ import torch
 
 from ..errors import DistillError
 from ..engine.accelerator import micro_batch_size
-from ..engine.randomness import EpochSampler, generator, seed_for, shard
+from ..engine.randomness import EpochSampler, rng, seed_for, shard
 from ..engine.trainer import Engine, Trainer
 from ..viz import save_grid
 from .data import load_translation
@@ -89,7 +89,7 @@ class TranslateTrainer(Trainer):
         bs, acc = self.tc.batch_size, self.accelerator
         ia = self.samplers[0].indices(step * bs, bs)
         ib = self.samplers[1].indices(step * bs, bs)
-        real_A, real_B = self.data.batch(ia, ib, self.data_cfg, generator(self.tc.seed, "aug", step), train=True)
+        real_A, real_B = self.data.batch(ia, ib, self.data_cfg, rng(self.tc.seed, "aug", step), train=True)
         P, r = acc.num_processes, acc.process_index
         return shard(real_A, r, P).to(acc.device), shard(real_B, r, P).to(acc.device)
 
@@ -98,7 +98,7 @@ class TranslateTrainer(Trainer):
         real_A, real_B = self.batch(step)
         torch.manual_seed(seed_for(self.tc.seed, "dropout", step, self.accelerator.process_index))
         return self.method.step(self.nets, self.popts, real_A, real_B, self.accelerator.backward,
-                                generator(self.tc.seed, "pool", step), norms=self.engine.logs_at(step + 1))
+                                rng(self.tc.seed, "pool", step), norms=self.engine.logs_at(step + 1))
 
     def step_once(self, step: int) -> dict:
         """The step and the LR schedules, as the engine runs them (without the engine's bookkeeping)."""

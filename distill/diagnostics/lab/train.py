@@ -21,6 +21,7 @@ import yaml
 from torch import nn
 
 from ...errors import DistillError
+from ...engine.optim import grad_norm
 from ...gan.losses import ADV_LOSSES, gradient_penalty, r1_penalty
 from ...gan.regularizers import MINIBATCH_LAYERS, apply_spectral_norm, clip_weights
 from ...engine.run_dir import MetricsLog
@@ -136,11 +137,6 @@ def build_discriminator(cfg: LabConfig, dim: int, regs: list[str]) -> nn.Module:
     return D
 
 
-def _grad_norm(module: nn.Module) -> float:
-    sq = sum(float(p.grad.pow(2).sum()) for p in module.parameters() if p.grad is not None)
-    return math.sqrt(sq)
-
-
 @dataclass
 class LabResult:
     rows: list[dict]  # evaluation rows, as written to metrics.jsonl
@@ -225,7 +221,7 @@ def train_lab(cfg: LabConfig) -> LabResult:
                 acc[name] += float(pen.detach()) / cfg.d_steps
             opt_d.zero_grad(set_to_none=True)
             total_d.backward()
-            gn_d = _grad_norm(D)
+            gn_d = float(grad_norm([D]))
             opt_d.step()
             for fn in post:
                 fn(cfg, D)
@@ -234,7 +230,7 @@ def train_lab(cfg: LabConfig) -> LabResult:
         loss_g = adv.g_loss(fl_g).mean()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
-        gn_g = _grad_norm(G)
+        gn_g = float(grad_norm([G]))
         opt_g.step()
 
         acc["loss_d"] += float(loss_d.detach())
