@@ -28,7 +28,7 @@ from distill.errors import DistillError  # noqa: E402
 from distill.eval.evaluate import evaluate_pipeline  # noqa: E402
 from distill.diffusion.pipelines import DistillPipeline  # noqa: E402
 from distill.engine.checkpoint import checkpoint_dirs  # noqa: E402
-from distill.engine.accelerator import make_ema  # noqa: E402
+from distill.engine.optim import make_ema  # noqa: E402
 
 
 def checkpoints(run: Path) -> dict[int, Path]:

@@ -13,7 +13,7 @@ from distill.bench.latency import load_generator, prepare_pipeline
 from distill.bench.report import CSV_COLUMNS, TABLE, attach_fid, pareto_front
 from distill.bench.timing import CudaEventTimer, Recorder, WallTimer, instrument, make_sync, make_timer, run_paired, run_timed
 from distill.cli import main as cli
-from distill.config import TeacherConfig
+from distill.diffusion.recipe import TeacherConfig
 from distill.errors import DistillError
 from distill.diffusion.pipelines import DistillPipeline
 from distill.diffusion.sampling import make_scheduler

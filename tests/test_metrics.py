@@ -44,7 +44,7 @@ def test_pairwise_distance_detects_collapse():
 
 def test_evaluation_batches_are_shardable():
     """Any subset of batches (a shard of scripts/eval_sharded.py) equals the single-process samples."""
-    from distill.config import TeacherConfig
+    from distill.diffusion.recipe import TeacherConfig
     from distill.eval.evaluate import generate, sample_batch
     from distill.diffusion.pipelines import DistillPipeline
     from distill.diffusion.sampling import make_scheduler
@@ -63,7 +63,8 @@ def test_evaluation_batches_are_shardable():
 
 def test_evaluation_reference_matches_sample_size(monkeypatch, tmp_path):
     """The real reference is loaded at the pipeline's resolution whatever the data config says."""
-    from distill.config import EvalConfig, TeacherConfig
+    from distill.config import EvalConfig
+    from distill.diffusion.recipe import TeacherConfig
     from distill.eval import evaluate
     from distill.diffusion.pipelines import DistillPipeline
     from distill.diffusion.teachers import build_noise_scheduler, build_unet2d

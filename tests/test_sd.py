@@ -265,3 +265,26 @@ def test_tiny_autoencoder_decoder(tiny_sd, tmp_path):
     assert (run / "pipeline/model_index.json").is_file()
     with pytest.raises(DistillError, match="sd.taesd"):
         make_decoder(load_sd_teacher(tiny_sd), str(tmp_path / "missing"))
+
+
+def test_latent_student_with_dmd_and_per_step_heads_resumes_exactly(tiny_sd, tmp_path):
+    """The distillation features of the one loop in the latent space: the DMD2 fake score (a full copy of
+    the teacher UNet beside a LoRA student), one head set per student timestep and timestep weights; a
+    resumed run ends where an unbroken one does, and the fake score moved."""
+    over = dict(distill={"lambda_dmd": 1.0, "timestep_weights": [2, 1, 1, 1]},
+                discriminator={"heads_per_timestep": True}, sd={"lora_rank": 4}, max_steps=3, checkpoint_every=3)
+    full = train_sd_distill(sd_recipe(tmp_path / "a", tiny_sd, **over))
+    rows = [r for r in read_metrics(full / "metrics.jsonl") if "loss_dmd" in r]
+    assert len(rows) == 3 and all("loss_fake_score" in r for r in rows)
+    part = train_sd_distill(sd_recipe(tmp_path / "b", tiny_sd, interrupt_at=2, **over))
+    train_sd_distill(sd_recipe(tmp_path / "b", tiny_sd, resume_from_checkpoint="latest", **over))
+    for name in ["student.safetensors", "heads.safetensors", "fake_score.safetensors"]:
+        a = load_file(full / "checkpoints/checkpoint-3" / name)
+        b = load_file(part / "checkpoints/checkpoint-3" / name)
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    one_set = load_file(train_sd_distill(sd_recipe(tmp_path / "c", tiny_sd, max_steps=1, checkpoint_every=1,
+                                                   sd={"lora_rank": 4})) / "checkpoints/checkpoint-1/heads.safetensors")
+    assert len(load_file(full / "checkpoints/checkpoint-3/heads.safetensors")) == 4 * len(one_set)
+    unet = StableDiffusionPipeline.from_pretrained(tiny_sd).unet.state_dict()
+    fake = load_file(full / "checkpoints/checkpoint-3/fake_score.safetensors")
+    assert max(float((fake[k] - unet[k]).abs().max()) for k in fake) > 0
