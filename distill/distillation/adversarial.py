@@ -1,11 +1,10 @@
-"""The adversarial part of a distillation step: the discriminator update (loss with R1 and its
-metrics), lazy R1's schedule and the student's logged losses."""
+"""The adversarial part of a distillation step: the discriminator's forward on real/fake pairs, its loss
+with R1 and metrics, lazy R1's schedule and the student's logged losses."""
 
 from __future__ import annotations
 
 import torch
 
-from ..engine.optim import grad_norm
 from ..gan.losses import r1_penalty
 
 
@@ -30,26 +29,16 @@ def d_loss_and_metrics(adv, logits: torch.Tensor, feats, B: int, r1_gamma: float
     return (w * (loss_d + r1_gamma / 2 * r1)).mean(), metrics
 
 
-def d_update(accelerator, disc, heads, opt_d, adv, real, fake, cond2, b: dict, r1_gamma: float, m: dict,
-             w=None, backbone_grad: float = 1.0) -> None:
-    """One discriminator micro step on real and fake halves (B each, one forward of 2B): hinge/ns/...
-    loss + gamma/2 R1 (Eq. 2-3, ADD), backward, step; writes loss and accuracy metrics into `m`.
-    `b` holds the draws t_d (B,), noise_d (B, 2, ...), u (B, 2, K) and optionally head (B,), the head set
-    judging each pair (a real image is judged by its fake partner's set); `cond2` the labels/text of both halves;
-    `disc` is the (wrapped) discriminator or a callable around it, `heads` its unwrapped trainable heads;
-    `w` (B,) optional per-pair loss weights; `backbone_grad` the weight of this loss in a trained backbone's
-    gradient (DMD2's fake score encoder), 1 for frozen ones."""
-    B = real.shape[0]
+def pair_logits(discriminate, real, fake, cond2, b: dict, with_features: bool, backbone_grad: float = 1.0):
+    """One discriminator forward of the 2B samples [real; fake] (B each): -> (logits (2B, L), feature leaves
+    for R1 or None). `b` holds the draws t_d (B,), noise_d (B, 2, ...), u (B, 2, K) and optionally head (B,),
+    the head set judging each pair (a real sample is judged by its fake partner's set); `cond2` the
+    conditioning of both halves; `backbone_grad` the weight of the loss in a trained backbone's gradient
+    (DMD2's fake score encoder), 1 for frozen ones."""
     head = torch.cat([b["head"], b["head"]]) if b.get("head") is not None else None
-    logits, feats = disc(torch.cat([real, fake]), cond2, torch.cat([b["t_d"], b["t_d"]]),
-                         torch.cat([b["noise_d"][:, 0], b["noise_d"][:, 1]]), torch.cat([b["u"][:, 0], b["u"][:, 1]]),
-                         return_features=r1_gamma > 0, head=head, backbone_grad=backbone_grad)
-    loss_d, md = d_loss_and_metrics(adv, logits, feats, B, r1_gamma, w)
-    accelerator.backward(loss_d)
-    if accelerator.sync_gradients:
-        m["grad_norm_d"] = float(grad_norm(heads.parameters()))
-    opt_d.step()
-    m.update(md)
+    return discriminate(torch.cat([real, fake]), cond2, torch.cat([b["t_d"], b["t_d"]]),
+                        torch.cat([b["noise_d"][:, 0], b["noise_d"][:, 1]]), torch.cat([b["u"][:, 0], b["u"][:, 1]]),
+                        return_features=with_features, head=head, backbone_grad=backbone_grad)
 
 
 def r1_gamma_at(dc, step: int) -> float:

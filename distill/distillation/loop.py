@@ -27,12 +27,12 @@ import torch
 
 from ..discriminator import NUM_RANDOM, Discriminator
 from ..engine.randomness import EpochSampler, rng, shard
-from ..engine.optim import make_ema, make_lr_scheduler
+from ..engine.optim import grad_norm, make_ema, make_lr_scheduler
 from ..engine.accelerator import micro_batch_size, whole_fsdp_unit
 from ..engine.trainer import Engine, Trainer
 from ..errors import RecipeError
 from ..gan.losses import get_adv_loss
-from .adversarial import d_update, g_metrics, r1_gamma_at
+from .adversarial import d_loss_and_metrics, g_metrics, pair_logits, r1_gamma_at
 from .objectives import distillation_loss, dmd_loss, teacher_target
 
 
@@ -154,6 +154,21 @@ class DistillTrainer(Trainer):
     def D(self, x, cond, b, half: int, **kw):
         return self.space.discriminate(self.disc, x, cond, b["t_d"], b["noise_d"][:, half], b["u"][:, half], **kw)
 
+    def update_discriminator(self, b: dict, fake, step: int, m: dict) -> None:
+        """One discriminator micro step: hinge/ns/... loss on [real; fake] + gamma/2 R1 (Eq. 2-3, ADD),
+        pairs weighted by experimental.disc_timesteps; metrics into `m`."""
+        acc, sp = self.accelerator, self.space
+        r1_gamma = r1_gamma_at(self.disc_cfg, step)
+        logits, feats = pair_logits(lambda x, c, *a, **kw: sp.discriminate(self.disc, x, c, *a, **kw), b["x0"], fake,
+                                    sp.cat_cond(b["cond"], b["cond"]), b, r1_gamma > 0,
+                                    self.recipe.experimental.fake_score_disc_weight)
+        loss_d, md = d_loss_and_metrics(self.adv, logits, feats, fake.shape[0], r1_gamma, self.d_weight(b["s"]))
+        acc.backward(loss_d)
+        if acc.sync_gradients:
+            m["grad_norm_d"] = float(grad_norm(self.raw_heads.parameters()))
+        self.opt_d.step()
+        m.update(md)
+
     def step(self, step: int) -> dict:
         acc, sp, dc, dsc = self.accelerator, self.space, self.dc, self.disc_cfg
         m = {}
@@ -168,10 +183,7 @@ class DistillTrainer(Trainer):
                     with torch.no_grad():
                         fake = self.student_w.x0(self.student_w.add_noise(b["x0"], b["eps"], b["s"]), b["s"], b["cond"])
                     with acc.accumulate(self.disc):
-                        d_update(acc, lambda x, c, *args, **kw: sp.discriminate(self.disc, x, c, *args, **kw),
-                                 self.raw_heads, self.opt_d, self.adv, b["x0"], fake, sp.cat_cond(b["cond"], b["cond"]), b,
-                                 r1_gamma_at(dsc, step), m, self.d_weight(b["s"]),
-                                 self.recipe.experimental.fake_score_disc_weight)
+                        self.update_discriminator(b, fake, step, m)
                     if self.fake is not None:  # the fake score learns the student's distribution (DMD2)
                         with acc.accumulate(self.fake.net):
                             loss_f = self.fake.loss(fake, b["eps_f"], b["t_f"], b["cond"]).mean()
