@@ -26,18 +26,19 @@ from distill.discriminator import Discriminator, build_backbone  # noqa: E402
 from distill.gan.losses import get_adv_loss  # noqa: E402
 from distill.diffusion.pipelines import DistillPipeline  # noqa: E402
 from distill.diffusion.sampling import null_label  # noqa: E402
-from distill.diffusion.teachers import load_teacher  # noqa: E402
-from distill.distillation.loop import resolve_teacher_path, student_x0  # noqa: E402
+from distill.diffusion.denoiser import Denoiser  # noqa: E402
+from distill.diffusion.teachers import load_teacher, resolve_teacher_path  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "disc_probe.json"
 
 
 def d_batch(disc, student, ns, data, s_choices, n, tmax, g):
-    """(hinge loss per sample (n,)) on n real images and n student outputs at timesteps from s_choices."""
+    """(hinge loss per sample (n,)) on n real images and n student outputs at timesteps from s_choices
+    (`student`: the student's Denoiser)."""
     x0, y = data.batch(torch.randint(0, len(data), (n,), generator=g))
     s = torch.tensor(s_choices)[torch.randint(0, len(s_choices), (n,), generator=g)]
     with torch.no_grad():
-        fake = student_x0(student, ns, ns.add_noise(x0, torch.randn(x0.shape, generator=g), s), s, y)
+        fake = student.x0(ns.add_noise(x0, torch.randn(x0.shape, generator=g), s), s, y)
     t = torch.randint(0, tmax + 1, (2 * n,), generator=g)
     logits, _ = disc(torch.cat([x0, fake]), torch.cat([y, y]), t, torch.randn((2 * n,) + x0.shape[1:], generator=g))
     return get_adv_loss("hinge").d_loss(logits[:n].float(), logits[n:].float())
@@ -54,27 +55,27 @@ def main():
     a = ap.parse_args()
     torch.manual_seed(0)
     recipe = load_recipe(a.recipe, [f"data.source={a.data}"])
-    dc = recipe.distill
+    dc, dsc, tc = recipe.distill, recipe.discriminator, recipe.train
     tp = load_teacher(resolve_teacher_path(dc.teacher))
     teacher = tp.unet.eval().requires_grad_(False)
     ns = DDPMScheduler.from_config(tp.scheduler.config)
-    student = DistillPipeline.from_pretrained(a.student).unet.eval().requires_grad_(False)
+    student = Denoiser.from_scheduler(DistillPipeline.from_pretrained(a.student).unet.eval().requires_grad_(False), ns)
     data = load_images(dataclasses.replace(recipe.data, resolution=teacher.config.sample_size,
                                            channels=teacher.config.in_channels))
-    disc = Discriminator(build_backbone("teacher", teacher, ns), null_label(teacher), dc.head_channels,
-                         dc.spectral_norm, "", head_norm=dc.head_norm)
-    opt = torch.optim.AdamW(disc.heads.parameters(), lr=dc.d_learning_rate, betas=(dc.adam_beta1, dc.adam_beta2))
+    disc = Discriminator(build_backbone("teacher", teacher, ns), null_label(teacher), dsc.head_channels,
+                         dsc.spectral_norm, "", head_norm=dsc.head_norm)
+    opt = torch.optim.AdamW(disc.heads.parameters(), lr=dsc.learning_rate, betas=(tc.adam_beta1, tc.adam_beta2))
     g = torch.Generator().manual_seed(0)
     curve = []
     for i in range(a.steps):
-        loss = d_batch(disc, student, ns, data, a.train_timesteps, a.batch, dc.disc_t_max, g).mean()
+        loss = d_batch(disc, student, ns, data, a.train_timesteps, a.batch, dsc.t_max, g).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         curve.append(round(loss.item(), 4))
     g_eval = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        held_out = {s: round(d_batch(disc, student, ns, data, [s], 256, dc.disc_t_max, g_eval).mean().item(), 4)
+        held_out = {s: round(d_batch(disc, student, ns, data, [s], 256, dsc.t_max, g_eval).mean().item(), 4)
                     for s in dc.student_timesteps}
     res = {"student": a.student, "train_timesteps": a.train_timesteps, "steps": a.steps, "batch": a.batch,
            "train_loss_last10": sum(curve[-10:]) / 10, "held_out_hinge_by_timestep": held_out,

@@ -1,12 +1,16 @@
+import dataclasses
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from distill.config import RecipeBase, apply_override, dump_recipe, load_recipe, recipe_from_dict
 from distill.errors import RecipeError
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def write(tmp_path, data, name="r.yaml"):
@@ -127,3 +131,27 @@ def test_cli_unknown_task(tmp_path):
     p = write(tmp_path, {"task": "juggle"})
     res = subprocess.run([sys.executable, "-m", "distill.cli", "run", str(p)], capture_output=True, text=True)
     assert res.returncode == 2 and "unknown task 'juggle'" in res.stderr and "Traceback" not in res.stderr
+
+
+def _resolved(recipe) -> dict:
+    d = dataclasses.asdict(recipe)
+    for k in ("name", "output_dir", "report"):
+        d.pop(k)
+    for k in ("checkpoint_every", "sample_every"):
+        d["train"].pop(k)
+    return d
+
+
+@pytest.mark.parametrize("shipped,entry", [("recipes/mnist.yaml", "bf16_w999_heads_flr"),
+                                           ("recipes/mnist_1step.yaml", "fsbb_nodistill_w1")])
+def test_mnist_recipes_are_the_experiment_runs(shipped, entry):
+    """The shipped recipe resolves to the configuration of the experiment whose results docs/results/mnist.md quotes."""
+    overrides = yaml.safe_load((ROOT / "experiments/mnist/ablations.yaml").read_text())[entry]["overrides"]
+    a = _resolved(load_recipe(ROOT / shipped))
+    b = _resolved(load_recipe(ROOT / "recipes/mnist.yaml", overrides))
+    if shipped.endswith("mnist_1step.yaml"):
+        # [999] and 4 timesteps weighted [1, 0, 0, 0] draw the same random stream
+        assert (a["distill"].pop("student_timesteps"), a["distill"].pop("timestep_weights")) == ([999], [])
+        assert (b["distill"].pop("student_timesteps"), b["distill"].pop("timestep_weights")) == \
+            ([999, 749, 499, 249], [1, 0, 0, 0])
+    assert a == b

@@ -1,0 +1,108 @@
+"""Distillation vs teacher training cost on MNIST: K steps of the shipped teacher's own recipe and K steps of a
+distillation recipe, alternated (T D T D) so both see the same machine load, each projected to its full schedule
+(train.max_steps of its recipe). The ratio of the projections is the "distillation wall time <= half the teacher's"
+check. The teacher's recipe is also timed in bf16 (the shipped teacher trained in fp32), so a recipe distilling in
+bf16 can be compared with a teacher trained at its precision too (`ratio_vs_teacher_bf16`).
+
+  python benchmarks/distill_wall_ratio.py --steps 20
+  python benchmarks/distill_wall_ratio.py --steps 20 --recipe recipes/mnist_1step.yaml
+  python benchmarks/distill_wall_ratio.py --steps 20 --recipe-override discriminator.backbone=fake_score
+
+Writes benchmarks/results/distill_<recipe stem>_wall_ratio.json (or --out).
+"""
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+from distill.config import apply_override, load_recipe, recipe_from_dict  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "results"
+TEACHER_RECIPE = "distill/assets/teachers/mnist/recipe.yaml"
+
+
+def load_teacher_recipe(overrides=()):
+    """The shipped teacher's training recipe: its record also holds the sections of the distillation recipe of the
+    time (distill, report), which a teacher recipe does not take."""
+    data = yaml.safe_load(Path(TEACHER_RECIPE).read_text())
+    data = {k: v for k, v in data.items() if k in ("task", "name", "output_dir", "data", "teacher", "train", "eval")}
+    for o in overrides:
+        apply_override(data, o)
+    return recipe_from_dict(data, TEACHER_RECIPE)
+
+
+def seconds_per_step(run_dir: Path, skip: int) -> float:
+    """Median seconds per step from metrics.jsonl time stamps, dropping the first `skip` rows (warm-up)."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "time" in r and r["step"] > 0]
+    first = {}
+    for r in rows:  # the first row of a step: a coverage check logged after it would count its sampling time
+        first.setdefault(r["step"], r)
+    rows = list(first.values())[skip:]
+    per = [(b["time"] - a["time"]) / (b["step"] - a["step"]) for a, b in zip(rows, rows[1:])]
+    return sorted(per)[len(per) // 2]
+
+
+def wall_ratio(data: str, k: int, rounds: int, overrides, distill_recipe: str, out_name: str) -> dict:
+    from accelerate.state import AcceleratorState
+
+    from distill.diffusion.train import train_teacher
+    from distill.distillation.loop import train_distill
+
+    full_t = load_teacher_recipe().train.max_steps
+    distill = load_recipe(distill_recipe, list(overrides))
+    full_d = distill.train.max_steps
+    per = {"teacher": [], "distill": [], "teacher_bf16": []}
+    tmp = Path(tempfile.mkdtemp(prefix="wall-ratio-"))
+    common = [f"data.source={data}", f"train.max_steps={k}", "train.log_every=5", "train.checkpoint_every=100000",
+              "train.sample_every=100000"]
+    teacher_extra = ["train.resume_from_checkpoint=null"]
+    for r in range(rounds):
+        for name, load, train, extra in (
+                ("teacher", load_teacher_recipe, train_teacher, teacher_extra),
+                ("distill", lambda o: load_recipe(distill_recipe, o), train_distill, list(overrides)),
+                # the teacher's recipe in bf16 too: what a teacher trained at the distillation's precision would cost
+                ("teacher_bf16", load_teacher_recipe, train_teacher, [*teacher_extra, "train.mixed_precision=bf16"])):
+            out = tmp / f"{name}-{r}"
+            recipe = load([*extra, *common, f"output_dir={out}"])  # K steps win over an override
+            AcceleratorState._reset_state(True)  # accelerate keeps one process-wide mixed-precision state
+            train(recipe)
+            per[name].append(seconds_per_step(out, skip=1))
+            print(f"round {r} {name}: {per[name][-1]:.3f} s/step", flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    s_t, s_d, s_tb = (sorted(v)[len(v) // 2] for v in per.values())
+    res = {"k_steps": k, "rounds": rounds, "threads": torch.get_num_threads(), "teacher_s_per_step": per["teacher"],
+           "distill_s_per_step": per["distill"], "teacher_full_steps": full_t, "distill_full_steps": full_d,
+           "teacher_projected_min": s_t * full_t / 60, "distill_projected_min": s_d * full_d / 60,
+           "ratio": (s_d * full_d) / (s_t * full_t), "distill_recipe": distill_recipe,
+           "distill_overrides": list(overrides), "distill_mixed_precision": distill.train.mixed_precision,
+           "teacher_bf16_s_per_step": per["teacher_bf16"], "ratio_vs_teacher_bf16": (s_d * full_d) / (s_tb * full_t)}
+    OUT.mkdir(parents=True, exist_ok=True)
+    # recipes/mnist.yaml -> distill_mnist_wall_ratio.json, recipes/mnist_1step.yaml -> distill_mnist_1step_wall_ratio.json
+    (OUT / (out_name or f"distill_{Path(distill_recipe).stem}_wall_ratio.json")).write_text(json.dumps(res, indent=1))
+    print(json.dumps(res, indent=1))
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="../shared/data/mnist/mnist_full.npz")
+    ap.add_argument("--steps", type=int, default=40, metavar="K", help="steps timed per run")
+    ap.add_argument("--rounds", type=int, default=2, help="teacher / distillation alternations")
+    ap.add_argument("--recipe", default="recipes/mnist.yaml", help="the distillation recipe timed")
+    ap.add_argument("--recipe-override", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of --recipe")
+    ap.add_argument("--out", default="", help="result file name (default distill_<recipe>_wall_ratio.json)")
+    a = ap.parse_args()
+    wall_ratio(a.data, a.steps, a.rounds, a.recipe_override, a.recipe, a.out)
+
+
+if __name__ == "__main__":
+    main()

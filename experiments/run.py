@@ -1,0 +1,110 @@
+"""Run the experiments of experiments/<group>/ablations.yaml: each entry is the group's recipe plus `overrides`.
+
+  python experiments/run.py mnist/<name> [--data ../shared/data/mnist/mnist_full.npz] [--steps N] [--student-steps 1 2 4]
+  python experiments/run.py --list mnist       # the entries and what each changes
+  python experiments/run.py --collect mnist    # merge results/<group>/*.json into results/<group>.{json,md}
+
+A run trains into runs/exp-<group>-<name>-<steps> (checkpoints and sample grids sparse), scores the exported
+student's FID table as `distill run`'s report does, and writes experiments/results/<group>/<name>.json.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+HERE = ROOT / "experiments"
+# each group: the recipe its entries start from, and the teacher's FID table quoted above the merged results
+GROUPS = {"mnist": {"recipe": "recipes/mnist.yaml", "teacher_eval": "distill/assets/teachers/mnist/eval/eval-teacher.json"}}
+
+
+def entries(group: str) -> dict:
+    return yaml.safe_load((HERE / group / "ablations.yaml").read_text())
+
+
+def load_entry(group: str, name: str, extra=()):
+    """The recipe of entry `name` (its overrides, then `extra`)."""
+    from distill.config import load_recipe
+
+    return load_recipe(ROOT / GROUPS[group]["recipe"], [*entries(group)[name]["overrides"], *extra])
+
+
+def run(group: str, name: str, data: str, steps, student_steps) -> None:
+    import torch
+
+    from distill.diffusion.pipelines import DistillPipeline
+    from distill.distillation.loop import train_distill
+    from distill.eval.evaluate import evaluate_pipeline
+
+    entry = entries(group)[name]
+    steps = steps or load_entry(group, name).train.max_steps
+    out_dir = Path("runs") / f"exp-{group}-{name}-{steps}"
+    recipe = load_entry(group, name, [f"data.source={data}", f"output_dir={out_dir}", f"train.max_steps={steps}",
+                                      "train.checkpoint_every=100000", "train.sample_every=100000"])
+    t0 = time.time()
+    train_distill(recipe)
+    wall = time.time() - t0
+    pipe = DistillPipeline.from_pretrained(str(out_dir / "pipeline"))
+    rows = evaluate_pipeline(pipe, recipe.eval, recipe.data, out_dir / "eval", tag="student", scheduler="pipeline",
+                             steps=student_steps, guidance_scale=1.0)
+    res = {"name": name, "description": entry["about"], "overrides": entry["overrides"], "train_steps": steps,
+           "train_wall_s": round(wall, 1), "threads": torch.get_num_threads(), "rows": rows}
+    out = HERE / "results" / group / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1))
+    print(json.dumps({"name": name, "fid": [(r["steps"], round(r["fid"], 3)) for r in rows], "wall_s": round(wall)}))
+
+
+def collect(group: str) -> None:
+    res_dir = HERE / "results"
+    runs = [json.loads(p.read_text()) for p in sorted((res_dir / group).glob("*.json"))]
+    teacher = json.loads((ROOT / GROUPS[group]["teacher_eval"]).read_text())
+    t = {r["steps"]: r for r in teacher}
+    best = min(teacher, key=lambda r: r["fid"])
+    real_div = runs[0]["rows"][0]["real_intra_class_dist"] if runs else float("nan")
+    lines = [f"Teacher (DDIM, guidance 1): 1 step FID {t[1]['fid']:.3f}, 50 steps FID {t[50]['fid']:.3f}, best "
+             f"{best['steps']} steps FID {best['fid']:.3f}. Real test-set within-class distance {real_div:.2f}.", "",
+             "| run | train steps | wall (min) | 1-step FID | 4-step FID | 1-step KID | class acc | within-class dist |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        by = {x["steps"]: x for x in r["rows"]}
+        f4 = f"{by[4]['fid']:.3f}" if 4 in by else "-"
+        lines.append(f"| {r['description']} | {r['train_steps']} | {r['train_wall_s'] / 60:.1f} | {by[1]['fid']:.3f} | "
+                     f"{f4} | {by[1]['kid']:.3f} | {by[1]['class_acc']:.3f} | {by[1]['intra_class_dist']:.2f} |")
+    md = "\n".join(lines) + "\n"
+    (res_dir / f"{group}.md").write_text(md)
+    (res_dir / f"{group}.json").write_text(json.dumps({"teacher": teacher, "runs": runs}, indent=1))
+    print(md)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("experiment", nargs="?", help="<group>/<name>, e.g. mnist/fsbb_nodistill_w1")
+    ap.add_argument("--list", metavar="GROUP", choices=list(GROUPS), help="print the entries of GROUP")
+    ap.add_argument("--collect", metavar="GROUP", choices=list(GROUPS), help="merge GROUP's results")
+    ap.add_argument("--data", default="../shared/data/mnist/mnist_full.npz", help="data.source")
+    ap.add_argument("--steps", type=int, default=None, help="train.max_steps (default: the entry's)")
+    ap.add_argument("--student-steps", type=int, nargs="+", default=[1, 2, 4], help="step counts scored")
+    a = ap.parse_args()
+    if a.list:
+        for name, e in entries(a.list).items():
+            print(f"{a.list}/{name}: {e['about']}")
+    elif a.collect:
+        collect(a.collect)
+    elif a.experiment:
+        group, _, name = a.experiment.partition("/")
+        if group not in GROUPS or name not in entries(group):
+            ap.error(f"unknown experiment {a.experiment!r} (see --list {group if group in GROUPS else 'mnist'})")
+        run(group, name, a.data, a.steps, a.student_steps)
+    else:
+        ap.error("give an experiment, --list GROUP or --collect GROUP")
+
+
+if __name__ == "__main__":
+    main()
