@@ -70,7 +70,7 @@ def build_pipeline(folder: Path, tiny: bool, seed: int = 0):
                                         **(TINY_TEXT if tiny else SD15_TEXT)))
     unet = UNet2DConditionModel(**(TINY_UNET if tiny else SD15_UNET))
     vae = AutoencoderKL(**(TINY_VAE if tiny else SD15_VAE))
-    sched = LCMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+    sched = LCMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, steps_offset=1,
                          timestep_spacing="trailing")
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet, scheduler=sched,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
@@ -139,6 +139,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (CPU runs)")
     p.add_argument("--channels-last", action="store_true", help="UNet and VAE in channels-last memory format")
     p.add_argument("--out", default=None, help="output folder (default: benchmarks/results; --dry-run: a temp folder)")
     p.add_argument("--name", default="sd15-1step-latency", help="file stem")
@@ -151,12 +152,14 @@ def main(argv=None) -> int:
         print("benchmarks/sd_latency.py: error: --device cuda but no CUDA GPU is visible (use --dry-run on CPU)",
               file=sys.stderr)
         return 2
-    if min(a.batch_sizes) < 1 or a.warmup < 1 or a.repeats < 1:
-        print("benchmarks/sd_latency.py: error: --batch-sizes, --warmup and --repeats must be >= 1", file=sys.stderr)
+    if min(a.batch_sizes) < 1 or a.warmup < 1 or a.repeats < 1 or a.threads < 1:
+        print("benchmarks/sd_latency.py: error: --batch-sizes, --warmup, --repeats and --threads must be >= 1",
+              file=sys.stderr)
         return 2
     out = Path(a.out or ROOT / "benchmarks" / "results")
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, min(4, torch.get_num_threads())) if a.device == "cpu" else torch.get_num_threads())
+    if a.device == "cpu":
+        torch.set_num_threads(a.threads)
     dtype = DTYPES[a.dtype]
     with tempfile.TemporaryDirectory() as tmp:
         pipe = build_pipeline(Path(tmp), tiny=a.dry_run).to(a.device, dtype)
