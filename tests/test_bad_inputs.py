@@ -229,8 +229,10 @@ def test_resume_falls_back_past_damaged_checkpoint(tmp_path):
         assert resolve_resume(tmp_path, "latest") == good
     bad3 = _save_tiny_checkpoint(tmp_path, 3)
     (bad3 / "state.json").write_text('{"no_step": 1}')
-    with pytest.warns(UserWarning, match="no integer 'step'"):
+    with pytest.warns(UserWarning) as caught:
         assert resolve_resume(tmp_path, "latest") == good
+    assert [("no integer 'step'" in str(w.message), "optimizer.pt" in str(w.message)) for w in caught] == \
+        [(True, False), (False, True)]  # newest first: checkpoint-3, then checkpoint-2
 
 
 def test_resume_all_damaged_or_explicit_damaged_is_one_line(tmp_path):
