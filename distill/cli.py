@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 COMMANDS = {
     "run": "distill.commands.run",
@@ -52,14 +53,20 @@ def main(argv=None) -> int:
     if not getattr(args, "_main", None):
         parser.print_help()
         return 1
+    show = warnings.showwarning
+    warnings.showwarning = lambda message, category, *a, **k: print(  # a warning is one line too
+        f"distill {args.command}: warning: {' '.join(str(message).split())}", file=sys.stderr)
     try:
         return int(args._main(args) or 0)
     except DistillError as e:
-        print(f"distill {args.command}: error: {e}", file=sys.stderr)
+        msg = " ".join(line.strip() for line in str(e).splitlines() if line.strip())  # one line, always
+        print(f"distill {args.command}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"distill {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = show
 
 
 if __name__ == "__main__":

@@ -202,7 +202,8 @@ def test_bad_input_is_one_line(case, world, capsys):
     torch.set_num_threads(1)
     capsys.readouterr()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore", DeprecationWarning)  # library deprecations, not this project's output
+        warnings.simplefilter("ignore", FutureWarning)
         code = cli([_fill(a, world) for a in case.argv])
     err = capsys.readouterr().err
     lines = err.strip("\n").splitlines()
@@ -229,15 +230,19 @@ def test_resume_falls_back_past_damaged_checkpoint(tmp_path):
         assert resolve_resume(tmp_path, "latest") == good
     bad3 = _save_tiny_checkpoint(tmp_path, 3)
     (bad3 / "state.json").write_text('{"no_step": 1}')
-    with pytest.warns(UserWarning, match="no integer 'step'"):
+    with pytest.warns(UserWarning) as caught:
         assert resolve_resume(tmp_path, "latest") == good
+    assert [("no integer 'step'" in str(w.message), "optimizer.pt" in str(w.message)) for w in caught] == \
+        [(True, False), (False, True)]  # newest first: checkpoint-3, then checkpoint-2
 
 
 def test_resume_all_damaged_or_explicit_damaged_is_one_line(tmp_path):
     bad = _save_tiny_checkpoint(tmp_path, 4)
     (bad / "G.safetensors").write_bytes(b"xx")
-    with pytest.warns(UserWarning), pytest.raises(DistillError, match=f"{tmp_path}: no readable checkpoint") as e:
-        resolve_resume(tmp_path, "latest")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # all damaged: the one error, no warnings besides
+        with pytest.raises(DistillError, match=f"{tmp_path}: no readable checkpoint") as e:
+            resolve_resume(tmp_path, "latest")
     assert "\n" not in str(e.value)
     with pytest.raises(DistillError, match=r"G.safetensors: damaged safetensors file") as e:
         resolve_resume(tmp_path, str(bad))

@@ -87,12 +87,15 @@ def resolve_resume(run_dir: Path, resume: Optional[str]) -> Optional[Path]:
         dirs = checkpoint_dirs(run_dir)
         if not dirs:
             return None  # nothing to resume: start fresh, as diffusers does
-        for d in reversed(dirs):
+        skipped = []
+        for d in reversed(dirs):  # newest first
             problem = checkpoint_problem(d)
             if problem is None:
+                for bad, why in skipped:  # warned only when falling back: all damaged is the one error below
+                    warnings.warn(f"{why}; skipping {bad.name}, resuming from {d.name}", stacklevel=2)
                 return d
-            warnings.warn(f"{problem}; skipping {d.name}, resuming from an earlier checkpoint", stacklevel=2)
-        raise DistillError(f"{run_dir}: no readable checkpoint ({len(dirs)} damaged; newest: {problem})")
+            skipped.append((d, problem))
+        raise DistillError(f"{run_dir}: no readable checkpoint ({len(dirs)} damaged; newest: {skipped[0][1]})")
     p = Path(resume)
     if not (p / "state.json").is_file():
         raise DistillError(f"{p}: not a checkpoint folder (no state.json)")
