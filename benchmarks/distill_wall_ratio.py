@@ -21,22 +21,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
-import yaml  # noqa: E402
 
-from distill.config import apply_override, load_recipe, recipe_from_dict  # noqa: E402
+from distill.config import load_recipe  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results"
 TEACHER_RECIPE = "distill/assets/teachers/mnist/recipe.yaml"
 
 
 def load_teacher_recipe(overrides=()):
-    """The shipped teacher's training recipe: its record also holds the sections of the distillation recipe of the
-    time (distill, report), which a teacher recipe does not take."""
-    data = yaml.safe_load(Path(TEACHER_RECIPE).read_text())
-    data = {k: v for k, v in data.items() if k in ("task", "name", "output_dir", "data", "teacher", "train", "eval")}
-    for o in overrides:
-        apply_override(data, o)
-    return recipe_from_dict(data, TEACHER_RECIPE)
+    """The shipped teacher's training recipe."""
+    return load_recipe(TEACHER_RECIPE, list(overrides))
 
 
 def seconds_per_step(run_dir: Path, skip: int) -> float:
