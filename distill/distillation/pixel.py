@@ -56,6 +56,7 @@ class PixelSpace:
         self.num_classes = self.teacher.cond.null_label
         if self.num_classes is not None and self.data.labels is None:
             raise DistillError(f"{data_cfg.source}: the teacher is class-conditional but the data has no labels")
+        self.data.check_labels(self.num_classes)  # labels beyond the teacher's classes: one-line error
         net.to(engine.device)
 
     def make_student(self):

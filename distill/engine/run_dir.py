@@ -13,8 +13,9 @@ from ..config import dump_recipe
 from ..errors import DistillError
 
 
-def prepare_run_dir(recipe, resuming: bool, is_main: bool = True) -> Path:
-    """Create the run folder; refuse to overwrite a run that has checkpoints unless resuming."""
+def prepare_run_dir(recipe, resuming: bool, is_main: bool = True, dump: bool = True) -> Path:
+    """Create the run folder; refuse to overwrite a run that has checkpoints unless resuming. The
+    resolved recipe is written as recipe.yaml (`dump`; the engine writes it once set-up succeeded)."""
     run_dir = Path(recipe.output_dir)
     ckpts = run_dir / "checkpoints"
     if not resuming and ckpts.is_dir() and any(ckpts.glob("checkpoint-*")):
@@ -24,7 +25,8 @@ def prepare_run_dir(recipe, resuming: bool, is_main: bool = True) -> Path:
         )
     if is_main:
         (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-        dump_recipe(recipe, run_dir / "recipe.yaml")
+        if dump:
+            dump_recipe(recipe, run_dir / "recipe.yaml")
     return run_dir
 
 

@@ -24,6 +24,7 @@ import torch
 from ..errors import DistillError
 from .accelerator import make_accelerator
 from .checkpoint import is_fsdp, load_checkpoint, load_optimizers, resolve_resume, save_all
+from ..config import dump_recipe
 from .run_dir import MetricsLog, prepare_run_dir
 
 
@@ -101,7 +102,8 @@ class Engine:
         self.is_main = self.accelerator.is_main_process
         self.resume = resolve_resume(self.run_dir, self.tc.resume_from_checkpoint)
         if prepare_dir:
-            prepare_run_dir(recipe, resuming=bool(self.tc.resume_from_checkpoint), is_main=self.is_main)
+            prepare_run_dir(recipe, resuming=bool(self.tc.resume_from_checkpoint), is_main=self.is_main, dump=False)
+        self.prepare_dir = prepare_dir
         self.step = 0
         self.resumed_state: dict = {}  # the resumed checkpoint's state.json
         self.last_checkpoint: Optional[Path] = None
@@ -150,7 +152,9 @@ class Engine:
     def fit(self, trainer: Trainer) -> Path:
         acc, tc, run_dir = self.accelerator, self.tc, self.run_dir
         self.trainer = trainer
-        trainer.setup(self)
+        trainer.setup(self)  # bad data or teacher: a one-line error before anything in the run folder changes
+        if self.is_main and self.prepare_dir:
+            dump_recipe(self.recipe, run_dir / "recipe.yaml")
         if self._deferred:
             load_optimizers(acc, self.resume, {k: (trainer.owners[k], o) for k, o in self._deferred.items()})
             self._deferred = {}
