@@ -137,6 +137,14 @@ CASES = [
     # run: resume when every checkpoint is damaged (fails before training, nothing written into it)
     Case("run-resume-all-damaged", R + ["{root}/r-resume.yaml"], "{broken}: no readable checkpoint",
          files={"r-resume.yaml": recipe(output_dir="{broken}", train={"resume_from_checkpoint": "latest"})}),
+    # ranges and cross-field checks of the recipe schema, through the command line
+    *[Case(f"run-range-{key}", R + ["recipes/digits.yaml", f"{key}={value}", "output_dir={root}/never"],
+           f"recipes/digits.yaml: key '{shown}' must", ) for key, value, shown in [
+        ("train.batch_size", "0", "train.batch_size"), ("train.learning_rate", "-1.0", "train.learning_rate"),
+        ("train.max_steps", "-5", "train.max_steps"), ("data.limit", "0", "data.limit"),
+        ("eval.batch_size", "0", "eval.batch_size"), ("discriminator.r1_every", "0", "discriminator.r1_every"),
+        ("distill.student_timesteps", "[249,999]", "distill.student_timesteps"),
+        ("distill.teacher_guidance", "-2", "distill.teacher_guidance")]],
 ]
 
 
