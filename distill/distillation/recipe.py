@@ -116,15 +116,21 @@ def check_distill_sections(r, where: str) -> None:
 
 
 @dataclass
-class DistillRecipe(RecipeBase):
-    data: DistillData = field(default_factory=DistillData)
+class DistillationRecipe(RecipeBase):
+    """The sections of every distillation task; a task adds its data (and its own) sections."""
+
     distill: DistillConfig = field(default_factory=DistillConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     dmd: DMDConfig = field(default_factory=DMDConfig)
     experimental: ExperimentalConfig = field(default_factory=ExperimentalConfig)
     train: DistillTrain = field(default_factory=DistillTrain)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    report: ReportConfig = field(default_factory=ReportConfig)
 
     def validate(self, where: str) -> None:
         check_distill_sections(self, where)
+
+
+@dataclass
+class DistillRecipe(DistillationRecipe):
+    data: DistillData = field(default_factory=DistillData)
+    report: ReportConfig = field(default_factory=ReportConfig)

@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-from ..config import DataConfig, EvalConfig, RecipeBase, ranged
+from ..config import DataConfig, ranged
+from ..distillation.recipe import DistillationRecipe
 from ..errors import RecipeError
-from ..distillation.recipe import (DiscriminatorConfig, DistillConfig, DistillTrain, DMDConfig, ExperimentalConfig,
-                                   check_distill_sections)
 
 # attention projections, feed-forward and ResNet convolutions of UNet2DConditionModel
 DEFAULT_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
@@ -52,18 +51,12 @@ class SDConfig:
 
 
 @dataclass
-class SDDistillRecipe(RecipeBase):
+class SDDistillRecipe(DistillationRecipe):
     data: DataConfig = field(default_factory=DataConfig)
-    distill: DistillConfig = field(default_factory=DistillConfig)
-    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
-    dmd: DMDConfig = field(default_factory=DMDConfig)
-    experimental: ExperimentalConfig = field(default_factory=ExperimentalConfig)
     sd: SDConfig = field(default_factory=SDConfig)
-    train: DistillTrain = field(default_factory=DistillTrain)
-    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def validate(self, where: str) -> None:
-        check_distill_sections(self, where)
+        super().validate(where)
         if self.discriminator.backbone == "fake_score":
             raise RecipeError(f"{where}: key 'discriminator.backbone': fake_score is implemented for pixel students only "
                               "(task: distill); latent students use teacher or timm:<name>")
