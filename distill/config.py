@@ -47,9 +47,9 @@ def ranged(default: Any = dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=
 @dataclass
 class DataConfig:
     source: str = "digits"  # "digits" | path/to/file.npz | image folder | Hub dataset name
-    split: str = "train"
-    resolution: int = ranged(16, ge=1)
-    channels: int = ranged(1, ge=1, le=4)
+    split: str = "train"  # the split to train on (npz arrays x_<split>, Hub split, image-folder split folder)
+    resolution: int = ranged(16, ge=1)  # images are resized to resolution x resolution
+    channels: int = ranged(1, ge=1, le=4)  # 1 grey, 3 RGB (images are converted)
     image_key: Optional[str] = None  # npz array / dataset column; None: x_{split}, images, image, img
     label_key: Optional[str] = None  # None: y_{split}, labels, label; "" for unlabelled data
     limit: Optional[int] = ranged(None, ge=1)  # keep the first `limit` images (quick runs)
@@ -59,15 +59,15 @@ class DataConfig:
 class LoopConfig:
     """What the training engine reads: steps, batch, precision, seed, logging, checkpoints, resume."""
 
-    max_steps: int = ranged(2000, ge=1)
+    max_steps: int = ranged(2000, ge=1)  # optimizer steps
     batch_size: int = ranged(128, ge=1)  # global batch per optimizer step, split across processes
-    gradient_accumulation_steps: int = ranged(1, ge=1)
+    gradient_accumulation_steps: int = ranged(1, ge=1)  # micro batches per optimizer step
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    seed: int = ranged(0, ge=0)
-    log_every: int = ranged(50, ge=1)
+    seed: int = ranged(0, ge=0)  # every random draw is a function of (seed, step)
+    log_every: int = ranged(50, ge=1)  # a metrics.jsonl / TensorBoard row every N steps
     sample_every: int = ranged(500, ge=1)  # sample grids (and, for students, the coverage check)
-    checkpoint_every: int = ranged(500, ge=1)
-    checkpoints_total_limit: Optional[int] = ranged(2, ge=1)
+    checkpoint_every: int = ranged(500, ge=1)  # atomic checkpoint every N steps (and at the last step)
+    checkpoints_total_limit: Optional[int] = ranged(2, ge=1)  # keep the newest N; null: all
     resume_from_checkpoint: Optional[str] = None  # a checkpoint folder or "latest"
     interrupt_at: Optional[int] = ranged(None, ge=1)  # stop after this step with a checkpoint, as a pre-empted job would
 
@@ -76,17 +76,17 @@ class LoopConfig:
 class TrainConfig(LoopConfig):
     """The engine's keys plus one AdamW, its LR schedule, gradient clipping and the EMA."""
 
-    learning_rate: float = ranged(1e-3, gt=0)
+    learning_rate: float = ranged(1e-3, gt=0)  # AdamW learning rate (of the student, for distillation)
     # any name of diffusers.optimization.get_scheduler, or "wsd": warm-up, constant, then a linear decay to 0 over the
     # last lr_decay_fraction of max_steps (warmup-stable-decay, Hägele et al. 2024)
     lr_scheduler: str = "cosine"
-    lr_decay_fraction: float = ranged(0.2, gt=0, le=1)
-    lr_warmup_steps: int = ranged(100, ge=0)
-    adam_beta1: float = ranged(0.9, ge=0, lt=1)
+    lr_decay_fraction: float = ranged(0.2, gt=0, le=1)  # wsd: the last fraction of max_steps decays
+    lr_warmup_steps: int = ranged(100, ge=0)  # linear warm-up steps
+    adam_beta1: float = ranged(0.9, ge=0, lt=1)  # Adam betas of every optimizer of the run
     adam_beta2: float = ranged(0.999, ge=0, lt=1)
-    weight_decay: float = ranged(0.0, ge=0)
-    max_grad_norm: float = ranged(1.0, gt=0)
-    ema_decay: float = ranged(0.999, ge=0, lt=1)
+    weight_decay: float = ranged(0.0, ge=0)  # AdamW weight decay (student / teacher)
+    max_grad_norm: float = ranged(1.0, gt=0)  # gradient clipping (student / teacher)
+    ema_decay: float = ranged(0.999, ge=0, lt=1)  # EMA of the trained weights, exported at the end; 0: none
     # None: diffusers' default warm-up, decay_n = min(ema_decay, (1 + n) / (10 + n)); p: diffusers' use_ema_warmup,
     # decay_n = min(ema_decay, 1 - (1 + n)^-p), an average over the last ~n^p steps (p = 1: every step so far)
     ema_power: Optional[float] = ranged(None, gt=0, le=1)
@@ -95,13 +95,13 @@ class TrainConfig(LoopConfig):
 @dataclass
 class EvalConfig:
     num_samples: int = ranged(2000, ge=0)  # 0: no evaluation at the end of training
-    steps: list[int] = ranged(factory=lambda: [1, 2, 4, 8, 25, 50], ge=1, nonempty=True)
+    steps: list[int] = ranged(factory=lambda: [1, 2, 4, 8, 25, 50], ge=1, nonempty=True)  # sampler steps to score
     scheduler: str = "ddim"  # registry key in distill.diffusion.sampling.SCHEDULERS
-    guidance_scale: float = ranged(1.0, ge=0)
-    batch_size: int = ranged(500, ge=1)
+    guidance_scale: float = ranged(1.0, ge=0)  # classifier-free guidance when sampling the teacher; 1: none
+    batch_size: int = ranged(500, ge=1)  # sampling batch
     features: str = "classifier:digits"  # "classifier:<name or .safetensors path>" | "inception"
-    reference_split: str = "test"
-    seed: int = ranged(1234, ge=0)
+    reference_split: str = "test"  # the real images FID compares against
+    seed: int = ranged(1234, ge=0)  # noise and labels of the scored samples
 
 
 @dataclass
