@@ -278,3 +278,19 @@ def test_fake_score_backbone_trains_its_encoder_and_resumes_exactly(tmp_path, ti
         assert all(torch.equal(a[k], b[k]) for k in a), name
     with pytest.raises(DistillError, match="lambda_dmd"):
         distill_recipe(tmp_path / "c", tiny_teacher, discriminator={"backbone": "fake_score"})
+
+
+def test_one_step_student_exports_a_one_step_scheduler(tmp_path, tiny_teacher):
+    """student_timesteps [999]: the exported LCMScheduler samples at 999 only; asking it for more steps
+    is a one-line error, not noise."""
+    from distill.diffusion.sampling import sample
+
+    run_dir = train_distill(distill_recipe(tmp_path, tiny_teacher, max_steps=1, checkpoint_every=1,
+                                           distill={"student_timesteps": [999]}))
+    pipe = DiffusionPipeline.from_pretrained(str(run_dir / "pipeline"))
+    pipe.scheduler.set_timesteps(1)
+    assert pipe.scheduler.timesteps.tolist() == [999]
+    x = pipe(class_labels=[0, 1], num_inference_steps=1, output_type="pt").images
+    assert x.shape == (2, 1, 8, 8) and torch.isfinite(x).all()
+    with pytest.raises(DistillError, match="cannot sample in 4 steps"):
+        sample(pipe.unet, pipe.scheduler, torch.randn(1, 1, 8, 8), torch.tensor([0]), 4)

@@ -57,7 +57,10 @@ def sample(
     """Run `scheduler` for `num_steps` from `noise`; returns x_0 estimates in [-1, 1] scale. The
     scheduler reads the denoiser's raw (guided) output in its own prediction type."""
     den = model if isinstance(model, Denoiser) else Denoiser(model, None)
-    scheduler.set_timesteps(num_steps, device=noise.device)
+    try:
+        scheduler.set_timesteps(num_steps, device=noise.device)
+    except ValueError as e:  # e.g. more steps than a 1-step student's LCMScheduler was exported with
+        raise DistillError(f"{type(scheduler).__name__}: cannot sample in {num_steps} steps ({str(e).splitlines()[0]})") from None
     x = noise * scheduler.init_noise_sigma
     for t in scheduler.timesteps:
         x_in = scheduler.scale_model_input(x, t)
