@@ -62,7 +62,8 @@ class LoopConfig:
     max_steps: int = ranged(2000, ge=1)  # optimizer steps
     batch_size: int = ranged(128, ge=1)  # global batch per optimizer step, split across processes
     gradient_accumulation_steps: int = ranged(1, ge=1)  # micro batches per optimizer step
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    # "auto": bf16 where the device runs it natively (CUDA with bf16, a CPU with avx512_bf16/amx_bf16), else "no"
+    mixed_precision: Literal["no", "fp16", "bf16", "auto"] = "no"
     seed: int = ranged(0, ge=0)  # every random draw is a function of (seed, step)
     log_every: int = ranged(50, ge=1)  # a metrics.jsonl / TensorBoard row every N steps
     sample_every: int = ranged(500, ge=1)  # sample grids (and, for students, the coverage check)

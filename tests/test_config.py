@@ -154,4 +154,6 @@ def test_mnist_recipes_are_the_experiment_runs(shipped, entry):
         assert (a["distill"].pop("student_timesteps"), a["distill"].pop("timestep_weights")) == ([999], [])
         assert (b["distill"].pop("student_timesteps"), b["distill"].pop("timestep_weights")) == \
             ([999, 749, 499, 249], [1, 0, 0, 0])
+    # the recipes ask for auto, which is bf16 on the avx512_bf16 CPU the experiments ran on in bf16
+    assert (a["train"].pop("mixed_precision"), b["train"].pop("mixed_precision")) == ("auto", "bf16")
     assert a == b

@@ -98,3 +98,53 @@ def test_cli_data_error_exit_code(tmp_path):
     res = subprocess.run([sys.executable, "-m", "distill.cli", "run", str(p)], capture_output=True, text=True)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().count("\n") == 0 and "none.npz: file not found" in res.stderr
+
+
+# ---- image folders with split sub-folders (root/train/<class>/*.png, root/test/<class>/*.png)
+
+def test_folder_split_layout_picks_split_and_labels(tmp_path):
+    from .image_fixtures import COLOURS, write_split_folder
+
+    write_split_folder(tmp_path, {"train": ("buildings", "forest", "sea"), "test": ("forest", "sea")},
+                       per_class=3)
+    tr = load_images(DataConfig(source=str(tmp_path), split="train", resolution=8, channels=3))
+    te = load_images(DataConfig(source=str(tmp_path), split="test", resolution=8, channels=3))
+    assert tr.images.shape == (9, 3, 8, 8) and te.images.shape == (6, 3, 8, 8)
+    # classes are the folder names under the split (not test/forest), one mapping for every split
+    assert tr.num_classes == te.num_classes == 3
+    assert tr.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2] and te.labels.tolist() == [1, 1, 1, 2, 2, 2]
+    # RGB kept: each class's dominant channel is its colour's
+    for data in (tr, te):
+        mean = data.images.float().mean((2, 3))
+        for img, lab in zip(mean, data.labels.tolist()):
+            colour = COLOURS[["buildings", "forest", "sea"][lab]]
+            assert int(img.argmax()) == int(np.argmax(colour))
+
+
+def test_folder_split_layout_bad_split(tmp_path):
+    from .image_fixtures import write_split_folder
+
+    write_split_folder(tmp_path, per_class=1)
+    with pytest.raises(DataError, match=r"no split 'validation' \(splits found: test, train\)") as e:
+        load_images(DataConfig(source=str(tmp_path), split="validation", resolution=8, channels=3))
+    assert "\n" not in str(e.value)
+
+
+def test_folder_split_layout_unlabelled_split(tmp_path):
+    """root/train/*.png (images straight in the split folder): the split, unlabelled."""
+    for split, n in (("train", 3), ("test", 2)):
+        (tmp_path / split).mkdir()
+        for i in range(n):
+            Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / split / f"{i}.png")
+    d = load_images(DataConfig(source=str(tmp_path), split="test", resolution=8, channels=3))
+    assert len(d) == 2 and d.labels is None
+
+
+def test_folder_class_layout_ignores_split(tmp_path):
+    """Without split folders the folder is one set of class folders, whatever data.split says."""
+    from .image_fixtures import write_class_folder
+
+    write_class_folder(tmp_path, per_class=2)
+    a = load_images(DataConfig(source=str(tmp_path), split="train", resolution=8, channels=3))
+    b = load_images(DataConfig(source=str(tmp_path), split="test", resolution=8, channels=3))
+    assert a.num_classes == 3 and a.labels.tolist() == [0, 0, 1, 1, 2, 2] and torch.equal(a.images, b.images)

@@ -3,7 +3,9 @@
 Sources (picked by `DataConfig.source`):
   - "digits": scikit-learn's embedded 8x8 digits (no download), a fixed 80/20 train/test split;
   - a `.npz` file: arrays such as `x_train`/`y_train` (../shared/data/mnist/mnist_full.npz);
-  - a folder of images: the `imagefolder` layout (one sub-folder per class) or a flat folder;
+  - a folder of images: the `imagefolder` layout, one sub-folder per class (`root/<class>/*.png`) or
+    split folders of class folders (`root/train/<class>/*.png`, `root/test/...`: `data.split`
+    picks one; label ids are the sorted class names of all splits), or a flat folder (unlabelled);
   - anything else: a `datasets.load_dataset` name (a Hub dataset such as `ylecun/mnist`).
 
 Every source ends as `ImageSet(images (N, C, H, W) uint8, labels (N,) int64 | None)`, resized to
@@ -186,12 +188,42 @@ def _read_image(path: Path) -> torch.Tensor:
     return _array_to_nchw(arr[None], str(path))[0]
 
 
+# Split folder names `datasets`' imagefolder recognises (root/<split>/<class>/*.png)
+SPLIT_NAMES = ("train", "training", "test", "testing", "validation", "valid", "val", "dev", "eval", "evaluation")
+
+
+def _image_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def folder_splits(root: Path, files: list[Path]) -> list[str]:
+    """The split folders of `root` when it has the split layout (every top-level folder holding
+    images is a split name and no image lies at the top), else []."""
+    tops = {p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else "." for p in files}
+    if "." in tops or not tops or not tops <= set(SPLIT_NAMES):
+        return []
+    return sorted(tops)
+
+
 def _load_folder(cfg: DataConfig):
+    """One sub-folder per class (`root/<class>/*.png`), or the split layout `root/<split>/<class>/*.png`
+    (data.split picks the split; classes are the folder names under the splits, sorted, the same
+    label ids in every split); a folder of images alone is unlabelled."""
     root = Path(cfg.source)
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = _image_files(root)
     if not files:
         raise DataError(f"{root}: no images found (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
-    classes = sorted({p.parent.relative_to(root).as_posix() for p in files})
+    splits = folder_splits(root, files)
+    base, where = root, f"{root} (class folders)"
+    if splits:
+        if cfg.split not in splits:
+            raise DataError(f"{root}: no split '{cfg.split}' (splits found: {', '.join(splits)}); set data.split")
+        base, where = root / cfg.split, f"{root / cfg.split} (class folders)"
+        # the class list comes from every split, so a label means the same class in train and test
+        classes = sorted({p.parent.relative_to(root).as_posix().partition("/")[2] or "." for p in files})
+        files = [p for p in files if p.relative_to(root).parts[0] == cfg.split]
+    else:
+        classes = sorted({p.parent.relative_to(root).as_posix() for p in files})
     labelled = cfg.label_key != "" and classes != ["."]
     images = []
     for p in files:
@@ -201,8 +233,8 @@ def _load_folder(cfg: DataConfig):
     x = torch.stack(images)
     if not labelled:
         return x, None, None, ""
-    y = torch.tensor([classes.index(p.parent.relative_to(root).as_posix()) for p in files])
-    return x, y, len(classes), f"{root} (class folders)"
+    y = torch.tensor([classes.index(p.parent.relative_to(base).as_posix()) for p in files])
+    return x, y, len(classes), where
 
 
 def _load_hub(cfg: DataConfig):

@@ -163,7 +163,7 @@ class Engine:
             acc.init_trackers("logs")
             head = trainer.header()
             if self.step == 0 and head:
-                log.log(0, **head)
+                log.log(0, **head, mixed_precision=acc.mixed_precision)
         bar = progress(tc.max_steps, self.step, acc.is_local_main_process, f"{trainer.name} {self.recipe.name}")
         while self.step < tc.max_steps:
             metrics = trainer.step(self.step)

@@ -1,0 +1,74 @@
+"""What the device runs natively: `train.mixed_precision: auto` resolves to bf16 or fp32 here.
+
+bf16 autocast pays off only where the hardware computes in bf16: a CUDA GPU with
+`torch.cuda.is_bf16_supported()`, or a CPU with AVX512-BF16 or AMX (the `avx512_bf16` /
+`amx_bf16` flags of /proc/cpuinfo). On a CPU without them (AVX2 only) autocast emulates bf16 and
+was measured about 10x slower than fp32, so `auto` picks fp32 ("no") there and an explicit `bf16`
+warns. Non-Linux CPUs (no /proc/cpuinfo) count as without native bf16.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none: not Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return flags
+
+
+def _uses_cuda() -> bool:
+    import os
+
+    if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+        return False
+    return torch.cuda.is_available()
+
+
+def native_bf16() -> tuple[bool, str]:
+    """(whether the training device computes bf16 natively, why) for the device accelerate will use."""
+    if _uses_cuda():
+        name = torch.cuda.get_device_name(0) if torch.cuda.device_count() else "CUDA"
+        if torch.cuda.is_bf16_supported():
+            return True, f"{name} supports bf16"
+        return False, f"{name} has no native bf16"
+    flags = cpu_flags()
+    found = [f for f in CPU_BF16_FLAGS if f in flags]
+    if found:
+        return True, f"CPU has {found[0]}"
+    if not flags:
+        return False, "CPU flags unknown (no /proc/cpuinfo)"
+    return False, "CPU has neither avx512_bf16 nor amx_bf16"
+
+
+def resolve_mixed_precision(value: str, notice: Optional[callable] = print) -> str:
+    """`train.mixed_precision` -> what accelerate gets. "auto" -> "bf16" where the device runs bf16
+    natively, "no" (fp32) elsewhere, with a one-line notice of the choice and why; an explicit "bf16"
+    on a device without native bf16 warns that it will be slow; other values pass through."""
+    if value == "auto":
+        ok, why = native_bf16()
+        chosen = "bf16" if ok else "no"
+        if notice is not None:
+            notice(f"train.mixed_precision=auto: {'bf16' if ok else 'fp32 (no)'} ({why})")
+        return chosen
+    if value == "bf16":
+        ok, why = native_bf16()
+        if not ok:
+            warnings.warn(f"train.mixed_precision=bf16 without native bf16 ({why}): autocast emulates it, "
+                          "about 10x slower than fp32; use auto or no", stacklevel=2)
+    return value
