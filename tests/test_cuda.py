@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from distill.config import TeacherConfig
+from distill.diffusion.recipe import TeacherConfig
 from distill.diffusion.losses import diffusion_loss
 from distill.diffusion.teachers import build_noise_scheduler, build_unet2d
 
