@@ -19,6 +19,7 @@ COMMANDS = {
     "doctor": "distill.commands.doctor",
     "bench": "distill.commands.bench",
     "translate": "distill.commands.translate",
+    "classifier": "distill.commands.classifier",
 }
 
 
