@@ -20,6 +20,7 @@ COMMANDS = {
     "doctor": "distill.commands.doctor",
     "bench": "distill.commands.bench",
     "translate": "distill.commands.translate",
+    "classifier": "distill.commands.classifier",
 }
 
 

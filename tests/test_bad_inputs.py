@@ -134,6 +134,15 @@ CASES = [
          files={"r-frac.yaml": recipe(data={"source": "{root}/fraclabel.npz"})}),
     Case("run-data-not-npz", R + ["{root}/r-trunc.yaml"], "trunc.npz: cannot read as .npz",
          files={"r-trunc.yaml": recipe(data={"source": "{root}/trunc.npz"})}),
+    # classifier train: paths, numbers, data
+    Case("classifier-out-below-file", ["classifier", "train", "--data", "digits", "--out", "{afile}/c.safetensors"],
+         "--out {afile}/c.safetensors: cannot be created, {afile} is a file"),
+    Case("classifier-out-suffix", ["classifier", "train", "--data", "digits", "--out", "{root}/c.pt"],
+         "must end in .safetensors"),
+    Case("classifier-steps-0", ["classifier", "train", "--data", "digits", "--out", "{root}/c.safetensors",
+                                "--steps", "0"], "argument --steps: must be >= 1, got 0"),
+    Case("classifier-unlabelled", ["classifier", "train", "--data", "{root}/in", "--out", "{root}/c.safetensors"],
+         "no labels"),
     # run: resume when every checkpoint is damaged (fails before training, nothing written into it)
     Case("run-resume-all-damaged", R + ["{root}/r-resume.yaml"], "{broken}: no readable checkpoint",
          files={"r-resume.yaml": recipe(output_dir="{broken}", train={"resume_from_checkpoint": "latest"})}),

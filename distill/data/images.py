@@ -40,6 +40,7 @@ class ImageSet:
     num_classes: Optional[int]
     name: str = ""
     label_where: str = ""  # where the labels came from (file[key]), for error messages
+    class_names: Optional[list] = None  # label id -> name, where the source names its classes (folders, Hub)
 
     def check_labels(self, num_classes: Optional[int]) -> None:
         """Every label must lie in [0, num_classes) (e.g. the teacher's classes)."""
@@ -142,7 +143,7 @@ def _load_digits(cfg: DataConfig):
     if cfg.split not in splits:
         raise DataError(f"digits: unknown split '{cfg.split}' (use train, test or all)")
     idx = splits[cfg.split].sort().values
-    return x[idx], y[idx], 10, "digits"
+    return x[idx], y[idx], 10, "digits", [str(i) for i in range(10)]
 
 
 def _pick_key(keys, wanted: Optional[str], defaults: list[str], where: str, what: str):
@@ -234,7 +235,7 @@ def _load_folder(cfg: DataConfig):
     if not labelled:
         return x, None, None, ""
     y = torch.tensor([classes.index(p.parent.relative_to(base).as_posix()) for p in files])
-    return x, y, len(classes), where
+    return x, y, len(classes), where, classes
 
 
 def _load_hub(cfg: DataConfig):
@@ -264,6 +265,7 @@ def _load_hub(cfg: DataConfig):
             names = getattr(ds.features.get(lk), "names", None)
             y, k = _labels(ds[lk], x.shape[0], lw, len(names) if names else None)
             k = len(names) if names else k
+            return x, y, k, lw, list(names) if names else None
     return x, y, k, lw
 
 
@@ -289,7 +291,7 @@ def load_images(cfg: DataConfig, num_classes: Optional[int] = None) -> ImageSet:
     """Load `cfg.source` into memory as an `ImageSet` at `cfg.resolution` and `cfg.channels`; with
     `num_classes` (e.g. the teacher's), every label must lie in [0, num_classes)."""
     kind = source_kind(cfg.source)
-    x, y, k, label_where = SOURCES[kind](cfg)
+    x, y, k, label_where, *names = SOURCES[kind](cfg)  # a source may add its class names
     if cfg.label_key and y is None:
         raise DataError(f"{cfg.source}: label key '{cfg.label_key}' not found")
     x = _set_channels(x, cfg.channels, cfg.source)
@@ -299,6 +301,7 @@ def load_images(cfg: DataConfig, num_classes: Optional[int] = None) -> ImageSet:
         y = y[: cfg.limit] if y is not None else None
     if len(x) == 0:
         raise DataError(f"{cfg.source}: no images left")
-    data = ImageSet(x.contiguous(), y, k, name=cfg.source, label_where=label_where)
+    data = ImageSet(x.contiguous(), y, k, name=cfg.source, label_where=label_where,
+                    class_names=names[0] if names and y is not None else None)
     data.check_labels(num_classes)
     return data
