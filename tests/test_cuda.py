@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from distill.diffusion.recipe import TeacherConfig
-from distill.diffusion.losses import diffusion_loss
+from distill.diffusion.denoiser import Denoiser
 from distill.diffusion.teachers import build_noise_scheduler, build_unet2d
 
 pytestmark = [pytest.mark.cuda,
@@ -33,7 +33,7 @@ def _step(unet, sched, batch, device, autocast_dtype=None):
     opt = torch.optim.Adam(unet.parameters(), lr=1e-3)
     x0, noise, t, y = (b.to(device) for b in batch)
     with torch.autocast(device_type=device, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-        loss = diffusion_loss(unet, sched, x0, noise, t, y).mean()
+        loss = Denoiser.from_scheduler(unet, sched).loss(x0, noise, t, y).mean()
     loss.backward()
     opt.step()
     return loss.detach().float().cpu(), unet
