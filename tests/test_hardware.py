@@ -81,10 +81,16 @@ def test_make_accelerator_gets_resolved_value(cpu, tmp_path, capsys):
     from distill.config import LoopConfig
     from distill.engine.accelerator import make_accelerator
 
+    from accelerate.state import AcceleratorState
+
     cpu.add("avx512_bf16")
     tc = LoopConfig(mixed_precision="auto")
-    acc = make_accelerator(tc, tmp_path)
-    assert acc.mixed_precision == "bf16" and tc.mixed_precision == "auto"
+    AcceleratorState._reset_state(True)  # accelerate keeps one process-wide state (mixed precision)
+    try:
+        used = make_accelerator(tc, tmp_path).mixed_precision
+    finally:
+        AcceleratorState._reset_state(True)
+    assert used == "bf16" and tc.mixed_precision == "auto"
     assert "auto: bf16" in capsys.readouterr().out
 
 

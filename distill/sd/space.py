@@ -66,7 +66,7 @@ class LatentSpace:
 
                 (build_tiny_sdxl if sc.tiny_kind == "sdxl" else build_tiny_sd)(r.distill.teacher, r.data.resolution)
             acc.wait_for_everyone()
-        self.wdt = wdt = DTYPES[r.train.mixed_precision]
+        self.wdt = wdt = DTYPES[acc.mixed_precision]  # what accelerate runs ("auto" resolved)
         tpipe = self.pipe = load_sd_teacher(r.distill.teacher, sc.revision, sc.variant)
         tpipe.to(dev)
         for name in ("text_encoder", "text_encoder_2"):  # frozen: held in the compute dtype
