@@ -26,36 +26,22 @@ def _number(text: str, cast, what: str):
     return v
 
 
-def positive_int(text: str) -> int:
-    """Steps, batch sizes, repeats, threads: an integer >= 1."""
-    v = _number(text, int, "an integer")
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
+def _at_least(cast, what: str, low, strict: bool, doc: str):
+    """An argparse `type=`: a finite number of `cast` >= low (> low when `strict`)."""
+    def check(text: str):
+        v = _number(text, cast, what)
+        if v < low or (strict and v == low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low}, got {v}")
+        return v
+
+    check.__doc__ = doc
+    return check
 
 
-def non_negative_int(text: str) -> int:
-    """Counts that may be 0 (profile repeats, evaluation samples)."""
-    v = _number(text, int, "an integer")
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
-
-
-def non_negative_float(text: str) -> float:
-    """Guidance scales, time budgets, regulariser weights: a finite number >= 0."""
-    v = _number(text, float, "a number")
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
-
-
-def positive_float(text: str) -> float:
-    """Learning rates and multipliers: a finite number > 0."""
-    v = _number(text, float, "a number")
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
-    return v
+positive_int = _at_least(int, "an integer", 1, False, "Steps, batch sizes, repeats, threads: an integer >= 1.")
+non_negative_int = _at_least(int, "an integer", 0, False, "Counts that may be 0 (profile repeats, evaluation samples).")
+non_negative_float = _at_least(float, "a number", 0, False, "Guidance scales, time budgets, regulariser weights: >= 0.")
+positive_float = _at_least(float, "a number", 0, True, "Learning rates and multipliers: a finite number > 0.")
 
 
 def check_input_path(path, what: str, kind: str = "any") -> Path:
