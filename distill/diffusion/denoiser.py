@@ -166,14 +166,13 @@ class Denoiser:
         """Raw network output at (x_t, t), guided with weight `guidance` in one batched call."""
         if guidance == 1.0 or not self.cond.guidable(cond):
             return self.cond.call(self.net, x_t, t, cond)
-        t2 = torch.cat([t, t]) if torch.is_tensor(t) and t.ndim == 1 else t
-        out = self.cond.call(self.net, torch.cat([x_t, x_t]), t2, self.cond.cat(cond, self.cond.null(cond)))
-        c, u = out.chunk(2)
+        c, u = self.out_cond_uncond(x_t, t, cond)
         return u + guidance * (c - u)
 
     def out_cond_uncond(self, x_t, t, cond):
-        """(out_c, out_u), both from one batched call (for targets that use the two apart, as NFSD)."""
-        out = self.cond.call(self.net, torch.cat([x_t, x_t]), torch.cat([t, t]), self.cond.cat(cond, self.cond.null(cond)))
+        """(out_c, out_u), both from one batched call (guidance, and targets that use the two apart, as NFSD)."""
+        t2 = torch.cat([t, t]) if torch.is_tensor(t) and t.ndim == 1 else t  # a sampler's scalar t stays one
+        out = self.cond.call(self.net, torch.cat([x_t, x_t]), t2, self.cond.cat(cond, self.cond.null(cond)))
         return out.chunk(2)
 
     def x0_from(self, x_t, t, out):

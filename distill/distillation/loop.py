@@ -151,15 +151,16 @@ class DistillTrainer(Trainer):
         b["cond"] = sp.shard_cond(cond, self.rank, self.P, self.dev)
         return b
 
-    def D(self, x, cond, b, half: int, **kw):
-        return self.space.discriminate(self.disc, x, cond, b["t_d"], b["noise_d"][:, half], b["u"][:, half], **kw)
+    def D(self, x, cond, t_d, noise, u, **kw):
+        """The discriminator through the space (head conditioning, logits' precision)."""
+        return self.space.discriminate(self.disc, x, cond, t_d, noise, u, **kw)
 
     def update_discriminator(self, b: dict, fake, step: int, m: dict) -> None:
         """One discriminator micro step: hinge/ns/... loss on [real; fake] + gamma/2 R1 (Eq. 2-3, ADD),
         pairs weighted by experimental.disc_timesteps; metrics into `m`."""
         acc, sp = self.accelerator, self.space
         r1_gamma = r1_gamma_at(self.disc_cfg, step)
-        logits, feats = pair_logits(lambda x, c, *a, **kw: sp.discriminate(self.disc, x, c, *a, **kw), b["x0"], fake,
+        logits, feats = pair_logits(self.D, b["x0"], fake,
                                     sp.cat_cond(b["cond"], b["cond"]), b, r1_gamma > 0,
                                     self.recipe.experimental.fake_score_disc_weight)
         loss_d, md = d_loss_and_metrics(self.adv, logits, feats, fake.shape[0], r1_gamma, self.d_weight(b["s"]))
@@ -201,7 +202,8 @@ class DistillTrainer(Trainer):
                     fake = self.student_w.x0(self.student_w.add_noise(b["x0"], b["eps"], b["s"]), b["s"], b["cond"])
                     loss_adv = torch.zeros(fake.shape[0], device=self.dev)
                     if dc.lambda_adv > 0:
-                        loss_adv = self.adv.g_loss(self.D(fake, b["cond"], b, 1, head=b["head"])[0])
+                        loss_adv = self.adv.g_loss(self.D(fake, b["cond"], b["t_d"], b["noise_d"][:, 1], b["u"][:, 1],
+                                                           head=b["head"])[0])
                         if (w_adv := self.d_weight(b["s"])) is not None:  # only the outputs the discriminator judges
                             loss_adv = loss_adv * w_adv
                     with sp.teacher_mode():

@@ -57,8 +57,7 @@ def teacher_target(teacher, fake, cond, t, eps, guidance: float, weighting: str)
     c_t = DISTILL_WEIGHTINGS[weighting](alpha, sigma)
     if weighting == "nfsd" and cond is not None:
         out_c, out_u = teacher.out_cond_uncond(x_t, t, cond)
-        x2, t2 = torch.cat([x_t, x_t]), torch.cat([t, t])
-        e_c, e_u = teacher.eps_from(x2, t2, torch.cat([out_c, out_u]).float()).chunk(2)
+        e_c, e_u = teacher.eps_from(x_t, t, out_c.float()), teacher.eps_from(x_t, t, out_u.float())
         return nfsd_target(fake, x_t, alpha, sigma, e_c, e_u, guidance, t), c_t, x_t
     return teacher.x0_from(x_t, t, teacher.out(x_t, t, cond, guidance).float()), c_t, x_t
 
