@@ -115,3 +115,32 @@ def test_a_registered_parameterisation_drives_a_distillation_step(tmp_path, monk
     w1 = load_file(run / "checkpoints/checkpoint-1/student.safetensors")
     assert all(torch.isfinite(v).all() for v in w1.values())
     assert max(float((w1[k] - w0[k]).abs().max()) for k in w1) > 0
+
+
+def test_flow_parameterisation_identities_and_diffusers_agreement():
+    """Flow matching in fp64: x0/eps/v identities, add_noise equals diffusers' FlowMatchEulerDiscreteScheduler
+    `scale_noise`, and one Euler step of the scheduler equals x_t + (sigma_next - sigma) v with v from the Denoiser."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    sched = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)
+    param = dn.parameterisation_for(sched)
+    assert param.name == "flow"
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(3, 2, 4, 4, generator=g, dtype=torch.float64), torch.randn(3, 2, 4, 4, generator=g, dtype=torch.float64)
+    sched.set_timesteps(4)
+    t = sched.timesteps[:3].double()  # shifted timesteps, floats in [0, 1000]
+    x_t = param.add_noise(x0, eps, t)
+    for i in range(3):
+        ref = sched.scale_noise(x0[i:i + 1], t[i:i + 1], eps[i:i + 1])
+        torch.testing.assert_close(x_t[i:i + 1], ref.double(), rtol=1e-6, atol=1e-6)
+    v = param.target(x0, eps, t)
+    torch.testing.assert_close(v, eps - x0)
+    alpha, sigma = param.alpha_sigma(t, x0.device, torch.float64)
+    torch.testing.assert_close(param.x0(v, x_t, alpha, sigma), x0)
+    torch.testing.assert_close(param.eps(v, x_t, alpha, sigma), eps)
+    torch.testing.assert_close(alpha + sigma, torch.ones_like(alpha))
+    # the scheduler's Euler step with the exact velocity lands on the same path at the next sigma
+    sched.set_timesteps(4)
+    x = param.add_noise(x0[:1], eps[:1], sched.timesteps[0])
+    nxt = sched.step(v[:1].float(), sched.timesteps[0], x.float()).prev_sample
+    torch.testing.assert_close(nxt.double(), param.add_noise(x0[:1], eps[:1], sched.timesteps[1]), rtol=1e-5, atol=1e-5)

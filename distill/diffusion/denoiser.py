@@ -12,8 +12,8 @@ A Denoiser wraps a network, its noise schedule and its conditioning (k-diffusion
   loss(x0, eps, t, cond)      the denoising loss, (B,)  (Ho et al. 2020, Eq. 14, simple weighting)
 
 A parameterisation is a small object in PARAMETERISATIONS (epsilon, v, sample): alpha/sigma at t,
-and the maps between (out, x_t) and (x0, eps). A new one (flow matching, x_t = (1 - t) x0 + t eps
-with velocity v = eps - x0) is one more entry, and every sampler, loss and trainer follows.
+and the maps between (out, x_t) and (x0, eps); flow matching (x_t = (1 - sigma) x0 + sigma eps, velocity
+v = eps - x0) is one more entry, and every sampler, loss and trainer follows.
 
 Conditioning is a small adapter too: `LabelCond` (class labels with a null label, UNet2DModel) here,
 the text conditioning of Stable Diffusion in distill.sd.teacher. It says how a condition reaches the
@@ -90,16 +90,58 @@ class SamplePrediction(DDPMParameterisation):
         return x0
 
 
+class FlowPrediction:
+    """Rectified flow / flow matching (Liu et al. 2022; Lipman et al. 2023; SD3, Esser et al. 2024, Eq. 2-3):
+    x_t = (1 - sigma) x0 + sigma eps, the network predicts the velocity v = eps - x0, so
+    x0 = x_t - sigma v and eps = x_t + (1 - sigma) v. Timesteps are diffusers' FlowMatchEulerDiscreteScheduler
+    units, t = sigma T (T = num_train_timesteps, a float in [0, T]); the shift of SD3/Flux moves which t a sampler
+    or trainer picks, not this map."""
+
+    name = "flow"
+
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+        self.num_train_timesteps = scheduler.config.num_train_timesteps
+
+    def alpha_sigma(self, t, device, dtype=torch.float32):
+        """(alpha_t, sigma_t) = (1 - t / T, t / T), each (B, 1, 1, 1) (a scalar t broadcasts)."""
+        sigma = torch.as_tensor(t, device=device, dtype=torch.float32).reshape(-1, 1, 1, 1) / self.num_train_timesteps
+        return (1 - sigma).to(dtype), sigma.to(dtype)
+
+    def add_noise(self, x0, eps, t):
+        alpha, sigma = self.alpha_sigma(t, x0.device, x0.dtype)
+        return alpha * x0 + sigma * eps
+
+    def x0(self, out, x_t, alpha, sigma):
+        return x_t - sigma * out
+
+    def eps(self, out, x_t, alpha, sigma):
+        return x_t + alpha * out
+
+    def target(self, x0, eps, t):
+        return eps - x0
+
+
 # prediction type -> constructor taking the noise scheduler
 PARAMETERISATIONS: dict[str, Callable[[Any], Any]] = {
     "epsilon": EpsilonPrediction,
     "v_prediction": VPrediction,
     "sample": SamplePrediction,
+    "flow": FlowPrediction,
 }
 
 
+def prediction_type_of(scheduler) -> str:
+    """A DDPM-family scheduler's `prediction_type`; "flow" for diffusers' flow-matching schedulers
+    (FlowMatchEulerDiscreteScheduler and its Heun/DPM-Solver siblings, which have no prediction_type)."""
+    kind = getattr(scheduler.config, "prediction_type", None)
+    if kind is None and "FlowMatch" in type(scheduler).__name__:
+        return "flow"
+    return kind
+
+
 def parameterisation_for(scheduler):
-    kind = scheduler.config.prediction_type
+    kind = prediction_type_of(scheduler)
     if kind not in PARAMETERISATIONS:
         raise ValueError(f"unknown prediction_type {kind!r} (known: {', '.join(PARAMETERISATIONS)})")
     return PARAMETERISATIONS[kind](scheduler)
