@@ -35,6 +35,7 @@ from ..errors import RecipeError
 from ..gan.losses import get_adv_loss
 from .adversarial import d_loss_and_metrics, g_metrics, pair_logits, r1_gamma_at
 from .objectives import distillation_loss, dmd_loss, teacher_target
+from .recipe import check_noise_ranges
 
 
 def student_timestep_index(k: int, weights, n: int, g) -> torch.Tensor:
@@ -69,9 +70,8 @@ class DistillTrainer(Trainer):
             raise RecipeError("recipe key 'distill.teacher' is required (an exported teacher pipeline or a Hub id)")
         sp.check_launch(acc)
         sp.load(engine)
-        T = sp.teacher.num_train_timesteps
-        if any(s >= T for s in dc.student_timesteps):
-            raise RecipeError(f"distill.student_timesteps must lie in [0, {T - 1}] (the teacher's schedule)")
+        self.ts = sp.teacher.student_timesteps(dc.student_timesteps)  # (K,) in the teacher scheduler's units
+        check_noise_ranges(r, sp.teacher)
         self.P, self.rank, self.A = acc.num_processes, acc.process_index, tc.gradient_accumulation_steps
         micro_batch_size(tc.batch_size, self.A, self.P)
 
@@ -115,13 +115,12 @@ class DistillTrainer(Trainer):
         if self.ema is not None:
             self.ema.to(self.dev)
         self.adv = get_adv_loss(dsc.loss)
-        self.ts = torch.tensor(dc.student_timesteps, dtype=torch.long)
         w = dc.timestep_weights
         self.p_s = torch.tensor(w, dtype=torch.float64) if w else None
         # the adversarial game on outputs of the disc_timesteps S_D only: weight |S| / |S_D| there, 0 elsewhere
         # (a constant, not a per-batch count, so P processes take the step one process takes); None: all steps
         ts_d = r.experimental.disc_timesteps
-        ts_d_t = torch.tensor(ts_d, dtype=torch.long, device=self.dev)
+        ts_d_t = self.ts[[dc.student_timesteps.index(s) for s in ts_d]].to(self.dev)
         self.d_weight = (lambda s: torch.isin(s, ts_d_t).float() * (len(self.ts) / len(ts_d))) if ts_d else (lambda s: None)
         self.sampler = EpochSampler(len(sp.data), tc.seed)
         self.n = tc.batch_size // self.A  # global samples per accumulation slice
