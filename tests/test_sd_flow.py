@@ -235,3 +235,34 @@ def test_flow_recipes_parse(recipe):
     r = load_recipe(recipe)
     assert r.task == "sd-distill" and r.distill.teacher and r.sd.input == "synthetic"
     assert r.discriminator.backbone == "teacher" and r.sd.disc_noise_cond
+
+
+def test_two_processes_equal_one(teachers, tmp_path):
+    """The latent flow path on 2 CPU processes (gloo, torchrun) takes the step 1 process takes on the same
+    global batch: SD3 teacher, LoRA student, synthetic latents made once by the main process, token-feature
+    discriminator with noise-conditioned heads."""
+    import yaml
+
+    from .test_multiprocess import _launch
+
+    r = flow_recipe(tmp_path, teachers["sd3"])
+    d = {"task": "sd-distill", "data": {"source": "digits", "resolution": R, "limit": 16},
+         "distill": {"teacher": teachers["sd3"], "teacher_guidance": 3.0, "lambda_distill": 1.0,
+                     "student_timesteps": r.distill.student_timesteps},
+         "discriminator": {"head_channels": 8, "augment": "", "t_min": 500, "t_max": 999, "r1_gamma": 1e-3},
+         "sd": {"lora_rank": 4, "input": "synthetic", "synthetic_count": 4, "synthetic_steps": 2, "disc_noise_cond": True,
+                "teacher_sample_steps": 2, "sample_prompts": ["a cat"]},
+         "train": {"max_steps": 2, "batch_size": 4, "learning_rate": 1e-3, "lr_scheduler": "constant",
+                   "lr_warmup_steps": 0, "checkpoint_every": 2, "ema_decay": 0.0, "log_every": 1},
+         "eval": {"num_samples": 0}}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(d))
+    _launch(1, path, tmp_path / "one")
+    _launch(2, path, tmp_path / "two")
+    for name in ["student.safetensors", "heads.safetensors"]:
+        a = load_file(tmp_path / "one" / "checkpoints" / "checkpoint-2" / name)
+        b = load_file(tmp_path / "two" / "checkpoints" / "checkpoint-2" / name)
+        assert a.keys() == b.keys()
+        worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+        assert worst < 1e-4, (name, worst)
+    assert (tmp_path / "two" / "pipeline" / "transformer" / "config.json").is_file()

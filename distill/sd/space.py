@@ -91,8 +91,8 @@ class LatentSpace:
             raise RecipeError(f"data.resolution={R} must be a multiple of {f * fam.patch} (the VAE factor {f} "
                               f"x the latent patch {fam.patch} of the teacher network)")
         self.decode = make_decoder(tpipe, sc.taesd)
-        with acc.autocast():  # bf16 text encoders / VAE with the fp32 UNet (synthetic samples)
-            self.data = self._latents(engine.run_dir)
+        with acc.autocast(), acc.main_process_first():  # bf16 text encoders / VAE with the fp32 network;
+            self.data = self._latents(engine.run_dir)  # synthetic samples made and cached once, then read
             self.uncond1 = fam.uncond(tpipe, R, dev)  # the teacher's unconditional input, encoded once
         dim = (self.uncond1.pooled.shape[-1] if sc.disc_text_cond else 0) + (NOISE_COND_DIM if sc.disc_noise_cond else 0)
         self.head_cond_dim = dim or None
