@@ -97,7 +97,8 @@ class TrainConfig(LoopConfig):
 class EvalConfig:
     num_samples: int = ranged(2000, ge=0)  # 0: no evaluation at the end of training
     steps: list[int] = ranged(factory=lambda: [1, 2, 4, 8, 25, 50], ge=1, nonempty=True)  # sampler steps to score
-    scheduler: str = "ddim"  # registry key in distill.diffusion.sampling.SCHEDULERS
+    # registry key in distill.diffusion.sampling.SCHEDULERS; "auto": ddim for a DDPM-schedule model, flow-euler for flow
+    scheduler: str = "auto"
     guidance_scale: float = ranged(1.0, ge=0)  # classifier-free guidance when sampling the teacher; 1: none
     batch_size: int = ranged(500, ge=1)  # sampling batch
     features: str = "classifier:digits"  # "classifier:<name or .safetensors path>" | "inception"

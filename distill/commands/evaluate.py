@@ -15,7 +15,8 @@ def add_arguments(p):
     p.add_argument("--data", default=None, help="reference data source (digits, .npz, folder, Hub name)")
     p.add_argument("--split", default=None, help="reference split (default: eval.reference_split)")
     p.add_argument("--steps", type=positive_int, nargs="+", default=None)
-    p.add_argument("--scheduler", default=None, help="ddim | ddpm | dpm++ | euler | lcm | pipeline")
+    p.add_argument("--scheduler", default=None, help="ddim | ddpm | dpm++ | euler | lcm (DDPM schedule); flow-euler | flow-heun | flow-dpm++ (flow); "
+                   "pipeline (its own); auto (the schedule's default); default: eval.scheduler")
     p.add_argument("--guidance", type=non_negative_float, default=None)
     p.add_argument("--num-samples", type=positive_int, default=None)
     p.add_argument("--batch-size", type=positive_int, default=None)

@@ -11,7 +11,8 @@ def add_arguments(p):
     p.add_argument("pipeline", help="exported pipeline folder (or Hub id)")
     p.add_argument("--steps", type=positive_int, default=50)
     p.add_argument("--guidance", type=non_negative_float, default=1.0, help="classifier-free guidance scale (1 = off)")
-    p.add_argument("--scheduler", default=None, help="ddim | ddpm | dpm++ | euler | lcm (default: the pipeline's own)")
+    p.add_argument("--scheduler", default=None, help="ddim | ddpm | dpm++ | euler | lcm (DDPM schedule); flow-euler | flow-heun | flow-dpm++ (flow); "
+                   "default: the pipeline's own")
     p.add_argument("--per-class", type=positive_int, default=8, help="rows of the grid (samples per class)")
     p.add_argument("--classes", type=int, nargs="*", default=None, help="class labels (default: all)")
     p.add_argument("--seed", type=int, default=0)

@@ -10,14 +10,16 @@ A Denoiser wraps a network, its noise schedule and its conditioning (k-diffusion
   eps(x_t, t, cond, w)        the noise estimate
   target(x0, eps, t)          what the network regresses onto in training
   loss(x0, eps, t, cond)      the denoising loss, (B,)  (Ho et al. 2020, Eq. 14, simple weighting)
+  t_max                       the largest timestep (T - 1 for the discrete DDPM schedule, T for flow)
+  student_timesteps(ts)       a distilled student's timesteps as a tensor, checked against the schedule
 
 A parameterisation is a small object in PARAMETERISATIONS (epsilon, v, sample): alpha/sigma at t,
 and the maps between (out, x_t) and (x0, eps); flow matching (x_t = (1 - sigma) x0 + sigma eps, velocity
 v = eps - x0) is one more entry, and every sampler, loss and trainer follows.
 
-Conditioning is a small adapter too: `LabelCond` (class labels with a null label, UNet2DModel) here,
-the text conditioning of Stable Diffusion in distill.sd.teacher. It says how a condition reaches the
-network, how two are batched, and what the unconditional input is.
+Conditioning is a small adapter too: `LabelCond` (class labels with a null label, UNet2DModel) and
+`DiTLabelCond` (DiTTransformer2DModel) here, the text conditioning of Stable Diffusion in distill.sd.teacher.
+It says how a condition reaches the network, how two are batched, and what the unconditional input is.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch
+
+from ..errors import RecipeError
+from .flow import euler_sigmas
 
 
 # ----------------------------------------------------------------------------------------------
@@ -47,6 +52,17 @@ class DDPMParameterisation:
 
     def add_noise(self, x0, eps, t):
         return self.scheduler.add_noise(x0, eps, t)  # sqrt(abar_t) x0 + sqrt(1 - abar_t) eps
+
+    @property
+    def t_max(self) -> int:
+        """The largest timestep of the schedule (the integer timesteps are 0 .. T - 1)."""
+        return self.num_train_timesteps - 1
+
+    def student_timesteps(self, ts: list) -> torch.Tensor:
+        """The student's timesteps as the loop uses them: (K,) long, each within the schedule."""
+        if any(not 0 <= s <= self.t_max for s in ts):
+            raise RecipeError(f"distill.student_timesteps must lie in [0, {self.t_max}] (the teacher's schedule)")
+        return torch.tensor(ts, dtype=torch.long)
 
 
 class EpsilonPrediction(DDPMParameterisation):
@@ -94,14 +110,35 @@ class FlowPrediction:
     """Rectified flow / flow matching (Liu et al. 2022; Lipman et al. 2023; SD3, Esser et al. 2024, Eq. 2-3):
     x_t = (1 - sigma) x0 + sigma eps, the network predicts the velocity v = eps - x0, so
     x0 = x_t - sigma v and eps = x_t + (1 - sigma) v. Timesteps are diffusers' FlowMatchEulerDiscreteScheduler
-    units, t = sigma T (T = num_train_timesteps, a float in [0, T]); the shift of SD3/Flux moves which t a sampler
-    or trainer picks, not this map."""
+    units, t = sigma T (T = num_train_timesteps, a float in [0, T]); the shift of SD3/Flux (distill.diffusion.flow)
+    moves which t a sampler or trainer picks, not this map."""
 
     name = "flow"
 
     def __init__(self, scheduler):
         self.scheduler = scheduler
-        self.num_train_timesteps = scheduler.config.num_train_timesteps
+        cfg = scheduler.config
+        self.num_train_timesteps = cfg.num_train_timesteps
+        # FlowMatch* schedulers call it shift, DPM-Solver with flow sigmas flow_shift
+        self.shift = float(getattr(cfg, "shift", None) or getattr(cfg, "flow_shift", None) or 1.0)
+
+    @property
+    def t_max(self) -> int:
+        """t = T is sigma = 1, pure noise."""
+        return self.num_train_timesteps
+
+    def student_timesteps(self, ts: list) -> torch.Tensor:
+        """The student's K timesteps, (K,) float: exactly those FlowMatchEulerDiscreteScheduler(shift)'s
+        set_timesteps(K) visits, t_i = T shift(sigma_i), sigma a linear grid from 1 (flow.euler_sigmas), so the
+        exported plain scheduler samples where the student was trained; a k-step call visits a subset of them
+        when k - 1 divides K - 1 (K = 4: 1, 2 and 4 steps). The recipe gives them rounded to integers."""
+        K, T = len(ts), self.num_train_timesteps
+        exact = torch.tensor(euler_sigmas(K, self.shift, T) * T, dtype=torch.float32)
+        if any(abs(float(a) - float(b)) > 0.5 for a, b in zip(ts, exact)):
+            want = [round(float(v)) for v in exact]
+            raise RecipeError(f"distill.student_timesteps {list(ts)}: a {K}-step flow student samples with "
+                              f"FlowMatchEulerDiscreteScheduler(shift={self.shift:g}) at t = {want} (rounded); use those")
+        return exact
 
     def alpha_sigma(self, t, device, dtype=torch.float32):
         """(alpha_t, sigma_t) = (1 - t / T, t / T), each (B, 1, 1, 1) (a scalar t broadcasts)."""
@@ -135,8 +172,8 @@ def prediction_type_of(scheduler) -> str:
     """A DDPM-family scheduler's `prediction_type`; "flow" for diffusers' flow-matching schedulers
     (FlowMatchEulerDiscreteScheduler and its Heun/DPM-Solver siblings, which have no prediction_type)."""
     kind = getattr(scheduler.config, "prediction_type", None)
-    if kind is None and "FlowMatch" in type(scheduler).__name__:
-        return "flow"
+    if (kind is None and "FlowMatch" in type(scheduler).__name__) or kind == "flow_prediction":
+        return "flow"  # DPM-Solver with use_flow_sigmas says flow_prediction
     return kind
 
 
@@ -151,17 +188,26 @@ def parameterisation_for(scheduler):
 # Conditioning
 
 
+def _config_of(net):
+    return getattr(net, "config", None) or net.module.config  # a bare network or a DDP wrapper
+
+
 @dataclass
 class LabelCond:
     """Class labels for a diffusers UNet2DModel; `null_label` (the last class embedding) is the
-    unconditional input of classifier-free guidance; None: an unconditional network."""
+    unconditional input of classifier-free guidance; None: an unconditional network.
+    `LabelCond.of(net)` picks the adapter for the network's class (CONDITIONINGS)."""
 
     null_label: Optional[int]
 
     @staticmethod
     def of(net) -> "LabelCond":
-        cfg = getattr(net, "config", None) or net.module.config  # a bare network or a DDP wrapper
-        n = getattr(cfg, "num_class_embeds", None)
+        inner = getattr(net, "module", net)
+        return CONDITIONINGS.get(type(inner).__name__, LabelCond.of_unet)(net)
+
+    @staticmethod
+    def of_unet(net) -> "LabelCond":
+        n = getattr(_config_of(net), "num_class_embeds", None)
         return LabelCond(n - 1 if n else None)
 
     def call(self, net, x_t, t, y):
@@ -175,6 +221,29 @@ class LabelCond:
 
     def guidable(self, y) -> bool:
         return y is not None and self.null_label is not None
+
+
+@dataclass
+class DiTLabelCond(LabelCond):
+    """Class labels for a diffusers DiTTransformer2DModel: `num_embeds_ada_norm` real classes and the extra
+    embedding of its LabelEmbedding, index num_classes, as the null label (Peebles & Xie 2023). The network's own
+    label dropout is switched off when it is built or loaded (distill.diffusion.dit): labels are dropped by the
+    trainer's seeded draws only. A DiT always takes a label; unconditional calls pass the null label."""
+
+    @staticmethod
+    def of_dit(net) -> "DiTLabelCond":
+        return DiTLabelCond(_config_of(net).num_embeds_ada_norm)
+
+    def call(self, net, x_t, t, y):
+        t = torch.as_tensor(t, device=x_t.device)
+        t = t.expand(x_t.shape[0]) if t.ndim == 0 else t  # the DiT's timestep embedding takes (B,)
+        if y is None:
+            y = torch.full((x_t.shape[0],), self.null_label, device=x_t.device, dtype=torch.long)
+        return net(x_t, timestep=t, class_labels=y).sample
+
+
+# network class name -> its conditioning adapter (default: LabelCond.of_unet)
+CONDITIONINGS: dict[str, Callable[[Any], LabelCond]] = {"DiTTransformer2DModel": DiTLabelCond.of_dit}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -197,6 +266,13 @@ class Denoiser:
     @property
     def num_train_timesteps(self) -> int:
         return self.param.num_train_timesteps
+
+    @property
+    def t_max(self):
+        return self.param.t_max
+
+    def student_timesteps(self, ts: list) -> torch.Tensor:
+        return self.param.student_timesteps(ts)
 
     def alpha_sigma(self, t, device, dtype=torch.float32):
         return self.param.alpha_sigma(t, device, dtype)

@@ -1,10 +1,13 @@
 """Train a pixel-space diffusion teacher on the training engine (distill.engine.trainer).
 
 Data flow per optimizer step: global batch indices (EpochSampler) -> images/labels -> noise,
-timesteps and label dropout drawn for the whole global batch from rng(seed, step) ->
+timesteps (integers uniform in [0, T) for a DDPM schedule; for flow, t = T shift(sigma) with sigma from
+`teacher.timestep_sampling`, distill.diffusion.flow) and label dropout drawn for the whole global batch from
+rng(seed, step) ->
 this process's shard -> `Denoiser.loss` (B,) -> backward under `accelerator.accumulate` ->
 clip, AdamW, LR schedule, EMA. Checkpoints every `checkpoint_every` steps; sample grids every
-`sample_every`; the EMA weights are exported as a `DistillPipeline` and evaluated at the end.
+`sample_every` (with the schedule's default sampler: DDIM, or flow-matching Euler); the EMA weights are
+exported as a `DistillPipeline` with that sampler and evaluated at the end.
 """
 
 from __future__ import annotations
@@ -14,13 +17,13 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from diffusers import DDPMScheduler
 
 from ..data import load_images
 from ..errors import DistillError
 from .denoiser import Denoiser
 from .pipelines import DistillPipeline
-from .sampling import make_scheduler, sample
+from .flow import training_timesteps
+from .sampling import default_sampler, make_scheduler, noise_scheduler_from, sample
 from .teachers import TEACHERS, build_noise_scheduler, load_teacher
 from ..viz import save_grid, upscale_for_view
 from ..engine.accelerator import micro_batch_size
@@ -34,7 +37,7 @@ def build_teacher(recipe, num_classes):
     cfg = recipe.teacher
     if cfg.pretrained:
         pipe = load_teacher(cfg.pretrained)
-        return pipe.unet, DDPMScheduler.from_config(pipe.scheduler.config)
+        return pipe.unet, noise_scheduler_from(pipe.scheduler.config)
     if cfg.kind not in TEACHERS:
         raise DistillError(f"teacher.kind: unknown teacher '{cfg.kind}' (choose from {', '.join(TEACHERS)})")
     unet = TEACHERS[cfg.kind](cfg, recipe.data.resolution, recipe.data.channels, num_classes)
@@ -43,25 +46,25 @@ def build_teacher(recipe, num_classes):
 
 @torch.no_grad()
 def sample_grid(unet, noise_scheduler, num_classes, resolution, channels, path, steps=25, seed=0, per_class=8):
-    """A grid with one column per class (rows: seeds), sampled with DDIM."""
+    """A grid with one column per class (rows: seeds), sampled with the schedule's default sampler."""
     k = num_classes or 10
     labels = torch.arange(k).repeat(per_class) if num_classes else None
     device = next(unet.parameters()).device
     noise = torch.randn(k * per_class, channels, resolution, resolution, generator=rng(seed, "grid"))
-    sched = make_scheduler("ddim", noise_scheduler.config)
+    sched = make_scheduler(default_sampler(noise_scheduler), noise_scheduler.config)
     x = sample(unet, sched, noise.to(device), labels.to(device) if labels is not None else None, steps)
     return save_grid(x, path, nrow=k, scale=upscale_for_view(resolution))
 
 
 def export_pipeline(unet, noise_scheduler, path: Path) -> DistillPipeline:
-    pipe = DistillPipeline(unet=unet, scheduler=make_scheduler("ddim", noise_scheduler.config))
+    pipe = DistillPipeline(unet=unet, scheduler=make_scheduler(default_sampler(noise_scheduler), noise_scheduler.config))
     pipe.save_pretrained(str(path))
     return pipe
 
 
 class TeacherTrainer(Trainer):
     """One AdamW step of the diffusion loss over `train.gradient_accumulation_steps` slices of the
-    global batch; EMA of the weights; DDIM sample grids; the EMA weights exported at the end."""
+    global batch; EMA of the weights; sample grids; the EMA weights exported at the end."""
 
     name = "teacher"
 
@@ -95,7 +98,14 @@ class TeacherTrainer(Trainer):
         self.null = self.num_classes  # the null label index equals the number of real classes
         self.sampler = EpochSampler(len(data), tc.seed)
         self.T = self.noise_scheduler.config.num_train_timesteps
+        self.den = Denoiser.from_scheduler(self.unet, self.noise_scheduler)
         self.unet.train()
+
+    def draw_timesteps(self, n: int, g: torch.Generator) -> torch.Tensor:
+        """(n,) training timesteps: flow t = T shift(sigma), sigma ~ teacher.timestep_sampling; else integers in [0, T)."""
+        if self.den.param.name == "flow":
+            return training_timesteps(n, g, self.recipe.teacher, self.den.param.shift, self.T)
+        return torch.randint(0, self.T, (n,), generator=g)
 
     def header(self) -> dict:
         return {"dataset_size": len(self.data), "processes": self.engine.accelerator.num_processes}
@@ -112,7 +122,7 @@ class TeacherTrainer(Trainer):
             x0, y = self.data.batch(idx)  # (n, C, H, W), (n,)
             g = rng(tc.seed, "teacher", step, a)
             noise = torch.randn(x0.shape, generator=g)
-            t = torch.randint(0, self.T, (slice_size,), generator=g)
+            t = self.draw_timesteps(slice_size, g)
             if y is not None and self.null is not None:  # classifier-free guidance: drop labels
                 drop = torch.rand(slice_size, generator=g) < self.recipe.teacher.cond_drop_prob
                 y = torch.where(drop, torch.full_like(y, self.null), y)
@@ -121,8 +131,7 @@ class TeacherTrainer(Trainer):
             x0, noise, t, y = (shard(v, rank, P) for v in (x0, noise, t, y))
             dev = acc.device
             with acc.accumulate(unet):
-                loss = Denoiser.from_scheduler(unet, self.noise_scheduler).loss(x0.to(dev), noise.to(dev), t.to(dev),
-                                      y.to(dev) if y is not None else None).mean()
+                loss = self.den.loss(x0.to(dev), noise.to(dev), t.to(dev), y.to(dev) if y is not None else None).mean()
                 acc.backward(loss)
                 grad_norm = None
                 if acc.sync_gradients:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from diffusers import DDPMScheduler, UNet2DModel
+from diffusers import UNet2DModel
 
 from .recipe import TeacherConfig
 from ..errors import DistillError
@@ -34,29 +34,3 @@ def build_unet2d(cfg: TeacherConfig, resolution: int, channels: int, num_classes
         attention_head_dim=8,
         num_class_embeds=(num_classes + 1) if conditional else None,  # + the null label
     )
-
-
-def build_noise_scheduler(cfg: TeacherConfig) -> DDPMScheduler:
-    return DDPMScheduler(
-        num_train_timesteps=cfg.num_train_timesteps,
-        beta_schedule=cfg.beta_schedule,
-        prediction_type=cfg.prediction_type,
-        clip_sample=False,
-        timestep_spacing="trailing",
-    )
-
-
-def num_classes_of(unet) -> Optional[int]:
-    """Number of real classes of a class-conditional UNet (the null label excluded)."""
-    n = getattr(unet.config, "num_class_embeds", None)
-    return n - 1 if n else None
-
-
-def load_teacher(path: str):
-    """Load an exported teacher pipeline (folder or Hub id) -> DistillPipeline."""
-    from .pipelines import DistillPipeline
-
-    try:
-        return DistillPipeline.from_pretrained(path)
-    except (OSError, ValueError) as e:
-        raise DistillError(f"{path}: cannot load a pipeline ({str(e).splitlines()[0]})") from None

@@ -16,7 +16,7 @@ from typing import Optional
 import torch
 
 from ..data import load_images, to_uint8_images
-from ..diffusion.sampling import make_scheduler, sample
+from ..diffusion.sampling import make_scheduler, resolve_sampler, sample
 from ..engine.randomness import rng
 from ..viz import line_plot, save_grid, upscale_for_view
 from .fid import extract, feature_extractor, fid_kid, pairwise_distance
@@ -37,9 +37,10 @@ def sample_batch(unet, sched, i: int, labels, start: int, m: int, steps: int, gu
     return to_uint8_images(x)
 
 
-def generate(pipe, n: int, steps: int, scheduler: Optional[str] = "ddim", guidance_scale: float = 1.0,
+def generate(pipe, n: int, steps: int, scheduler: Optional[str] = "auto", guidance_scale: float = 1.0,
              batch: int = 500, seed: int = 1234, progress=None):
-    """n class-balanced samples -> (x (n, C, H, W) float in [-1, 1] on CPU, labels (n,) or None)."""
+    """n class-balanced samples -> (x (n, C, H, W) float in [-1, 1] on CPU, labels (n,) or None); `scheduler`: a
+    name in distill.diffusion.sampling.SCHEDULERS, "auto" (the schedule's default) or None (the pipeline's own)."""
     sched = make_scheduler(scheduler, pipe.scheduler.config) if scheduler else pipe.scheduler
     k = pipe.num_classes
     labels = torch.arange(n) % k if k else None
@@ -82,6 +83,9 @@ def evaluate_pipeline(pipe, eval_cfg, data_cfg, out_dir, tag: str = "teacher", s
     out_dir.mkdir(parents=True, exist_ok=True)
     steps = steps or eval_cfg.steps
     scheduler = scheduler if scheduler is not None else eval_cfg.scheduler
+    if scheduler != "pipeline":  # "auto" -> ddim or flow-euler, as the rows record it
+        scheduler = resolve_sampler(scheduler, pipe.scheduler.config)
+        make_scheduler(scheduler, pipe.scheduler.config)  # a sampler of the wrong family: one line, before any work
     w = eval_cfg.guidance_scale if guidance_scale is None else guidance_scale
     extractor = feature_extractor(eval_cfg.features)
     # the reference images at the samples' size: scoring 28 px samples against 16 px references
