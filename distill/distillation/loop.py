@@ -61,9 +61,7 @@ class DistillTrainer(Trainer):
             raise RecipeError("recipe key 'distill.teacher' is required (an exported teacher pipeline or a Hub id)")
         sp.check_launch(acc)
         sp.load(engine)
-        T = sp.teacher.num_train_timesteps
-        if any(s >= T for s in dc.student_timesteps):
-            raise RecipeError(f"distill.student_timesteps must lie in [0, {T - 1}] (the teacher's schedule)")
+        self.ts = sp.student_timesteps(dc.student_timesteps)  # (K,), checked against the teacher's schedule
         self.P, self.rank, self.A = acc.num_processes, acc.process_index, tc.gradient_accumulation_steps
         micro_batch_size(tc.batch_size, self.A, self.P)
 
@@ -107,7 +105,6 @@ class DistillTrainer(Trainer):
         if self.ema is not None:
             self.ema.to(self.dev)
         self.adv = get_adv_loss(dsc.loss)
-        self.ts = torch.tensor(dc.student_timesteps, dtype=torch.long)
         w = dc.timestep_weights
         self.p_s = torch.tensor(w, dtype=torch.float64) if w else None
         # the adversarial game on outputs of the disc_timesteps S_D only: weight |S| / |S_D| there, 0 elsewhere

@@ -59,6 +59,12 @@ class PixelSpace:
         self.data.check_labels(self.num_classes)  # labels beyond the teacher's classes: one-line error
         net.to(engine.device)
 
+    def student_timesteps(self, ts):
+        """The student's timesteps as the loop uses them, checked against the teacher's schedule by the
+        parameterisation (one registered without that check: the integers as given)."""
+        check = getattr(self.teacher.param, "student_timesteps", None)
+        return check(ts) if check is not None else torch.tensor(ts, dtype=torch.long)
+
     def make_student(self):
         """(student network initialised from the teacher, its trainable parameters)."""
         net = copy.deepcopy(self.teacher.net).requires_grad_(True).train()

@@ -8,19 +8,26 @@ A family says
   patch                     latent pixels per token side (the resolution must be a multiple of VAE factor x patch)
   lora_targets              default `sd.lora_target_modules`
   text_encoders             the pipeline attributes holding frozen text encoders
-  noise_scheduler(pipe)     the scheduler the Denoiser's parameterisation is read from
+  noise_scheduler(pipe)     the scheduler the Denoiser's parameterisation is read from (DDPM or flow matching)
   encode(pipe, prompts, R, device) -> TextCond;   uncond(pipe, R, device) -> TextCond (batch 1)
   conditioning(uncond1, pipe, guidance)   the Denoiser's conditioning adapter (`guidance`: the teacher's
                             guidance, used by guidance-distilled teachers as an input of the network)
   features(teacher, layers) the LADD discriminator backbone on the teacher network
   grid(latents, R, pipe)    a pipeline's output_type="latent" result as (B, C, h, w)
+  student_timesteps(ts, pipe, R, teacher)   the student's timesteps as the loop uses them: those the
+                            exported pipeline visits, checked
   student_scheduler(config, student_timesteps)   the exported student's scheduler
   export_net(net, cond)     the network to export (Flux: guidance folded in)
 """
 
 from __future__ import annotations
 
-from ..diffusion.sampling import student_scheduler as lcm_student_scheduler
+import numpy as np
+import torch
+
+from ..diffusion.flow import dynamic_shift, shift_sigma
+from ..diffusion.sampling import noise_scheduler_from, student_scheduler
+from ..errors import RecipeError
 from .config import DEFAULT_LORA_TARGETS
 from .features import SDTeacherFeatures, TokenFeatures
 from .mmdit import FluxConditioning, SD3Conditioning, encode_flux, encode_sd3, fold_guidance, unpack
@@ -31,16 +38,31 @@ from .teacher import PIPELINE_CLASSES, TextConditioning, encode_prompts, null_co
 TRANSFORMER_LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
 
 
-class UNetFamily:
+class Family:
+    """What every family shares: the noise schedule and the exported scheduler follow the teacher's scheduler
+    config (distill.diffusion.sampling), the student timesteps the parameterisation's check."""
+
+    def noise_scheduler(self, pipe):
+        return noise_scheduler_from(pipe.scheduler.config)
+
+    def student_timesteps(self, ts, pipe, resolution, teacher) -> torch.Tensor:
+        return teacher.student_timesteps(ts)
+
+    def student_scheduler(self, config, student_timesteps):
+        return student_scheduler(config, student_timesteps)
+
+    def grid(self, latents, resolution, pipe):
+        return latents
+
+    def export_net(self, net, cond):
+        return net
+
+
+class UNetFamily(Family):
     net_name = "unet"
     patch = 1
     lora_targets = DEFAULT_LORA_TARGETS
     text_encoders = ("text_encoder", "text_encoder_2")
-
-    def noise_scheduler(self, pipe):
-        from diffusers import DDPMScheduler
-
-        return DDPMScheduler.from_config(pipe.scheduler.config)
 
     def encode(self, pipe, prompts, resolution, device):
         return encode_prompts(pipe, prompts, resolution, device)
@@ -54,26 +76,8 @@ class UNetFamily:
     def features(self, teacher, layers):
         return SDTeacherFeatures(teacher.net, teacher)
 
-    def grid(self, latents, resolution, pipe):
-        return latents
 
-    def student_scheduler(self, config, student_timesteps):
-        return lcm_student_scheduler(config, student_timesteps)
-
-    def export_net(self, net, cond):
-        return net
-
-
-def flow_student_scheduler(config, student_timesteps):
-    """x0-then-renoise sampling of a flow student: FlowMatchEulerDiscreteScheduler with stochastic_sampling
-    (x0 = x_t - sigma v, then x_next = (1 - sigma_next) x0 + sigma_next eps), the teacher's shift.
-    A minimal version kept here until distill.diffusion.sampling has the flow student's scheduler."""
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
-    return FlowMatchEulerDiscreteScheduler.from_config(config, stochastic_sampling=True)
-
-
-class MMDiTFamily:
+class MMDiTFamily(Family):
     """Shared by SD3 and Flux: flow matching, a transformer, three (SD3) or two (Flux) text encoders."""
 
     net_name = "transformer"
@@ -81,25 +85,11 @@ class MMDiTFamily:
     text_encoders = ("text_encoder", "text_encoder_2", "text_encoder_3")
     patch = 2  # latent pixels per token side (SD3: patch_size 2; Flux: the 2x2 packing)
 
-    def noise_scheduler(self, pipe):
-        from diffusers import FlowMatchEulerDiscreteScheduler
-
-        return FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config)
-
     def uncond(self, pipe, resolution, device):
         return self.encode(pipe, [""], resolution, device)
 
     def features(self, teacher, layers):
         return TokenFeatures(teacher, list(layers), self.patch)
-
-    def grid(self, latents, resolution, pipe):
-        return latents
-
-    def student_scheduler(self, config, student_timesteps):
-        return flow_student_scheduler(config, student_timesteps)
-
-    def export_net(self, net, cond):
-        return net
 
 
 class SD3Family(MMDiTFamily):
@@ -119,6 +109,22 @@ class FluxFamily(MMDiTFamily):
         batch); a model without the embedding (FLUX.1-schnell, an exported student) ignores it."""
         g = guidance if pipe.transformer.config.guidance_embeds else None
         return FluxConditioning(uncond1, g, pipe.scheduler.config.num_train_timesteps)
+
+    def student_timesteps(self, ts, pipe, resolution, teacher) -> torch.Tensor:
+        """FluxPipeline does not let its scheduler pick the sigmas: k steps pass sigma = linspace(1, 1/k, k), shifted
+        by exp(mu) with mu from the image's token count (use_dynamic_shifting, FLUX.1-dev) or by the static shift.
+        The student's K timesteps are T shift(sigma) at the training resolution (a k-step call visits a subset
+        when k divides K: 1, 2, 4 for K = 4); the recipe gives them rounded to integers."""
+        cfg, K = pipe.scheduler.config, len(ts)
+        T = cfg.num_train_timesteps
+        tokens = (resolution // pipe.vae_scale_factor // 2) ** 2
+        shift = (dynamic_shift(tokens, cfg.base_image_seq_len, cfg.max_image_seq_len, cfg.base_shift, cfg.max_shift)
+                 if cfg.use_dynamic_shifting else cfg.shift)
+        exact = torch.tensor(shift_sigma(np.linspace(1.0, 1.0 / K, K), shift) * T, dtype=torch.float32)
+        if any(abs(float(a) - float(b)) > 0.5 for a, b in zip(ts, exact)):
+            raise RecipeError(f"distill.student_timesteps {list(ts)}: a {K}-step Flux student at {resolution} px samples "
+                              f"with FluxPipeline at t = {[round(float(v)) for v in exact]} (rounded); use those")
+        return exact
 
     def grid(self, latents, resolution, pipe):
         """FluxPipeline returns packed latents (B, h/2 * w/2, 4C)."""

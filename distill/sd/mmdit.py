@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from .teacher import TextCond
+from .teacher import TextCond, TextConditioning
 
 
 def per_sample(t, x: torch.Tensor) -> torch.Tensor:
@@ -40,24 +40,13 @@ def encode_sd3(pipe, prompts: list[str], device=None) -> TextCond:
     return TextCond(embeds, pooled)
 
 
-class SD3Conditioning:
-    """A TextCond into SD3Transformer2DModel; the unconditional input is the empty prompt (`uncond1`, batch 1)."""
-
-    def __init__(self, uncond1: TextCond):
-        self.uncond1 = uncond1
+class SD3Conditioning(TextConditioning):
+    """A TextCond into SD3Transformer2DModel; batching and the unconditional input (the empty prompt, `uncond1`)
+    as for the UNet teachers."""
 
     def call(self, net, x_t, t, cond: TextCond):
         return net(hidden_states=x_t, encoder_hidden_states=cond.embeds, pooled_projections=cond.pooled,
                    timestep=per_sample(t, x_t)).sample
-
-    def cat(self, a: TextCond, b: TextCond) -> TextCond:
-        return TextCond.cat(a, b)
-
-    def null(self, cond: TextCond) -> TextCond:
-        return self.uncond1.map(lambda x: x.expand(cond.embeds.shape[0], *x.shape[1:]))
-
-    def guidable(self, cond) -> bool:
-        return cond is not None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -90,13 +79,14 @@ def encode_flux(pipe, prompts: list[str], device=None) -> TextCond:
     return TextCond(embeds, pooled)
 
 
-class FluxConditioning:
+class FluxConditioning(TextConditioning):
     """A TextCond into FluxTransformer2DModel around the Denoiser's (B, C, H, W) latents. `guidance`: the
     value of FLUX.1-dev's guidance embedding (None for a model without one); the teacher and the student
     both run at it. `T`: the scheduler's num_train_timesteps (Flux takes sigma = t / T)."""
 
     def __init__(self, uncond1: TextCond, guidance, T: int):
-        self.uncond1, self.guidance, self.T = uncond1, guidance, T
+        super().__init__(uncond1)
+        self.guidance, self.T = guidance, T
 
     def call(self, net, x_t, t, cond: TextCond):
         B, _, H, W = x_t.shape
@@ -106,12 +96,6 @@ class FluxConditioning:
                   timestep=sigma, guidance=g, img_ids=image_ids(H // 2, W // 2, x_t.device, x_t.dtype),
                   txt_ids=torch.zeros(cond.embeds.shape[1], 3, device=x_t.device, dtype=x_t.dtype)).sample
         return unpack(out, H, W)  # (B, C, H, W) velocity
-
-    def cat(self, a: TextCond, b: TextCond) -> TextCond:
-        return TextCond.cat(a, b)
-
-    def null(self, cond: TextCond) -> TextCond:
-        return self.uncond1.map(lambda x: x.expand(cond.embeds.shape[0], *x.shape[1:]))
 
     def guidable(self, cond) -> bool:
         return False  # guidance-distilled (dev) or guidance-free (schnell): one batch, no CFG

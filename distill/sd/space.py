@@ -113,6 +113,10 @@ class LatentSpace:
                                  r.distill.teacher_guidance, self.R, r.train.seed, cache, r.distill.teacher,
                                  grid=lambda z: self.family.grid(z, self.R, self.pipe))
 
+    def student_timesteps(self, ts):
+        """The student's timesteps as the loop uses them: those the exported pipeline visits (distill.sd.families)."""
+        return self.family.student_timesteps(ts, self.pipe, self.R, self.teacher)
+
     def make_student(self):
         """(student network, trainable parameters): LoRA adapters on the teacher's network, or a full fp32 copy."""
         sc, net = self.recipe.sd, network(self.pipe)
