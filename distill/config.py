@@ -4,7 +4,8 @@ One recipe class per task (`distill.tasks.TASKS` names it): the sections a task 
 else, so a key the task does not use is an error, not a silent no-op. The sections every task
 shares live here (`DataConfig`, `LoopConfig`/`TrainConfig`, `EvalConfig`); a task adds its own
 beside its code. `load_recipe(path, overrides)` reads the YAML with `yaml.safe_load`, applies
-`section.key=value` overrides and checks every key, type and range against the dataclass fields:
+`section.key=value` overrides and checks every key, type and range against the dataclass fields
+(a top-level `base: other.yaml` reads that recipe first and merges this file's sections over it):
 an unknown key, a wrong type, a value out of range or a missing required value raises a
 `RecipeError` naming the file and the dotted key. A field's range is declared beside it with
 `ranged(default, ge=..., gt=..., le=..., lt=..., nonempty=...)`; a recipe class may add
@@ -262,8 +263,19 @@ def recipe_from_dict(data: Any, where: str = "<recipe>", cls: Optional[type] = N
     return recipe
 
 
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()):
-    path = Path(path)
+def merge_sections(base: dict, preset: dict) -> dict:
+    """`preset` over `base`, section by section: a mapping merges key by key, anything else (a value,
+    a list) replaces."""
+    out = dict(base)
+    for k, v in preset.items():
+        out[k] = merge_sections(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_recipe_tree(path: Path, _seen: tuple = ()) -> dict:
+    """The recipe file as a mapping, with its `base:` chain resolved: `base: other.yaml` (relative to the
+    file) is read first and this file's sections are merged over it, so a data-set preset states only
+    what differs from the shared recipe (EDM2's presets)."""
     if not path.is_file():
         raise RecipeError(f"{path}: recipe file not found")
     try:
@@ -276,6 +288,20 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()):
         data = {}
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe must be a mapping of sections")
+    if "base" in data:
+        base = data.pop("base")
+        if not isinstance(base, str) or not base:
+            raise RecipeError(f"{path}: key 'base' expects the path of a recipe file, got {base!r}")
+        base_path = (path.parent / base).resolve()
+        if base_path in _seen:
+            raise RecipeError(f"{path}: key 'base': {base} is already in the chain of bases (a cycle)")
+        data = merge_sections(read_recipe_tree(base_path, _seen + (path.resolve(),)), data)
+    return data
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()):
+    path = Path(path)
+    data = read_recipe_tree(path)
     for o in overrides:
         apply_override(data, o)
     return recipe_from_dict(data, str(path))

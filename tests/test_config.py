@@ -157,3 +157,31 @@ def test_mnist_recipes_are_the_experiment_runs(shipped, entry):
     # the recipes ask for auto, which is bf16 on the avx512_bf16 CPU the experiments ran on in bf16
     assert (a["train"].pop("mixed_precision"), b["train"].pop("mixed_precision")) == ("auto", "bf16")
     assert a == b
+
+
+def test_recipe_base_presets_merge_section_by_section(tmp_path):
+    """`base: other.yaml` (relative to the file): the preset's sections merge key by key over the base's, lists and
+    values replace; a chain of bases works; a missing base, a non-string base and a cycle are one-line errors."""
+    from distill.config import load_recipe
+    from distill.errors import RecipeError
+
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "base.yaml").write_text(
+        "task: teacher\nname: base\ndata: {source: digits, resolution: 16}\n"
+        "train: {max_steps: 7, batch_size: 32, learning_rate: 0.002}\neval: {steps: [1, 2, 4]}\n")
+    (tmp_path / "mid.yaml").write_text("base: shared/base.yaml\ntrain: {batch_size: 16}\n")
+    (tmp_path / "top.yaml").write_text("base: mid.yaml\nname: top\neval: {steps: [8]}\n")
+    r = load_recipe(tmp_path / "top.yaml", ["train.max_steps=9"])
+    assert (r.name, r.data.source, r.data.resolution) == ("top", "digits", 16)
+    assert (r.train.max_steps, r.train.batch_size, r.train.learning_rate) == (9, 16, 0.002)
+    assert r.eval.steps == [8]
+    (tmp_path / "missing.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(RecipeError, match="nowhere.yaml: recipe file not found"):
+        load_recipe(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("base: [a]\n")
+    with pytest.raises(RecipeError, match="key 'base'"):
+        load_recipe(tmp_path / "bad.yaml")
+    (tmp_path / "c1.yaml").write_text("base: c2.yaml\n")
+    (tmp_path / "c2.yaml").write_text("base: c1.yaml\n")
+    with pytest.raises(RecipeError, match="cycle"):
+        load_recipe(tmp_path / "c1.yaml")

@@ -294,3 +294,54 @@ def test_one_step_student_exports_a_one_step_scheduler(tmp_path, tiny_teacher):
     assert x.shape == (2, 1, 8, 8) and torch.isfinite(x).all()
     with pytest.raises(DistillError, match="cannot sample in 4 steps"):
         sample(pipe.unet, pipe.scheduler, torch.randn(1, 1, 8, 8), torch.tensor([0]), 4)
+
+
+def test_backward_simulation_input_is_the_students_own_chain():
+    """distill.backward_simulation: a sample at student timestep s_i gets x0 = G(x_{s_j}, s_j) renoised with
+    its own noise to s_{j+1}, for j < i, starting from data noised to s_0 (DMD2 Sec. 4.5); s_0 samples
+    keep the plain noised data."""
+    from types import SimpleNamespace
+
+    from diffusers import DDPMScheduler
+
+    from distill.diffusion.denoiser import Denoiser, LabelCond
+    from distill.distillation.loop import DistillTrainer
+
+    class Net(torch.nn.Module):
+        def forward(self, x, t, class_labels=None):  # depends on x, t and the label
+            t = torch.as_tensor(t, dtype=x.dtype).reshape(-1, 1, 1, 1)
+            return SimpleNamespace(sample=0.5 * x + 1e-3 * t + class_labels.view(-1, 1, 1, 1).to(x.dtype))
+
+    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
+    den = Denoiser.from_scheduler(Net(), sched, LabelCond(null_label=10))
+    tr = DistillTrainer.__new__(DistillTrainer)
+    tr.student_w, tr.ts = den, torch.tensor([999, 749, 499, 249])
+    g = torch.Generator().manual_seed(0)
+    n = 8
+    i_s = torch.tensor([0, 1, 2, 3, 3, 2, 1, 0])
+    b = dict(x0=torch.randn(n, 1, 4, 4, generator=g), eps=torch.randn(n, 1, 4, 4, generator=g), s=tr.ts[i_s],
+             cond=torch.arange(n) % 3, i_s=i_s, eps_bs=torch.randn(n, 3, 1, 4, 4, generator=g))
+    x = tr.student_input(b)
+    for k in range(n):
+        one = lambda v: v[k:k + 1]
+        xk = den.add_noise(one(b["x0"]), one(b["eps"]), tr.ts[:1])
+        for j in range(int(i_s[k])):
+            x0 = den.x0(xk, tr.ts[j:j + 1], one(b["cond"]))
+            xk = den.add_noise(x0, b["eps_bs"][k:k + 1, j], tr.ts[j + 1:j + 2])
+        if i_s[k] == 0:
+            xk = den.add_noise(one(b["x0"]), one(b["eps"]), one(b["s"]))
+        torch.testing.assert_close(x[k:k + 1], xk)
+    del b["eps_bs"]  # off: data noised to s, as ADD
+    torch.testing.assert_close(tr.student_input(b), den.add_noise(b["x0"], b["eps"], b["s"]))
+
+
+def test_backward_simulation_run_resumes_exactly(tmp_path, tiny_teacher):
+    over = {"distill": {"backward_simulation": True, "lambda_dmd": 1.0}}
+    full = train_distill(distill_recipe(tmp_path / "a", tiny_teacher, **over))
+    part = train_distill(distill_recipe(tmp_path / "b", tiny_teacher, interrupt_at=3, **over))
+    train_distill(distill_recipe(tmp_path / "b", tiny_teacher, resume_from_checkpoint="latest", **over))
+    plain = train_distill(distill_recipe(tmp_path / "c", tiny_teacher, distill={"lambda_dmd": 1.0}))
+    a, b = load_file(full / "checkpoints/checkpoint-4/student.safetensors"), load_file(part / "checkpoints/checkpoint-4/student.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    c = load_file(plain / "checkpoints/checkpoint-4/student.safetensors")
+    assert any(not torch.equal(a[k], c[k]) for k in a)  # the simulated inputs changed the updates

@@ -1,7 +1,8 @@
 """Adversarial diffusion distillation: the one loop, for pixel and latent students alike.
 
 Per optimizer step, with x0 real samples (images or latents), c their conditioning, s a student
-timestep, x_s = alpha_s x0 + sigma_s eps (every noising and x0 estimate through the Denoiser):
+timestep, x_s = alpha_s x0 + sigma_s eps, or the student's own sampler run from noise down to s with
+distill.backward_simulation (every noising and x0 estimate through the Denoiser):
   D phase (discriminator.steps times): fake = sg(student_x0(x_s, s, c));
       L_D = adv.d_loss(D(x0), D(fake)) + gamma/2 * R1(D, features of x0)          (Eq. 2-3, ADD)
       with DMD: the fake score mu_fake takes one denoising step on sg(fake)          (DMD2)
@@ -44,6 +45,13 @@ def student_timestep_index(k: int, weights, n: int, g) -> torch.Tensor:
         return torch.randint(0, k, (n,), generator=g)
     w = weights if weights is not None else torch.ones(1, dtype=torch.float64)
     return torch.multinomial(w, n, replacement=True, generator=g)
+
+
+def select_cond(cond, idx: torch.Tensor):
+    """The conditioning of the samples `idx`: labels (B,), None, or a structure with `map` (distill.sd.teacher.TextCond)."""
+    if cond is None or torch.is_tensor(cond):
+        return cond[idx] if cond is not None else None
+    return cond.map(lambda v: v[idx])
 
 
 class DistillTrainer(Trainer):
@@ -144,9 +152,29 @@ class DistillTrainer(Trainer):
         if self.fake is not None:  # drawn last: the draws above do not depend on lambda_dmd
             out.update(t_f=torch.randint(0, sp.teacher.num_train_timesteps, (n,), generator=g),
                        eps_f=torch.randn(x0.shape, generator=g))
+        if dc.backward_simulation and len(self.ts) > 1:  # the renoising of each simulated student step, (n, K-1, C, H, W)
+            out.update(i_s=i_s, eps_bs=torch.randn((n, len(self.ts) - 1) + tuple(x0.shape[1:]), generator=g))
         b = {key: (shard(v, self.rank, self.P).to(self.dev) if v is not None else None) for key, v in out.items()}
         b["cond"] = sp.shard_cond(cond, self.rank, self.P, self.dev)
         return b
+
+    def student_input(self, b: dict) -> torch.Tensor:
+        """x_s (B, C, H, W), the student's input at its timestep s = s_i: data noised to s (ADD), or with
+        distill.backward_simulation the student's own sampler run from noise through s_0 .. s_{i-1}, each step's x0
+        renoised to the next timestep with fresh noise (DMD2 Sec. 4.5: multi-step students train on the inputs they
+        meet when sampling)."""
+        x = self.student_w.add_noise(b["x0"], b["eps"], b["s"])
+        if "eps_bs" not in b:
+            return x
+        i_s, ts = b["i_s"], self.ts.to(x.device)
+        x_j = self.student_w.add_noise(b["x0"], b["eps"], ts[0].expand(len(i_s)))  # every chain starts at s_0
+        with torch.no_grad():
+            for j in range(int(i_s.max())):
+                idx = torch.nonzero(i_s > j).squeeze(1)  # chains that go on past s_j
+                x0_j = self.student_w.x0(x_j[idx], ts[j].expand(len(idx)), select_cond(b["cond"], idx))
+                x_j = x_j.clone()
+                x_j[idx] = self.student_w.add_noise(x0_j, b["eps_bs"][idx, j], ts[j + 1].expand(len(idx))).to(x_j.dtype)
+        return torch.where((i_s > 0).view(-1, 1, 1, 1), x_j, x)
 
     def D(self, x, cond, t_d, noise, u, **kw):
         """The discriminator through the space (head conditioning, logits' precision)."""
@@ -179,7 +207,7 @@ class DistillTrainer(Trainer):
                 for a in range(self.A):
                     b = self.draw(step, "d", k, a)
                     with torch.no_grad():
-                        fake = self.student_w.x0(self.student_w.add_noise(b["x0"], b["eps"], b["s"]), b["s"], b["cond"])
+                        fake = self.student_w.x0(self.student_input(b), b["s"], b["cond"])
                     with acc.accumulate(self.disc):
                         self.update_discriminator(b, fake, step, m)
                     if self.fake is not None:  # the fake score learns the student's distribution (DMD2)
@@ -196,7 +224,7 @@ class DistillTrainer(Trainer):
             for a in range(self.A):
                 b = self.draw(step, "g", dsc.steps, a)
                 with acc.accumulate(self.student_w.net):
-                    fake = self.student_w.x0(self.student_w.add_noise(b["x0"], b["eps"], b["s"]), b["s"], b["cond"])
+                    fake = self.student_w.x0(self.student_input(b), b["s"], b["cond"])
                     loss_adv = torch.zeros(fake.shape[0], device=self.dev)
                     if dc.lambda_adv > 0:
                         loss_adv = self.adv.g_loss(self.D(fake, b["cond"], b["t_d"], b["noise_d"][:, 1], b["u"][:, 1],

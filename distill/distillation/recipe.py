@@ -26,6 +26,9 @@ class DistillConfig:
     student_timesteps: list[int] = ranged(factory=lambda: [999, 749, 499, 249], ge=0, nonempty=True)
     # how often each student timestep is drawn (normalised; empty: uniform, as ADD)
     timestep_weights: list[float] = ranged(factory=list, ge=0)
+    # multi-step students: the input at student timestep s_i is the student's own i-step sample renoised to s_i, not
+    # noised data (DMD2 Sec. 4.5, backward simulation)
+    backward_simulation: bool = False
     lambda_adv: float = ranged(1.0, ge=0)  # adversarial term
     lambda_distill: float = ranged(2.5, ge=0)  # ADD regression term (Eq. 4-5, ADD)
     lambda_dmd: float = ranged(0.0, ge=0)  # distribution matching (DMD2); > 0 builds the fake score network
