@@ -224,13 +224,15 @@ def test_resume_matches_uninterrupted_run(teachers, runs, tmp_path):
 
 def test_full_finetune_real_latents_and_img2img(teachers, tmp_path):
     """Full fine-tuning on real (VAE-encoded, shifted and scaled) latents, the regression term through the VAE
-    decoder, the Flux-schnell-like teacher (no guidance input); the student's one-step image-to-image."""
+    decoder, backward simulation over the float flow timesteps, the Flux-schnell-like teacher (no guidance
+    input); the student's one-step image-to-image."""
     from distill.sd.img2img import img2img_one_step
     from distill.sd.tiny_transformer import TINY_PIPELINES
 
     schnell = str(TINY_PIPELINES["flux-schnell"](tmp_path / "schnell", R))
     run = train_sd_distill(flow_recipe(tmp_path, schnell, "flux-schnell",
                                        sd={"lora_rank": 0, "input": "real", "loss_space": "pixel"},
+                                       distill={"backward_simulation": True},
                                        discriminator={"backbone_layers": [1]}, max_steps=1, checkpoint_every=1))
     student = FluxPipeline.from_pretrained(str(run / "pipeline"))
     assert not (run / "pipeline/lora").exists() and not student.transformer.config.guidance_embeds
