@@ -303,3 +303,23 @@ def test_fsdp2_two_cpu_processes(teachers, tmp_path, kind, wrap):
         assert a.keys() == b.keys()
         worst = max(float((a[k] - b[k]).abs().max()) for k in a)
         assert worst < 2e-4, (name, worst)
+
+
+@pytest.mark.parametrize("kind", ["sd3", "flux"])
+def test_bf16_mixed_precision_with_r1(teachers, tmp_path, kind):
+    """bf16 autocast (CPU): frozen text encoders / VAE / base transformer in bf16, adapters in fp32, R1 through the
+    token features; the export is one dtype and samples with plain diffusers."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)  # accelerate keeps one process-wide state (mixed precision)
+    try:
+        run = train_sd_distill(flow_recipe(tmp_path, teachers[kind], kind, discriminator={"r1_gamma": 1e-3},
+                                           mixed_precision="bf16"))
+    finally:
+        AcceleratorState._reset_state(True)
+    rows = [r for r in read_metrics(run / "metrics.jsonl") if "loss_d" in r]
+    assert len(rows) == 2 and all(r["r1"] > 0 and r["loss_d"] == r["loss_d"] for r in rows)
+    pipe = _load({kind: str(run / "pipeline")}, kind)
+    assert {p.dtype for p in network(pipe).parameters()} == {torch.float32}
+    x = pipe("a cat", num_inference_steps=2, guidance_scale=0.0, height=R, width=R, output_type="pt").images
+    assert torch.isfinite(x).all()
