@@ -79,6 +79,11 @@ class ToyFlow:
         ToyFlow.calls["target"] += 1
         return eps - x0
 
+    t_max = 999
+
+    def student_timesteps(self, ts):
+        return torch.tensor(ts, dtype=torch.long)
+
 
 def test_toy_flow_identities():
     den = Denoiser(None, ToyFlow(_ddpm("epsilon")), LabelCond(None))

@@ -185,6 +185,16 @@ def test_flow_teacher_trains_exports_and_resumes_exactly(tmp_path, kind):
     assert x.shape == (2, 1, 8, 8) and torch.isfinite(x).all()
 
 
+def test_dit_trains_with_the_ddpm_objective(tmp_path):
+    """teacher.kind dit with v-prediction: a DDPM schedule, exported with DDIM, sampled with guidance."""
+    r = tiny_recipe_dict(tmp_path, max_steps=2, checkpoint_every=2)
+    r["teacher"].update(kind="dit", prediction_type="v_prediction", dit_depth=2, dit_width=16, dit_heads=2)
+    pipe = load_teacher(str(train_teacher(recipe_from_dict(r)) / "pipeline"))
+    assert type(pipe.scheduler).__name__ == "DDIMScheduler" and pipe.scheduler.config.prediction_type == "v_prediction"
+    x = pipe(class_labels=[4], num_inference_steps=2, guidance_scale=2.0, output_type="pt").images
+    assert x.shape == (1, 1, 8, 8) and torch.isfinite(x).all()
+
+
 def test_flow_teacher_loss_falls(tmp_path):
     from distill.engine.run_dir import read_metrics
 

@@ -29,6 +29,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from ..diffusion.denoiser import LabelCond
 from ..errors import DistillError
 from .timing import (Clock, MemoryTracker, Recorder, device_type, instrument, make_sync, make_timer, percentile,
                      run_paired, run_timed, summarize)
@@ -153,10 +154,11 @@ def prepare_pipeline(pipe, steps: int, guidance: float, batch: int, cfg: BenchCo
     if labels is not None:
         y = torch.cat([labels, torch.full_like(labels, k)]) if guided else labels  # (mB,)
     t = torch.tensor(sched.config.num_train_timesteps - 1, device=cfg.device)  # first step of trailing spacing
+    cond = LabelCond.of(unet)  # how labels reach the network (UNet2DModel, DiT)
 
     def bare():
         with torch.no_grad():
-            return unet(x, t, class_labels=y).sample
+            return cond.call(unet, x, t, y)
 
     comps = [("denoiser", unet, "forward")]
     comps += [("scheduler", sched, m) for m in ("set_timesteps", "scale_model_input", "step") if hasattr(sched, m)]

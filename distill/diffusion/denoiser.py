@@ -202,8 +202,9 @@ class LabelCond:
 
     @staticmethod
     def of(net) -> "LabelCond":
-        inner = getattr(net, "module", net)
-        return CONDITIONINGS.get(type(inner).__name__, LabelCond.of_unet)(net)
+        inner = getattr(net, "module", net)  # DDP
+        inner = getattr(inner, "_orig_mod", inner)  # torch.compile
+        return CONDITIONINGS.get(type(inner).__name__, LabelCond.of_unet)(inner)
 
     @staticmethod
     def of_unet(net) -> "LabelCond":

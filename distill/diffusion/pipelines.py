@@ -4,7 +4,11 @@ Saved with `save_pretrained` (unet + scheduler, safetensors) and loaded with
 `DistillPipeline.from_pretrained(path)`, or `DiffusionPipeline.from_pretrained(path)` once
 `distill` is imported (it registers the class with diffusers, so no remote code is executed).
 Swap the scheduler as in any diffusers pipeline:
-`pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)`.
+`pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)`, or, checked against the model's
+schedule family (a DDPM sampler on a flow-matching model is an error), with
+`distill.diffusion.sampling.make_scheduler(name, pipe.scheduler.config)`.
+The denoiser network sits under `unet` whatever its class (UNet2DModel, DiTTransformer2DModel); labels
+reach it through its conditioning adapter (distill.diffusion.denoiser.LabelCond.of).
 """
 
 from __future__ import annotations

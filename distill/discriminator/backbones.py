@@ -2,7 +2,8 @@
 
   teacher          the frozen teacher UNet's encoder (down blocks + mid block) applied to the
                    image noised to a sampled level t_D (LADD, Sauer et al. 2024): no extra
-                   network, works in latent space too.
+                   network, works in latent space too. A DiT teacher gives its tokens after blocks
+                   spread over its depth (DiTFeatures; LADD's transformer features).
   fake_score       the encoder of DMD2's fake score network (Yin et al. 2024, Sec. 4.3), *trained*: the
                    discriminator loss reaches it as well as the heads, beside its denoising loss, so
                    the features learn what separates real images from the student's. Needs
@@ -56,6 +57,43 @@ class TeacherFeatures(nn.Module):
             feats.append(h)
         feats.append(u.mid_block(h, emb))
         return feats
+
+
+class DiTFeatures(nn.Module):
+    """Token features of a diffusers DiTTransformer2DModel at noise level t_D, after blocks spread over its depth
+    (a quarter, half, three quarters, all), each as a (B, D, H/p, W/p) map; frozen copy or shared and trained,
+    as TeacherFeatures. Mirrors the blocks of `DiTTransformer2DModel.forward`."""
+
+    def __init__(self, net, noising, frozen: bool = True):
+        super().__init__()
+        self.net = copy.deepcopy(net).requires_grad_(False).eval() if frozen else net
+        self.noising = noising
+        depth = len(net.transformer_blocks)
+        self.layers = sorted({max(0, depth // 4 - 1), max(0, depth // 2 - 1), max(0, 3 * depth // 4 - 1), depth - 1})
+        self.channels = [net.inner_dim] * len(self.layers)
+
+    def forward(self, x0: torch.Tensor, y: Optional[torch.Tensor], t: torch.Tensor, noise: torch.Tensor):
+        n = self.net
+        x_t = self.noising.add_noise(x0, noise.to(x0.dtype), t)  # (B, C, H, W)
+        B, p = x0.shape[0], n.config.patch_size
+        hw = (x0.shape[-2] // p, x0.shape[-1] // p)
+        if y is None:  # the null label (index num_classes)
+            y = torch.full((B,), n.config.num_embeds_ada_norm, device=x0.device, dtype=torch.long)
+        h = n.pos_embed(x_t)  # (B, N, D)
+        feats = []
+        for i, block in enumerate(n.transformer_blocks[: self.layers[-1] + 1]):
+            h = block(h, timestep=t, class_labels=y)
+            if i in self.layers:
+                feats.append(h.transpose(1, 2).reshape(B, -1, *hw))  # (B, D, H/p, W/p)
+        return feats
+
+
+# the teacher's network class -> its feature encoder (default: TeacherFeatures, a UNet2DModel's)
+ENCODERS = {"DiTTransformer2DModel": DiTFeatures}
+
+
+def teacher_encoder(net, noising, frozen: bool = True) -> nn.Module:
+    return ENCODERS.get(type(net).__name__, TeacherFeatures)(net, noising, frozen)
 
 
 class TimmFeatures(nn.Module):
@@ -120,8 +158,8 @@ def build_backbone(spec: str, teacher_unet, noising, layers=None, pretrained: st
     if kind == "fake_score" and fake_score is None:
         raise DistillError("distill.backbone=fake_score needs the fake score network: set distill.lambda_dmd > 0")
     builders = {
-        "teacher": lambda: TeacherFeatures(teacher_unet, noising),
-        "fake_score": lambda: TeacherFeatures(fake_score, noising, frozen=False),
+        "teacher": lambda: teacher_encoder(teacher_unet, noising),
+        "fake_score": lambda: teacher_encoder(fake_score, noising, frozen=False),
         "timm": lambda: TimmFeatures(arg, layers, pretrained, img_size),
     }
     if kind not in builders or (kind == "timm" and not arg):

@@ -35,6 +35,7 @@ from ..errors import RecipeError
 from ..gan.losses import get_adv_loss
 from .adversarial import d_loss_and_metrics, g_metrics, pair_logits, r1_gamma_at
 from .objectives import distillation_loss, dmd_loss, teacher_target
+from .recipe import check_noise_ranges
 
 
 def student_timestep_index(k: int, weights, n: int, g) -> torch.Tensor:
@@ -69,7 +70,8 @@ class DistillTrainer(Trainer):
             raise RecipeError("recipe key 'distill.teacher' is required (an exported teacher pipeline or a Hub id)")
         sp.check_launch(acc)
         sp.load(engine)
-        self.ts = sp.student_timesteps(dc.student_timesteps)  # (K,), checked against the teacher's schedule
+        self.ts = sp.student_timesteps(dc.student_timesteps)  # (K,) in the teacher scheduler's units, checked
+        check_noise_ranges(r, sp.teacher)
         self.P, self.rank, self.A = acc.num_processes, acc.process_index, tc.gradient_accumulation_steps
         micro_batch_size(tc.batch_size, self.A, self.P)
 
@@ -118,7 +120,7 @@ class DistillTrainer(Trainer):
         # the adversarial game on outputs of the disc_timesteps S_D only: weight |S| / |S_D| there, 0 elsewhere
         # (a constant, not a per-batch count, so P processes take the step one process takes); None: all steps
         ts_d = r.experimental.disc_timesteps
-        ts_d_t = torch.tensor(ts_d, dtype=torch.long, device=self.dev)
+        ts_d_t = self.ts[[dc.student_timesteps.index(s) for s in ts_d]].to(self.dev)
         self.d_weight = (lambda s: torch.isin(s, ts_d_t).float() * (len(self.ts) / len(ts_d))) if ts_d else (lambda s: None)
         self.sampler = EpochSampler(len(sp.data), tc.seed)
         self.n = tc.batch_size // self.A  # global samples per accumulation slice

@@ -1,5 +1,7 @@
-"""The pixel space of the distillation loop: a class-conditional UNet2DModel teacher exported as a
-DistillPipeline, images with labels, the identity codec, and the coverage check as the monitor.
+"""The pixel space of the distillation loop: a class-conditional UNet2DModel or DiT teacher (DDPM schedule or flow
+matching) exported as a DistillPipeline, images with labels, the identity codec, and the coverage check as the
+monitor. The student is exported with `student_scheduler`: an LCMScheduler at the student timesteps, or for a flow
+teacher a FlowMatchEulerDiscreteScheduler with stochastic_sampling (x0, then fresh noise to the next sigma).
 
 A space is everything the one loop (distill.distillation.loop) needs to know about where the
 student works; the latent space of Stable Diffusion teachers is distill.sd.space.
@@ -14,12 +16,11 @@ import warnings
 from pathlib import Path
 
 import torch
-from diffusers import DDPMScheduler
 
 from ..data import load_images
 from ..diffusion.denoiser import Denoiser
 from ..diffusion.pipelines import DistillPipeline
-from ..diffusion.sampling import student_scheduler
+from ..diffusion.sampling import noise_scheduler_from, student_scheduler
 from ..diffusion.teachers import load_teacher, resolve_teacher_path
 from ..discriminator import build_backbone
 from ..engine.randomness import shard
@@ -43,7 +44,7 @@ class PixelSpace:
         r = self.recipe
         self.pipe = load_teacher(resolve_teacher_path(r.distill.teacher))
         net = self.pipe.unet.requires_grad_(False).eval()
-        self.noise_scheduler = DDPMScheduler.from_config(self.pipe.scheduler.config)
+        self.noise_scheduler = noise_scheduler_from(self.pipe.scheduler.config)
         self.teacher = Denoiser.from_scheduler(net, self.noise_scheduler)
         cfg = net.config
         for key, want in (("resolution", cfg.sample_size), ("channels", cfg.in_channels)):
@@ -60,10 +61,8 @@ class PixelSpace:
         net.to(engine.device)
 
     def student_timesteps(self, ts):
-        """The student's timesteps as the loop uses them, checked against the teacher's schedule by the
-        parameterisation (one registered without that check: the integers as given)."""
-        check = getattr(self.teacher.param, "student_timesteps", None)
-        return check(ts) if check is not None else torch.tensor(ts, dtype=torch.long)
+        """The student's timesteps as the loop uses them, checked against the teacher's schedule."""
+        return self.teacher.student_timesteps(ts)
 
     def make_student(self):
         """(student network initialised from the teacher, its trainable parameters)."""

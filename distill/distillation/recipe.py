@@ -22,7 +22,8 @@ from ..errors import RecipeError
 @dataclass
 class DistillConfig:
     teacher: str = ""  # exported teacher pipeline: folder, Hub id, or shipped:<name>
-    # decreasing, within the teacher's schedule; [999]: a 1-step student
+    # decreasing, within the teacher's schedule (its units); [999]: a 1-step student. A flow teacher's: the grid its
+    # FlowMatchEulerDiscreteScheduler visits, rounded: [1000] for 1 step, [1000, 667, 334, 1] for 4 at shift 1
     student_timesteps: list[int] = ranged(factory=lambda: [999, 749, 499, 249], ge=0, nonempty=True)
     # how often each student timestep is drawn (normalised; empty: uniform, as ADD)
     timestep_weights: list[float] = ranged(factory=list, ge=0)
@@ -36,7 +37,7 @@ class DistillConfig:
     # classifier-free guidance of the teacher's x0 (both terms); a guidance-distilled teacher (FLUX.1-dev) takes it
     # as the value of its guidance embedding instead
     teacher_guidance: float = ranged(2.0, ge=0)
-    t_min: int = ranged(20, ge=0)  # timesteps at which the teacher judges the student's samples
+    t_min: int = ranged(20, ge=0)  # timesteps at which the teacher judges the student's samples (scheduler units)
     t_max: int = ranged(980, ge=0)
     coverage_classifier: Optional[str] = None  # "digits" | "mnist" | path: coverage check every train.sample_every
 
@@ -119,6 +120,25 @@ def check_distill_sections(r, where: str) -> None:
     if dc.lambda_dmd > 0 and dc.distill_weighting == "nfsd":
         raise RecipeError(f"{where}: key 'distill.distill_weighting': the DMD term needs the teacher's x0 estimate; "
                           "use exponential or sds with lambda_dmd > 0")
+
+
+def check_noise_ranges(r, teacher) -> None:
+    """Checks against the loaded teacher (a Denoiser): the noise levels drawn for the teacher and the discriminator
+    lie within its schedule ([0, T - 1] discrete, [0, T] flow), and the regression weighting c(t) (and NFSD's
+    division by alpha_t) stays finite over [distill.t_min, distill.t_max]."""
+    import torch
+
+    from .objectives import DISTILL_WEIGHTINGS
+
+    dc, disc, hi = r.distill, r.discriminator, teacher.t_max
+    for sec, top in (("distill", dc.t_max), ("discriminator", disc.t_max)):
+        if top > hi:
+            raise RecipeError(f"key '{sec}.t_max' ({top}) lies beyond the teacher's schedule [0, {hi}]")
+    alpha, sigma = teacher.alpha_sigma(torch.tensor([dc.t_min, dc.t_max]), "cpu")
+    c = DISTILL_WEIGHTINGS[dc.distill_weighting](alpha, sigma)
+    if not torch.isfinite(c).all() or (dc.distill_weighting == "nfsd" and (alpha == 0).any()):
+        raise RecipeError(f"keys 'distill.t_min'/'distill.t_max' ({dc.t_min}, {dc.t_max}): the {dc.distill_weighting} "
+                          f"weighting divides by zero at the ends of the teacher's schedule; keep 0 < t < {hi}")
 
 
 @dataclass

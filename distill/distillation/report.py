@@ -14,7 +14,7 @@ import torch
 
 from ..eval.evaluate import _fmt, evaluate_pipeline
 from ..diffusion.pipelines import DistillPipeline
-from ..diffusion.sampling import make_scheduler, sample
+from ..diffusion.sampling import default_sampler, make_scheduler, sample
 from ..diffusion.teachers import load_teacher, resolve_teacher_path
 from ..engine.randomness import rng
 from ..viz import grid_tensor, line_plot
@@ -45,19 +45,20 @@ def latency_rows(teacher_path: str, student_path: str, steps: list[int], batch: 
 
 
 @torch.no_grad()
-def side_by_side(teacher, student, path, seed: int = 0, per_class: int = 4):
-    """Rows: teacher 50 steps, teacher 1 step, student 1 step, student 4 steps (when it has them); same noise/labels."""
+def side_by_side(teacher, student, path, seed: int = 0, per_class: int = 4, student_timesteps: int = 4):
+    """Rows: teacher 50 steps, teacher 1 step (its default sampler: DDIM, or flow-matching Euler), student 1 step,
+    student min(4, K) steps for a student of K > 1 timesteps; same noise/labels."""
     cfg = teacher.unet.config
     k = teacher.num_classes or 10
     labels = torch.arange(k).repeat(per_class) if teacher.num_classes else None
     noise = torch.randn(k * per_class, cfg.in_channels, cfg.sample_size, cfg.sample_size, generator=rng(seed, "sbs"))
-    ddim = make_scheduler("ddim", teacher.scheduler.config)
-    panels = [("teacher, 50 DDIM steps", sample(teacher.unet, ddim, noise, labels, 50)),
-              ("teacher, 1 DDIM step", sample(teacher.unet, ddim, noise, labels, 1)),
+    name = default_sampler(teacher.scheduler.config)
+    sched = make_scheduler(name, teacher.scheduler.config)
+    panels = [(f"teacher, 50 {name} steps", sample(teacher.unet, sched, noise, labels, 50)),
+              (f"teacher, 1 {name} step", sample(teacher.unet, sched, noise, labels, 1)),
               ("student, 1 step", sample(student.unet, student.scheduler, noise, labels, 1))]
-    k_max = student.scheduler.config.get("original_inference_steps") or 4  # a 1-step student has one timestep
-    if k_max > 1:
-        n_steps = min(4, k_max)
+    if student_timesteps > 1:  # a 1-step student has one timestep
+        n_steps = min(4, student_timesteps)
         panels.append((f"student, {n_steps} steps", sample(student.unet, student.scheduler, noise, labels, n_steps,
                                                      generator=rng(seed, "sbs4"))))
     import matplotlib
@@ -86,15 +87,17 @@ def write_distill_report(recipe, run_dir: Path) -> Path:
     student = DistillPipeline.from_pretrained(str(run_dir / "pipeline"))
     data_cfg = recipe.data  # evaluate_pipeline loads the reference at each pipeline's resolution
     out = run_dir / "eval"
-    side_by_side(teacher, student, run_dir / "side_by_side.png", seed=ec.seed)
-    t_rows = _cached_rows(teacher_path, "teacher", ec, rc.teacher_steps, ec.guidance_scale)
+    side_by_side(teacher, student, run_dir / "side_by_side.png", seed=ec.seed,
+                 student_timesteps=len(recipe.distill.student_timesteps))
+    sampler = default_sampler(teacher.scheduler.config)  # ddim, or flow-euler for a flow teacher
+    t_rows = _cached_rows(teacher_path, "teacher", ec, rc.teacher_steps, ec.guidance_scale, sampler)
     if t_rows is None:
-        t_rows = evaluate_pipeline(teacher, ec, data_cfg, out, tag="teacher", scheduler="ddim", steps=rc.teacher_steps)
+        t_rows = evaluate_pipeline(teacher, ec, data_cfg, out, tag="teacher", scheduler=sampler, steps=rc.teacher_steps)
     s_rows = _cached_rows(run_dir, "student", ec, rc.student_steps, 1.0, scheduler="pipeline")
     if s_rows is None:
         s_rows = evaluate_pipeline(student, ec, data_cfg, out, tag="student", scheduler="pipeline",
                                    steps=rc.student_steps, guidance_scale=1.0)
-    line_plot({"teacher (DDIM)": ([r["steps"] for r in t_rows], [r["fid"] for r in t_rows]),
+    line_plot({f"teacher ({sampler})": ([r["steps"] for r in t_rows], [r["fid"] for r in t_rows]),
                "student": ([r["steps"] for r in s_rows], [r["fid"] for r in s_rows])},
               run_dir / "fid_vs_steps.png", "sampling steps", "FID (classifier features)", logx=True,
               xticks=sorted({r["steps"] for r in t_rows + s_rows}))
@@ -114,7 +117,7 @@ def write_distill_report(recipe, run_dir: Path) -> Path:
     lines = [f"# Distillation report: {recipe.name}", "",
              f"Teacher `{recipe.distill.teacher}`; FID/KID on {ec.num_samples} class-balanced samples against the "
              f"`{ec.reference_split}` split, features `{ec.features}` (a classifier never used in training). "
-             f"Teacher sampled with DDIM (trailing spacing), guidance {ec.guidance_scale}; student with its own "
+             f"Teacher sampled with {sampler}, guidance {ec.guidance_scale}; student with its own "
              f"scheduler, no guidance.", "",
              "![side by side](side_by_side.png)", "", "## FID", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
