@@ -31,6 +31,21 @@ def _launch(n: int, recipe_path, out_dir):
     assert first["processes"] == n, first  # the run really formed n processes
 
 
+def one_equals_two(tmp_path, recipe: dict, names, tol: float = 1e-4) -> None:
+    """Run `recipe` on 1 and on 2 processes (output in tmp_path/one, tmp_path/two); the checkpoint files
+    `names` at step 2 hold the same tensors within `tol`."""
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    _launch(1, path, tmp_path / "one")
+    _launch(2, path, tmp_path / "two")
+    for name in names:
+        a = load_file(tmp_path / "one" / "checkpoints" / "checkpoint-2" / name)
+        b = load_file(tmp_path / "two" / "checkpoints" / "checkpoint-2" / name)
+        assert a.keys() == b.keys()
+        worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+        assert worst < tol, (name, worst)
+
+
 @pytest.mark.parametrize("task", ["distill", "teacher"])
 def test_two_processes_equal_one(tmp_path, task):
     teacher = train_teacher(recipe_from_dict(tiny_recipe_dict(tmp_path / "t", max_steps=10, checkpoint_every=10)))
@@ -48,16 +63,7 @@ def test_two_processes_equal_one(tmp_path, task):
         names = ["student.safetensors", "heads.safetensors", "fake_score.safetensors"]
     else:
         names = ["unet.safetensors"]
-    path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump(r))
-    _launch(1, path, tmp_path / "one")
-    _launch(2, path, tmp_path / "two")
-    for name in names:
-        a = load_file(tmp_path / "one" / "checkpoints" / "checkpoint-2" / name)
-        b = load_file(tmp_path / "two" / "checkpoints" / "checkpoint-2" / name)
-        assert a.keys() == b.keys()
-        worst = max(float((a[k] - b[k]).abs().max()) for k in a)
-        assert worst < 1e-4, (name, worst)
+    one_equals_two(tmp_path, r, names)
     if task == "distill":  # and the step did something
         moved = load_file(teacher / "pipeline" / "unet" / "diffusion_pytorch_model.safetensors")
         w = load_file(tmp_path / "one" / "checkpoints" / "checkpoint-2" / "student.safetensors")
@@ -75,16 +81,7 @@ def test_sd_distill_two_processes_equal_one(tmp_path):
          "sd": {"lora_rank": 4, "gradient_checkpointing": True, "loss_space": "pixel", "teacher_sample_steps": 2},
          "train": {"max_steps": 2, "batch_size": 4, "learning_rate": 1e-3, "lr_scheduler": "constant",
                    "lr_warmup_steps": 0, "checkpoint_every": 2, "ema_decay": 0.0, "log_every": 1}}
-    path = tmp_path / "r.yaml"
-    path.write_text(yaml.safe_dump(r))
-    _launch(1, path, tmp_path / "one")
-    _launch(2, path, tmp_path / "two")
-    for name in ["student.safetensors", "heads.safetensors"]:
-        a = load_file(tmp_path / "one" / "checkpoints" / "checkpoint-2" / name)
-        b = load_file(tmp_path / "two" / "checkpoints" / "checkpoint-2" / name)
-        assert a.keys() == b.keys()
-        worst = max(float((a[k] - b[k]).abs().max()) for k in a)
-        assert worst < 1e-4, (name, worst)
+    one_equals_two(tmp_path, r, ["student.safetensors", "heads.safetensors"])
     assert (tmp_path / "two" / "pipeline" / "lora" / "pytorch_lora_weights.safetensors").is_file()
 
 

@@ -70,7 +70,7 @@ class DistillTrainer(Trainer):
             raise RecipeError("recipe key 'distill.teacher' is required (an exported teacher pipeline or a Hub id)")
         sp.check_launch(acc)
         sp.load(engine)
-        self.ts = sp.teacher.student_timesteps(dc.student_timesteps)  # (K,) in the teacher scheduler's units
+        self.ts = sp.student_timesteps(dc.student_timesteps)  # (K,) in the teacher scheduler's units, checked
         check_noise_ranges(r, sp.teacher)
         self.P, self.rank, self.A = acc.num_processes, acc.process_index, tc.gradient_accumulation_steps
         micro_batch_size(tc.batch_size, self.A, self.P)

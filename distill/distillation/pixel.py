@@ -60,6 +60,10 @@ class PixelSpace:
         self.data.check_labels(self.num_classes)  # labels beyond the teacher's classes: one-line error
         net.to(engine.device)
 
+    def student_timesteps(self, ts):
+        """The student's timesteps as the loop uses them, checked against the teacher's schedule."""
+        return self.teacher.student_timesteps(ts)
+
     def make_student(self):
         """(student network initialised from the teacher, its trainable parameters)."""
         net = copy.deepcopy(self.teacher.net).requires_grad_(True).train()

@@ -34,7 +34,9 @@ class DistillConfig:
     lambda_distill: float = ranged(2.5, ge=0)  # ADD regression term (Eq. 4-5, ADD)
     lambda_dmd: float = ranged(0.0, ge=0)  # distribution matching (DMD2); > 0 builds the fake score network
     distill_weighting: Literal["exponential", "sds", "nfsd"] = "exponential"  # c(t) of the regression term
-    teacher_guidance: float = ranged(2.0, ge=0)  # classifier-free guidance of the teacher's x0 (both terms)
+    # classifier-free guidance of the teacher's x0 (both terms); a guidance-distilled teacher (FLUX.1-dev) takes it
+    # as the value of its guidance embedding instead
+    teacher_guidance: float = ranged(2.0, ge=0)
     t_min: int = ranged(20, ge=0)  # timesteps at which the teacher judges the student's samples (scheduler units)
     t_max: int = ranged(980, ge=0)
     coverage_classifier: Optional[str] = None  # "digits" | "mnist" | path: coverage check every train.sample_every
@@ -46,7 +48,8 @@ class DiscriminatorConfig:
     # timm:vit_small_patch14_dinov2)
     backbone: str = "teacher"
     backbone_pretrained: str = "hub"  # "hub" | "none" | path to a weights file (timm backbones)
-    backbone_layers: list[int] = ranged(factory=list, ge=0)  # timm blocks; empty: spread over depth
+    # timm blocks (empty: spread over depth), or the SD3 / Flux teacher's transformer blocks (empty: every block)
+    backbone_layers: list[int] = ranged(factory=list, ge=0)
     backbone_img_size: int = ranged(224, ge=8)  # timm input size
     loss: str = "hinge"  # registry key in distill.gan.losses.ADV_LOSSES
     learning_rate: float = ranged(1e-4, gt=0)

@@ -148,12 +148,14 @@ def prompt_list(data_cfg, sd_cfg) -> list[str]:
 
 @torch.no_grad()
 def encode_images(vae, images: torch.Tensor, batch: int = 16) -> torch.Tensor:
-    """uint8 (N, 3, R, R) -> latents (N, C, R/f, R/f) = latent_dist.mean x scaling_factor (float32)."""
+    """uint8 (N, 3, R, R) -> latents (N, C, R/f, R/f) = (latent_dist.mean - shift_factor) x scaling_factor
+    (float32; the shift is 0 for the SD 1.x/SDXL VAEs, as diffusers' pipelines decode z / sf + shift)."""
     sf, dev, dt = vae.config.scaling_factor, vae.device, vae.dtype
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
     out = []
     for chunk in images.split(batch):
         x = chunk.to(dev, dt).div(127.5).sub(1)
-        out.append((vae.encode(x).latent_dist.mean * sf).float().cpu())
+        out.append(((vae.encode(x).latent_dist.mean - shift) * sf).float().cpu())
     return torch.cat(out)
 
 
@@ -163,8 +165,9 @@ def _cache_key(*parts) -> str:
 
 @torch.no_grad()
 def synthetic_latents(pipe, prompts: list[str], count: int, steps: int, guidance: float, resolution: int,
-                      seed: int, cache_dir: Path, teacher_id: str, batch: int = 8) -> LatentSet:
-    """Teacher samples (LADD's synthetic data) as latents, generated once and cached."""
+                      seed: int, cache_dir: Path, teacher_id: str, batch: int = 8, grid=None) -> LatentSet:
+    """Teacher samples (LADD's synthetic data) as latents, generated once and cached; `grid` maps the
+    pipeline's output_type="latent" result to (B, C, h, w) (Flux returns packed latents)."""
     from safetensors.torch import load_file, save_file
 
     caps = [prompts[i % len(prompts)] for i in range(count)]
@@ -177,7 +180,7 @@ def synthetic_latents(pipe, prompts: list[str], count: int, steps: int, guidance
         g = torch.Generator().manual_seed(seed + i)
         out = pipe(caps[i:i + batch], num_inference_steps=steps, guidance_scale=guidance, height=resolution,
                    width=resolution, generator=g, output_type="latent").images
-        lat.append(out.float().cpu())
+        lat.append((grid(out) if grid is not None else out).float().cpu())
     latents = torch.cat(lat)
     f.parent.mkdir(parents=True, exist_ok=True)
     tmp = f.with_suffix(".tmp")

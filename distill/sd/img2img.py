@@ -1,5 +1,5 @@
 """One-step image-to-image with a latent student (SDEdit with a one-step denoiser, as SD-Turbo's
-image-to-image).
+image-to-image), for every teacher family (UNet or flow transformer, distill.sd.families).
 
 The diffusers trap: `StableDiffusionImg2ImgPipeline` keeps int(num_inference_steps * strength)
 timesteps, so num_inference_steps=1 with strength < 1 keeps none (no denoising, or an error).
@@ -20,7 +20,7 @@ import torch
 
 from ..errors import DistillError
 from ..diffusion.denoiser import Denoiser
-from .teacher import TextConditioning, encode_prompts
+from .families import family_of, network
 
 
 def strength_timestep(strength: float, num_train_timesteps: int = 1000) -> int:
@@ -38,20 +38,20 @@ def diffusers_steps_for(strength: float) -> int:
 @torch.no_grad()
 def img2img_one_step(pipe, image: torch.Tensor, prompts: list[str], strength: float,
                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """image: (B, 3, H, W) in [-1, 1] -> (B, 3, H, W) in [-1, 1], one student UNet call."""
-    from diffusers import DDPMScheduler
-
-    ns = DDPMScheduler.from_config(pipe.scheduler.config)
+    """image: (B, 3, H, W) in [-1, 1] -> (B, 3, H, W) in [-1, 1], one student network call."""
+    fam = family_of(pipe)
+    ns = fam.noise_scheduler(pipe)
     t = strength_timestep(strength, ns.config.num_train_timesteps)
-    vae, unet = pipe.vae, pipe.unet
-    z0 = vae.encode(image.to(vae.device, vae.dtype)).latent_dist.mean * vae.config.scaling_factor
+    vae, unet = pipe.vae, network(pipe)
+    sf, shift = vae.config.scaling_factor, getattr(vae.config, "shift_factor", None) or 0.0
+    z0 = (vae.encode(image.to(vae.device, vae.dtype)).latent_dist.mean - shift) * sf
     noise = torch.randn(z0.shape, generator=generator).to(z0.device, z0.dtype)
     tt = torch.full((z0.shape[0],), t, dtype=torch.long, device=z0.device)
-    z_t = ns.add_noise(z0, noise, tt)
-    cond = encode_prompts(pipe, prompts, image.shape[-1], unet.device).map(lambda x: x.to(unet.dtype))
-    den = Denoiser.from_scheduler(unet, ns, TextConditioning(cond))
+    cond = fam.encode(pipe, prompts, image.shape[-1], unet.device).map(lambda x: x.to(unet.dtype))
+    den = Denoiser.from_scheduler(unet, ns, fam.conditioning(cond, pipe, None))
+    z_t = den.add_noise(z0, noise, tt)
     z0_hat = den.x0_from(z_t, tt, den.out(z_t.to(unet.dtype), tt, cond))
-    return vae.decode(z0_hat.to(vae.dtype) / vae.config.scaling_factor).sample.clamp(-1, 1)
+    return vae.decode(z0_hat.to(vae.dtype) / sf + shift).sample.clamp(-1, 1)
 
 
 def img2img_pipeline(pipe):

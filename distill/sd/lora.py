@@ -1,11 +1,12 @@
-"""LoRA on the student UNet through peft (diffusers' `add_adapter`), with the teacher sharing the
-frozen base weights: the teacher pass runs with the adapters disabled, so the UNet is held once.
+"""LoRA on the student network (a UNet, or an SD3 / Flux transformer) through peft (diffusers'
+`add_adapter`), with the teacher sharing the frozen base weights: the teacher pass runs with the
+adapters disabled, so the network is held once. (`unet` below names any such network.)
 
   add_lora(unet, rank, alpha, targets, dropout) -> number of trainable (adapter) parameters
   as_teacher(unet)               context manager: the base (teacher) UNet, adapters off, eval mode
   lora_state_dict(unet)          adapter weights only (peft names), for checkpoints
-  save_lora(folder, unet, cls)   LoRA-only export loadable with `pipe.load_lora_weights(folder)`
-  fused_copy(unet)               a plain UNet2DConditionModel with the adapters merged in
+  save_lora(folder, unet, cls, name)   LoRA-only export loadable with `pipe.load_lora_weights(folder)`
+  fused_copy(unet)               a plain copy of the network with the adapters merged in
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def add_lora(unet, rank: int, alpha=None, targets=(), dropout: float = 0.0) -> i
     names = {n.rsplit(".", 1)[-1] for n, _ in unet.named_modules()} | {n for n, _ in unet.named_modules()}
     found = [t for t in targets if any(n == t or n.endswith("." + t) for n in names)]
     if not found:
-        raise RecipeError(f"sd.lora_target_modules: none of {list(targets)} name a module of the UNet")
+        raise RecipeError(f"sd.lora_target_modules: none of {list(targets)} name a module of the "
+                          f"{type(unet).__name__}")
     unet.requires_grad_(False)
     unet.add_adapter(LoraConfig(r=rank, lora_alpha=alpha or rank, lora_dropout=dropout, init_lora_weights="gaussian",
                                 target_modules=found))
@@ -92,26 +94,26 @@ class LoraWeights:
             raise RuntimeError(f"unexpected LoRA keys in checkpoint: {unexpected[:3]}")
 
 
-def save_lora(folder, unet, pipeline_cls) -> None:
+def save_lora(folder, unet, pipeline_cls, name: str = "unet") -> None:
     """LoRA-only export (`pytorch_lora_weights.safetensors`, peft key names, which diffusers loads
     as they are; converting them to the old diffusers names would rename only the attention
     layers and leave a mixed file). The LoraConfig (rank, alpha, targets) is stored as metadata
-    where diffusers supports it, so an alpha != rank loads with the right scale."""
+    where diffusers supports it, so an alpha != rank loads with the right scale. `name`: the pipeline
+    attribute of the network ("unet" | "transformer"), which names the save_lora_weights arguments."""
     import inspect
 
     kw = {}
-    if "unet_lora_adapter_metadata" in inspect.signature(pipeline_cls.save_lora_weights).parameters:
+    if f"{name}_lora_adapter_metadata" in inspect.signature(pipeline_cls.save_lora_weights).parameters:
         cfg = unet.peft_config["default"].to_dict()
-        kw["unet_lora_adapter_metadata"] = {k: (sorted(v) if isinstance(v, set) else v) for k, v in cfg.items()}
-    pipeline_cls.save_lora_weights(str(folder), unet_lora_layers=lora_state_dict(unet), safe_serialization=True, **kw)
+        kw[f"{name}_lora_adapter_metadata"] = {k: (sorted(v) if isinstance(v, set) else v) for k, v in cfg.items()}
+    kw[f"{name}_lora_layers"] = lora_state_dict(unet)
+    pipeline_cls.save_lora_weights(str(folder), safe_serialization=True, **kw)
 
 
 def unsharded_copy(unet, state_dict):
-    """A plain UNet2DConditionModel of `unet`'s config (and LoRA adapters) holding `state_dict`: the
+    """A plain network of `unet`'s class and config (and LoRA adapters) holding `state_dict`: the
     student gathered from FSDP shards, to export."""
-    from diffusers import UNet2DConditionModel
-
-    u = UNet2DConditionModel.from_config(unet.config)
+    u = type(unet).from_config(unet.config)
     if has_lora(unet):
         u.add_adapter(unet.peft_config["default"])
     u.load_state_dict(state_dict)

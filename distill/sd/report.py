@@ -1,5 +1,5 @@
 """After an SD distillation: reload the exported student with plain diffusers, draw a sample grid
-(rows: prompts; columns: student 1 step, student 4 steps, teacher N steps with CFG, then one-step
+(rows: prompts; columns: student 1 step, student 4 steps, teacher N steps with its guidance, then one-step
 image-to-image of a training image at strength 0.5 when real images were used) and a report.md."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ def write_sd_report(recipe, run_dir: Path) -> Path:
     import diffusers
 
     from .data import read_prompts
+    from .families import network
     from .img2img import img2img_one_step
     from .teacher import load_sd_teacher
 
@@ -38,8 +39,10 @@ def write_sd_report(recipe, run_dir: Path) -> Path:
     if not prompts:
         prompts = read_prompts(sc.prompts)[:4] if sc.prompts else [sc.caption_template.format(label=i) for i in range(4)]
     cols, timing = [], {}
+    embedded = getattr(network(teacher).config, "guidance_embeds", False)  # FLUX.1-dev: guidance is an input
+    how = "guidance embedding" if embedded else "CFG"
     for label, pipe, steps, w in [("student, 1 step", student, 1, 0.0), ("student, 4 steps", student, 4, 0.0),
-                                  (f"teacher, {sc.teacher_sample_steps} steps, CFG {recipe.distill.teacher_guidance}",
+                                  (f"teacher, {sc.teacher_sample_steps} steps, {how} {recipe.distill.teacher_guidance}",
                                    teacher, sc.teacher_sample_steps, recipe.distill.teacher_guidance)]:
         t0 = time.perf_counter()
         cols.append(_sample(pipe, prompts, steps, w, R, recipe.eval.seed))

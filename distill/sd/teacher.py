@@ -1,5 +1,5 @@
-"""Stable Diffusion teachers: load a StableDiffusionPipeline / StableDiffusionXLPipeline from a Hub
-id or a local folder, encode prompts (SDXL: two encoders, pooled embedding, add_time_ids), and
+"""Stable Diffusion teachers: load a StableDiffusionPipeline / StableDiffusionXLPipeline (or an SD3 /
+Flux pipeline, distill.sd.mmdit) from a Hub id or a local folder, encode prompts (SDXL: two encoders, pooled embedding, add_time_ids), and
 run the UNet with classifier-free guidance.
 
 `TextCond` carries everything a UNet2DConditionModel call needs besides (x_t, t), for SD and SDXL
@@ -22,7 +22,8 @@ import torch
 
 from ..errors import DistillError
 
-PIPELINE_CLASSES = ("StableDiffusionPipeline", "StableDiffusionXLPipeline")
+# the teacher pipelines the latent space reads (distill.sd.families says how each is driven)
+PIPELINE_CLASSES = ("StableDiffusionPipeline", "StableDiffusionXLPipeline", "StableDiffusion3Pipeline", "FluxPipeline")
 
 
 @dataclass
@@ -72,7 +73,7 @@ def pipeline_class_name(source: str, revision: Optional[str] = None) -> str:
 
 def load_sd_teacher(source: str, revision: Optional[str] = None, variant: Optional[str] = None,
                     dtype: torch.dtype = torch.float32):
-    """The teacher pipeline (StableDiffusionPipeline or StableDiffusionXLPipeline), every module
+    """The teacher pipeline (one of PIPELINE_CLASSES), every module
     frozen and in eval mode. Never executes remote code; no safety checker is loaded."""
     import diffusers
 
@@ -164,10 +165,10 @@ def make_decoder(pipe, taesd: Optional[str] = None):
             msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
             raise DistillError(f"sd.taesd: cannot load AutoencoderTiny from '{taesd}' ({msg[:160]})") from None
         vae.requires_grad_(False).eval()
-    sf = vae.config.scaling_factor
+    sf, shift = vae.config.scaling_factor, getattr(vae.config, "shift_factor", None) or 0.0
 
-    def decode(z: torch.Tensor) -> torch.Tensor:
-        return vae.decode(z.to(vae.dtype) / sf).sample.float()
+    def decode(z: torch.Tensor) -> torch.Tensor:  # z = (latent - shift) * sf (SD3 / Flux VAEs have a shift)
+        return vae.decode(z.to(vae.dtype) / sf + shift).sample.float()
 
     decode.vae = vae
     return decode
