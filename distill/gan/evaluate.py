@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from pathlib import Path
 import torch
 
@@ -38,6 +39,13 @@ def generate(G: StyleGAN2Generator, n: int, truncation: float = 1.0, batch: int 
     return torch.cat(out), labels
 
 
+def quiet_score(x, labels, real_feats, real_labels, extractor) -> dict:
+    """`distill.eval.evaluate.score` without torchmetrics' KID memory notice (a few thousand features)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Metric `Kernel Inception Distance` will save")
+        return score(x, labels, real_feats, real_labels, extractor)
+
+
 class Monitor:
     """FID/KID, class accuracy/coverage and the within-class diversity ratio of `n` samples against
     (up to 5000) training images, computed during training; the reference features once."""
@@ -51,7 +59,7 @@ class Monitor:
 
     def __call__(self, G: StyleGAN2Generator) -> dict:
         x, labels = generate(G, self.n, 1.0, self.batch, self.seed)
-        res = score(x, labels, self.real_feats, self.real_labels, self.extractor)
+        res = quiet_score(x, labels, self.real_feats, self.real_labels, self.extractor)
         res["diversity_ratio"] = res["intra_class_dist"] / self.real_div if self.real_div > 0 else float("nan")
         return res
 
@@ -70,7 +78,7 @@ def evaluate_generator(G: StyleGAN2Generator, eval_cfg, data_cfg, out_dir, extra
         x, labels = generate(G, eval_cfg.num_samples, psi, eval_cfg.batch_size, eval_cfg.seed)
         rows.append({"model": "gan", "truncation": psi, "num_samples": eval_cfg.num_samples,
                      "features": eval_cfg.features, "reference_split": eval_cfg.reference_split,
-                     "seed": eval_cfg.seed, **score(x, labels, real_feats, ref.labels, extractor),
+                     "seed": eval_cfg.seed, **quiet_score(x, labels, real_feats, ref.labels, extractor),
                      "real_intra_class_dist": real_div, "sample_seconds": round(time.time() - t0, 2)})
         save_grid(x[:80], out_dir / f"gan-psi{psi:g}.png", nrow=cfg.num_classes or 10,
                   scale=upscale_for_view(x.shape[-1]))
