@@ -139,6 +139,16 @@ def test_sample_command_draws_a_class_grid(tmp_path):
                       ([str(run_dir)], "nor a GAN generator folder"),
                       ([str(run_dir / "generator"), "--truncation", "-1"], "must be >= 0")):
         assert _cli(["sample", *argv, "--out", str(tmp_path / "x.png")], msg) == 2
+    # the pictures of an exported generator, by the script
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gan_pictures", ROOT / "scripts" / "gan_pictures.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main([str(run_dir / "generator"), "--out", str(tmp_path / "pics"), "--seed", "2"]) == 0
+    assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == ["interpolation.png", "style-mixing.png",
+                                                                     "truncation.png"]
+    assert script.main([str(run_dir), "--out", str(tmp_path / "pics2")]) == 2  # not a generator folder
 
 
 def _cli(argv, msg):

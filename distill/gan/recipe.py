@@ -55,8 +55,10 @@ class GANConfig:
 class GANTrainConfig(TrainConfig):
     learning_rate: float = ranged(2e-3, gt=0)  # the generator's Adam learning rate
     lr_d: Optional[float] = ranged(None, gt=0)  # the discriminator's; None: learning_rate
-    adam_beta1: float = ranged(0.0, ge=0, lt=1)  # StyleGAN2 / R3GAN: (0, 0.99), for both players
-    adam_beta2: float = ranged(0.99, ge=0, lt=1)
+    adam_beta1: float = ranged(0.0, ge=0, lt=1)  # Adam's beta1 for both players (StyleGAN2 / R3GAN: 0)
+    adam_beta2: float = ranged(0.99, ge=0, lt=1)  # Adam's beta2 for both players (StyleGAN2 / R3GAN: 0.99)
+    weight_decay: float = ranged(0.0, ge=0)  # AdamW weight decay of both players
+    sample_every: int = ranged(500, ge=1)  # class grid of the EMA generator and the monitor (eval.monitor_samples)
     lr_scheduler: str = "constant"  # as train.lr_scheduler of the other tasks (both players)
     lr_warmup_steps: int = ranged(0, ge=0)  # linear warm-up steps
     max_grad_norm: Optional[float] = ranged(None, gt=0)  # gradient clipping of both players; None: none (StyleGAN2)
