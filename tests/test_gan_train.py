@@ -189,3 +189,14 @@ def test_distillation_refuses_a_paired_loss():
 
     with pytest.raises(DistillError, match="pairs real and fake samples"):
         get_adv_loss("rpgan")  # what the distillation loop calls
+
+
+@pytest.mark.parametrize("name,loss,resolution,channels", [("gan-mnist", "ns", 28, 1), ("gan-cifar10", "rpgan", 32, 3)])
+def test_shipped_recipes_load(name, loss, resolution, channels):
+    from distill.config import load_recipe
+    from distill.gan.layers import resolution_pyramid
+
+    r = load_recipe(ROOT / "recipes" / f"{name}.yaml")
+    assert r.task == "gan" and r.gan.loss == loss and (r.data.resolution, r.data.channels) == (resolution, channels)
+    assert len(resolution_pyramid(r.data.resolution)) >= 2
+    assert r.eval.features == f"classifier:{name.split('-')[1]}"
