@@ -200,3 +200,16 @@ def test_shipped_recipes_load(name, loss, resolution, channels):
     assert r.task == "gan" and r.gan.loss == loss and (r.data.resolution, r.data.channels) == (resolution, channels)
     assert len(resolution_pyramid(r.data.resolution)) >= 2
     assert r.eval.features == f"classifier:{name.split('-')[1]}"
+
+
+def test_unconditional_run(tmp_path):
+    """class_conditional false (or unlabelled data): no embedding, no projection, one w_avg."""
+    cfg = tiny_gan(tmp_path, eval_samples=40, max_steps=3)
+    cfg["generator"]["class_conditional"] = False
+    run_dir = train_gan(recipe_from_dict(cfg))
+    G = load_generator(run_dir / "generator")
+    assert G.num_classes == 0 and G.w_avg.shape == (1, 8) and G.w_avg.abs().sum() > 0
+    assert G(torch.randn(2, 8)).shape == (2, 1, 8, 8)
+    ev = json.loads((run_dir / "eval" / "eval-gan.json").read_text())
+    assert "class_acc" not in ev[0] and ev[0]["fid"] > 0
+    assert (run_dir / "pictures" / "truncation.png").is_file() and (run_dir / "report.md").is_file()
