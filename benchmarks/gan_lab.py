@@ -35,6 +35,8 @@ CONFIGS = [
     ("ns + sn", "ns", ["sn"]),
     ("ns + mbstd", "ns", ["mbstd"]),
     ("ns + mbdisc", "ns", ["mbdisc"]),
+    ("rpgan", "rpgan", []),
+    ("r3gan (rpgan + r1 + r2)", "rpgan", ["r1", "r2"]),
 ]
 CHECKPOINTS = (1000, 5000, 10000)
 

@@ -175,3 +175,25 @@ def test_planted_d_at_chance(tmp_path):
         r["diversity_ratio"] = 0.9
     found = {f.key: f.score for f in diagnose(load_run(write_run(tmp_path / "ok", rows)))}
     assert found.get("d_at_chance", 0) < 0.3
+
+
+def test_coverage_peaking_at_the_last_row_is_not_a_fall(tmp_path):
+    """Modes 6, 5, 8 at the last three evaluations: the best is the end, nothing fell."""
+    rows = [healthy(i) for i in range(7)]
+    for r, m in zip(rows, [0, 0, 3, 6, 6, 5, 8]):
+        del r["class_coverage"]
+        r["modes"], r["modes_total"] = m, 8
+    assert "mode_collapse" not in causes(write_run(tmp_path / "run", rows))
+    rows[-1]["modes"] = 5  # now it did fall from its peak of 6
+    rows[3]["modes"] = 8
+    assert "mode_collapse" in causes(write_run(tmp_path / "fell", rows))
+
+
+def test_gan_monitor_fid_rising(tmp_path):
+    """The GAN trainer logs the monitor's FID at its sample steps: rows of their own between loss rows."""
+    rows = [healthy(i) for i in range(N)]
+    fids = [{"step": i * 100, "fid": f, "class_coverage": 1.0, "diversity_ratio": 0.9}
+            for i, f in zip(range(5, N, 5), [60.0, 30.0, 20.0, 18.0, 25.0, 35.0, 45.0])]
+    assert causes(write_run(tmp_path / "run", rows + fids))[0] == "fid_rising"
+    falling = [dict(r, fid=f) for r, f in zip(fids, [60.0, 30.0, 20.0, 18.0, 17.0, 16.5, 16.0])]
+    assert "fid_rising" not in causes(write_run(tmp_path / "ok", rows + falling))

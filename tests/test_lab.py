@@ -53,19 +53,23 @@ def test_bad_names_raise_one_line_errors():
     with pytest.raises(DistillError, match="unknown toy dataset"):
         resolve(LabConfig(dataset="moons"))
     assert resolve(LabConfig(loss="wgan-gp", reg=["sn"])) == ("wgan", ["sn", "gp"])
+    assert resolve(LabConfig(loss="r3gan")) == ("rpgan", ["r1", "r2"])
     assert cli_main(["lab", "--loss", "bogus", "--out", "/nonexistent/never"]) == 2
 
 
 @pytest.mark.parametrize("loss,reg", [("saturating", ["mbdisc"]), ("wgan-clip", []), ("lsgan", ["r1", "sn"]),
-                                      ("hinge", ["mbstd", "gp"])])
+                                      ("hinge", ["mbstd", "gp"]), ("r3gan", []), ("rpgan", ["r2"])])
 def test_every_loss_and_regulariser_runs(loss, reg):
     torch.set_num_threads(1)
     res = train_lab(LabConfig(loss=loss, reg=reg, steps=20, eval_every=10, progress=False, batch_size=32,
                               eval_samples=200))
     assert [r["step"] for r in res.rows] == [0, 10, 20]
     assert all(torch.isfinite(torch.tensor(r["loss_d"])) for r in res.rows[1:])
-    if "r1" in reg:
-        assert res.rows[-1]["r1"] >= 0
+    for name in ("r1", "r2"):
+        if name in reg or loss == "r3gan":
+            assert res.rows[-1][name] >= 0
+    if loss.startswith(("r3gan", "rpgan")):  # pairwise accuracy: the same for real and fake
+        assert all(r["d_acc_real"] == r["d_acc_fake"] for r in res.rows[1:])
 
 
 def test_lab_end_to_end(tmp_path, capsys):
@@ -84,6 +88,19 @@ def test_lab_end_to_end(tmp_path, capsys):
     assert rows[-1]["modes_total"] == 8
     assert "modes captured" in capsys.readouterr().out
     assert cli_main(["doctor", str(out)]) == 0  # the doctor reads lab runs
+
+
+def test_r2_penalises_gradients_at_generated_samples():
+    """R2 of the lab's D at its fake batch equals the hand-computed ||grad_x D||^2 of a linear D."""
+    from distill.diagnostics.lab.train import REGULARIZERS
+
+    cfg = LabConfig(r1_gamma=2.0)
+    assert REGULARIZERS["r2"].weight(cfg) == 1.0  # gamma / 2, gamma defaulting to r1_gamma
+    assert REGULARIZERS["r2"].weight(LabConfig(r1_gamma=2.0, r2_gamma=0.5)) == 0.25
+    w = torch.tensor([3.0, -4.0])
+    fake = torch.randn(6, 2, requires_grad=True)
+    pen = REGULARIZERS["r2"].penalty(cfg, None, None, None, fake, fake @ w)
+    torch.testing.assert_close(pen, torch.full((6,), 25.0))
 
 
 def test_lab_1d_plots(tmp_path):

@@ -32,6 +32,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "coverage": ("class_coverage", "coverage", "mode_coverage"),
     "modes": ("modes", "modes_captured"),
     "diversity": ("diversity_ratio",),  # within-class feature spread, generated / real
+    "fid": ("fid",),  # FID of samples logged during training (the GAN trainer's monitor)
     "modes_total": ("modes_total", "n_modes"),
     "lr_g": ("lr_g", "lr"),
     "lr_d": ("lr_d", "d_lr"),
@@ -267,7 +268,8 @@ def rule_mode_collapse(run: RunData) -> Optional[Finding]:
     peak_i = max(range(len(vals)), key=lambda i: vals[i])
     end = statistics.median(vals[-3:])
     peak = vals[peak_i]
-    if peak > 0 and peak - end >= 0.2 * peak and peak - end >= 0.1:
+    fell = peak_i < len(vals) - 1 and vals[-1] < peak  # a peak at the last row is not a fall
+    if fell and peak > 0 and peak - end >= 0.2 * peak and peak - end >= 0.1:
         drop = (peak - end) / peak
         return Finding("mode_collapse", min(0.9, 0.6 + 0.35 * drop), "mode collapse (coverage falling)",
                        f"{what} fell from {peak:.0%} at step {cov[peak_i][0]} to {end:.0%} at the end",
@@ -297,6 +299,22 @@ def rule_within_class_collapse(run: RunData) -> Optional[Finding]:
                    "strengthen the discriminator so it can tell the mean image from real ones (raise its lr, "
                    "lower its noise level, drop heavy augmentation), lower lambda_distill or the teacher's guidance",
                    "diversity_ratio should climb towards 1 and the sample grid's rows should differ")
+
+
+def rule_fid_rising(run: RunData) -> Optional[Finding]:
+    """Sample quality getting worse: the FID logged during training well above its best, late in the run."""
+    fid = run.series("fid")
+    if len(fid) < 3:
+        return None
+    best_i = min(range(len(fid)), key=lambda i: fid[i][1])
+    (best_step, best), (last_step, last) = fid[best_i], fid[-1]
+    if best_i == len(fid) - 1 or best <= 0 or last < 1.25 * best:
+        return None
+    return Finding("fid_rising", min(0.85, 0.5 + 0.15 * math.log2(last / best)), "sample quality degrading (FID rising)",
+                   f"fid {best:.3g} at step {best_step}, {last:.3g} at step {last_step} ({last / best:.2f}x its best)",
+                   "keep the checkpoint nearest the best step; rerun with lower learning rates, a larger R1 gamma or "
+                   "DiffAugment (a rising FID while D's accuracy climbs is D overfitting)",
+                   "fid should fall or level off instead of rising after its best")
 
 
 def rule_d_at_chance(run: RunData) -> Optional[Finding]:
@@ -364,7 +382,7 @@ def rule_little_data(run: RunData) -> Optional[Finding]:
 
 RULES: list[Callable[[RunData], Optional[Finding]]] = [
     rule_nonfinite, rule_d_too_strong, rule_vanishing_g_grad, rule_g_loss, rule_mode_collapse,
-    rule_within_class_collapse, rule_d_at_chance, rule_lr_imbalance, rule_little_data,
+    rule_within_class_collapse, rule_fid_rising, rule_d_at_chance, rule_lr_imbalance, rule_little_data,
 ]
 
 

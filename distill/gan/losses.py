@@ -5,9 +5,14 @@ patch discriminator's map is averaged over its non-batch dims -- and returns a p
 (B,); callers take `.mean()` (or weight the samples). Registry for trainers:
 
     from distill.gan.losses import ADV_LOSSES, r1_penalty
-    d_loss, g_loss = ADV_LOSSES["hinge"]          # AdvLoss unpacks like a tuple
-    loss_d = d_loss(real_logits, fake_logits).mean()
-    loss_g = g_loss(fake_logits).mean()
+    adv = ADV_LOSSES["hinge"]
+    loss_d = adv.d_loss(real_logits, fake_logits).mean()
+    loss_g = adv.g_loss(fake_logits).mean()
+
+A *paired* loss (`adv.paired`, the relativistic "rpgan") compares each fake sample with a real one
+in both players' losses: its generator loss is `adv.g_loss(fake_logits, real_logits)`, so a trainer
+must compute D on real samples in the generator step too; `get_adv_loss(name)` refuses paired
+losses unless the caller says it handles them (`paired=True`).
 
 With D(x) = sigmoid(logit) and softplus(t) = log(1 + e^t):
     -log D(x)      = softplus(-logit)
@@ -84,10 +89,33 @@ def wgan_g_loss(fake_logits: Tensor) -> Tensor:
     return -_per_sample(fake_logits)
 
 
+def rp_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """Relativistic pairing loss of the discriminator, f(D(G(z)) - D(x)) with f = softplus
+    (Huang et al. 2024, R3GAN, Eq. 2; Jolicoeur-Martineau 2019): each fake sample is judged against
+    its real partner, so D must rank the pair, not classify each sample. (B,), (B,) -> (B,)"""
+    return _per_sample(F.softplus(fake_logits - real_logits))
+
+
+def rp_g_loss(fake_logits: Tensor, real_logits: Tensor) -> Tensor:
+    """The generator's side of Eq. 2 (R3GAN): f(D(x) - D(G(z))), f = softplus. The gradient
+    flows through fake_logits; real_logits may be detached. (B,), (B,) -> (B,)"""
+    return _per_sample(F.softplus(real_logits - fake_logits))
+
+
 class AdvLoss(NamedTuple):
     d_loss: Callable[[Tensor, Tensor], Tensor]  # (real_logits, fake_logits) -> (B,)
-    g_loss: Callable[[Tensor], Tensor]  # fake_logits -> (B,)
+    g_loss: Callable[..., Tensor]  # fake_logits -> (B,); paired: (fake_logits, real_logits) -> (B,)
     threshold: float = 0.0  # logit above which D calls a sample "real" (for d_acc_* metrics)
+    paired: bool = False  # the generator loss needs D's logits of real samples (relativistic)
+
+    def accuracy(self, real_logits: Tensor, fake_logits: Tensor) -> tuple[Tensor, Tensor]:
+        """D's per-sample accuracy on real and fake samples (B,) each: logits against `threshold`;
+        for a paired loss, whether each pair is ranked correctly (D(x) > D(G(z))), for both."""
+        r, f = _per_sample(real_logits.detach().float()), _per_sample(fake_logits.detach().float())
+        if self.paired:
+            right = (r > f).float()
+            return right, right
+        return (r > self.threshold).float(), (f < self.threshold).float()
 
 
 ADV_LOSSES: dict[str, AdvLoss] = {
@@ -96,12 +124,19 @@ ADV_LOSSES: dict[str, AdvLoss] = {
     "hinge": AdvLoss(hinge_d_loss, hinge_g_loss),
     "lsgan": AdvLoss(lsgan_d_loss, lsgan_g_loss, threshold=0.5),
     "wgan": AdvLoss(wgan_d_loss, wgan_g_loss),
+    "rpgan": AdvLoss(rp_d_loss, rp_g_loss, paired=True),
 }
 
 
-def get_adv_loss(name: str) -> AdvLoss:
+def get_adv_loss(name: str, paired: bool = False) -> AdvLoss:
+    """The registry entry `name`; a paired loss only for callers that pass real logits to its
+    generator loss (`paired=True`)."""
     if name not in ADV_LOSSES:
         raise DistillError(f"unknown adversarial loss '{name}' (choose from {', '.join(ADV_LOSSES)})")
+    if ADV_LOSSES[name].paired and not paired:
+        single = [k for k, v in ADV_LOSSES.items() if not v.paired]
+        raise DistillError(f"adversarial loss '{name}' pairs real and fake samples, which this trainer does not "
+                           f"support (choose from {', '.join(single)})")
     return ADV_LOSSES[name]
 
 
@@ -124,6 +159,19 @@ def r1_penalty(real_outputs: Tensor, real_inputs: Tensor | list[Tensor]) -> Tens
     are summed, so a patch discriminator's map works too (each sample's output depends only on
     its own input, so summing over the batch gives per-sample gradients)."""
     return _grad_sq_norm(real_outputs, real_inputs)
+
+
+def r2_penalty(fake_outputs: Tensor, fake_inputs: Tensor | list[Tensor]) -> Tensor:
+    """R2 = ||grad_x D(x)||^2 at generated samples, per sample (B,) (Roth et al. 2017; R3GAN, Sec. 2.2):
+    with R1 it keeps D smooth on both distributions, which R3GAN's convergence argument needs. The
+    caller weights it by gamma / 2; `fake_inputs` must require grad before D's forward pass."""
+    return _grad_sq_norm(fake_outputs, fake_inputs)
+
+
+def lazy_weight(gamma: float, every: int, step: int) -> float:
+    """Lazy regularisation (Karras et al. 2020, Sec. 3.1): a penalty computed only on every
+    `every`-th step, weighted by gamma x every so its mean weight stays gamma; 0 in between."""
+    return gamma * every if gamma > 0 and step % every == 0 else 0.0
 
 
 def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,

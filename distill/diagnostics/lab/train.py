@@ -22,7 +22,7 @@ from torch import nn
 
 from ...errors import DistillError
 from ...engine.optim import grad_norm
-from ...gan.losses import ADV_LOSSES, gradient_penalty, r1_penalty
+from ...gan.losses import ADV_LOSSES, gradient_penalty, r1_penalty, r2_penalty
 from ...gan.regularizers import MINIBATCH_LAYERS, apply_spectral_norm, clip_weights
 from ...engine.run_dir import MetricsLog
 from .toy import DATASETS, ToyDataset, count_modes, get_dataset
@@ -31,7 +31,7 @@ from .toy import DATASETS, ToyDataset, count_modes, get_dataset
 @dataclass
 class LabConfig:
     dataset: str = "ring"  # key of distill.diagnostics.lab.toy.DATASETS
-    loss: str = "ns"  # key of ADV_LOSSES, or an alias in LOSS_ALIASES (wgan-gp, wgan-clip)
+    loss: str = "ns"  # key of ADV_LOSSES, or an alias in LOSS_ALIASES (wgan-gp, wgan-clip, r3gan)
     reg: list[str] = field(default_factory=list)  # keys of REGULARIZERS, e.g. ["r1"], ["sn", "mbstd"]
     steps: int = 5000
     seed: int = 0
@@ -46,6 +46,7 @@ class LabConfig:
     d_layers: int = 2  # hidden layers of D
     d_steps: int = 1  # discriminator steps per generator step
     r1_gamma: float = 1.0  # loss_d += gamma / 2 * R1
+    r2_gamma: Optional[float] = None  # loss_d += gamma / 2 * R2; None: r1_gamma (R3GAN uses one gamma)
     gp_lambda: float = 10.0  # loss_d += lambda * GP
     clip: float = 0.01  # weight clipping range
     eval_every: int = 100
@@ -56,7 +57,9 @@ class LabConfig:
     progress: bool = True
 
 
-LOSS_ALIASES = {"wgan-gp": ("wgan", ["gp"]), "wgan-clip": ("wgan", ["clip"]), "minimax": ("saturating", [])}
+# r3gan: the relativistic pairing loss with R1 and R2 (Huang et al. 2024)
+LOSS_ALIASES = {"wgan-gp": ("wgan", ["gp"]), "wgan-clip": ("wgan", ["clip"]), "minimax": ("saturating", []),
+                "r3gan": ("rpgan", ["r1", "r2"])}
 
 
 @dataclass
@@ -65,7 +68,7 @@ class Regularizer:
 
     build: Optional[Callable[[nn.Module], nn.Module]] = None  # changes D after construction
     minibatch: Optional[str] = None  # key of MINIBATCH_LAYERS inserted after D's first layer
-    penalty: Optional[Callable] = None  # (cfg, D, real, real_logits, fake) -> (B,), logged under its name
+    penalty: Optional[Callable] = None  # (cfg, D, real, real_logits, fake, fake_logits) -> (B,), logged under its name
     weight: Callable[[LabConfig], float] = lambda cfg: 1.0  # loss_d += weight * penalty.mean()
     after_d_step: Optional[Callable[[LabConfig, nn.Module], None]] = None
 
@@ -73,9 +76,12 @@ class Regularizer:
 REGULARIZERS: dict[str, Regularizer] = {
     "none": Regularizer(),
     # Mescheder et al. 2018, Eq. 9: gamma / 2 * E ||grad D(x)||^2 on real data
-    "r1": Regularizer(penalty=lambda cfg, D, x, rl, f: r1_penalty(rl, x), weight=lambda cfg: 0.5 * cfg.r1_gamma),
+    "r1": Regularizer(penalty=lambda cfg, D, x, rl, f, fl: r1_penalty(rl, x), weight=lambda cfg: 0.5 * cfg.r1_gamma),
+    # Roth et al. 2017; R3GAN Sec. 2.2: gamma / 2 * E ||grad D(G(z))||^2 on generated data
+    "r2": Regularizer(penalty=lambda cfg, D, x, rl, f, fl: r2_penalty(fl, f),
+                      weight=lambda cfg: 0.5 * (cfg.r1_gamma if cfg.r2_gamma is None else cfg.r2_gamma)),
     # Gulrajani et al. 2017, Eq. 3: lambda * E (||grad D(x_hat)|| - 1)^2
-    "gp": Regularizer(penalty=lambda cfg, D, x, rl, f: gradient_penalty(D, x, f), weight=lambda cfg: cfg.gp_lambda),
+    "gp": Regularizer(penalty=lambda cfg, D, x, rl, f, fl: gradient_penalty(D, x, f), weight=lambda cfg: cfg.gp_lambda),
     "clip": Regularizer(after_d_step=lambda cfg, D: clip_weights(D, cfg.clip)),
     "sn": Regularizer(build=apply_spectral_norm),
     "mbstd": Regularizer(minibatch="mbstd"),
@@ -157,7 +163,7 @@ def train_lab(cfg: LabConfig) -> LabResult:
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr * cfg.d_lr_mult, betas=(cfg.beta1, cfg.beta2))
     penalties = [(r, REGULARIZERS[r]) for r in regs if REGULARIZERS[r].penalty]
     post = [REGULARIZERS[r].after_d_step for r in regs if REGULARIZERS[r].after_d_step]
-    need_r1 = "r1" in regs
+    need_r1, need_r2 = "r1" in regs, "r2" in regs
 
     out = Path(cfg.out) if cfg.out else None
     log = None
@@ -212,11 +218,13 @@ def train_lab(cfg: LabConfig) -> LabResult:
                 fake = G(torch.randn(cfg.batch_size, cfg.z_dim, generator=gen))  # (B, D)
             if need_r1:
                 real.requires_grad_(True)
+            if need_r2:
+                fake.requires_grad_(True)
             rl, fl = D(real), D(fake)  # (B,), (B,)
             loss_d = adv.d_loss(rl, fl).mean()
             total_d = loss_d
             for name, reg in penalties:
-                pen = reg.penalty(cfg, D, real, rl, fake).mean()
+                pen = reg.penalty(cfg, D, real, rl, fake, fl).mean()
                 total_d = total_d + reg.weight(cfg) * pen
                 acc[name] += float(pen.detach()) / cfg.d_steps
             opt_d.zero_grad(set_to_none=True)
@@ -227,7 +235,12 @@ def train_lab(cfg: LabConfig) -> LabResult:
                 fn(cfg, D)
         # ---- generator: minimise loss_g
         fl_g = D(G(torch.randn(cfg.batch_size, cfg.z_dim, generator=gen)))  # (B,)
-        loss_g = adv.g_loss(fl_g).mean()
+        if adv.paired:  # relativistic: each fake judged against a real partner (D's logits only, no grad to D)
+            with torch.no_grad():
+                rl_g = D(ds.sample(cfg.batch_size, gen))
+            loss_g = adv.g_loss(fl_g, rl_g).mean()
+        else:
+            loss_g = adv.g_loss(fl_g).mean()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         gn_g = float(grad_norm([G]))
@@ -235,8 +248,9 @@ def train_lab(cfg: LabConfig) -> LabResult:
 
         acc["loss_d"] += float(loss_d.detach())
         acc["loss_g"] += float(loss_g.detach())
-        acc["d_acc_real"] += float((rl.detach() > adv.threshold).float().mean())
-        acc["d_acc_fake"] += float((fl.detach() <= adv.threshold).float().mean())
+        acc_real, acc_fake = adv.accuracy(rl, fl)  # paired losses: pairs ranked right
+        acc["d_acc_real"] += float(acc_real.mean())
+        acc["d_acc_fake"] += float(acc_fake.mean())
         acc["grad_norm_d"] += gn_d
         acc["grad_norm_g"] += gn_g
         n_acc += 1

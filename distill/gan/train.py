@@ -1,0 +1,250 @@
+"""Train the StyleGAN2-class GAN on the training engine (distill.engine.trainer).
+
+Per optimizer step (global batch B, every random tensor drawn for the whole batch from
+rng(seed, "gan", step) and sharded, so a resumed run repeats an uninterrupted one exactly):
+
+  D step:  x ~ data (labels y), fake = G(z_d, y) (no grad; styles of z2_d from a random layer on,
+           with probability style_mixing_prob); logits of DiffAugment(x), DiffAugment(fake);
+           L_D = d_loss(real, fake) + w1/2 R1(x) + w2/2 R2(fake), with w = lazy_weight(gamma, reg_every, step)
+  G step:  fake = G(z_g, y) (updates the per-class w_avg); L_G = g_loss(D(fake)), or for the
+           relativistic pairing loss g_loss(D(fake), D(x)) (R3GAN, Eq. 2)
+  then the engine: LR schedules, the generator's EMA, logs, sample grids + monitor (EMA weights),
+  checkpoints. At the end the EMA generator is exported (`generator/`), pictured, evaluated, and
+  report.md is written.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ..data import load_images
+from ..discriminator.augment import NUM_RANDOM, diff_augment
+from ..engine.accelerator import micro_batch_size
+from ..engine.optim import grad_norm, make_ema, make_lr_scheduler
+from ..engine.randomness import EpochSampler, rng, shard
+from ..engine.trainer import Engine, Trainer
+from .discriminator import ResidualDiscriminator
+from .generator import StyleGAN2Generator
+from .losses import get_adv_loss, lazy_weight, r1_penalty, r2_penalty
+from .pictures import class_grid
+
+PENALTIES = {"r1": r1_penalty, "r2": r2_penalty}
+
+
+def build_networks(recipe, num_classes: int) -> tuple[StyleGAN2Generator, ResidualDiscriminator]:
+    g, d, data = recipe.generator, recipe.discriminator, recipe.data
+    G = StyleGAN2Generator(resolution=data.resolution, channels=data.channels, num_classes=num_classes,
+                           z_dim=g.z_dim, w_dim=g.w_dim, mapping_layers=g.mapping_layers,
+                           mapping_lr_mul=g.mapping_lr_mul, width=g.width, max_width=g.max_width,
+                           w_avg_beta=g.w_avg_beta)
+    D = ResidualDiscriminator(data.resolution, data.channels, num_classes, d.width, d.max_width, d.mbstd_group)
+    return G, D
+
+
+def num_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+class GANTrainer(Trainer):
+    """Alternating D and G steps (one each per optimizer step), Adam for both, EMA of G."""
+
+    name = "gan"
+
+    def __init__(self, recipe):
+        self.recipe, self.tc, self.gc = recipe, recipe.train, recipe.gan
+
+    def ema_parameters(self):
+        return self.models["generator"].parameters()
+
+    def setup(self, engine) -> None:
+        recipe, tc, acc = self.recipe, self.tc, engine.accelerator
+        self.engine = engine
+        self.data = data = load_images(recipe.data)
+        self.num_classes = data.num_classes if (recipe.generator.class_conditional and data.labels is not None) else 0
+        micro_batch_size(tc.batch_size, 1, acc.num_processes)
+        self.adv = get_adv_loss(self.gc.loss, paired=True)
+        ec = recipe.eval
+        self.extractor = None
+        if ec.num_samples > 0 or ec.monitor_samples > 0:  # a missing classifier fails now, not after training
+            from ..eval.fid import feature_extractor
+
+            self.extractor = feature_extractor(ec.features)
+
+        torch.manual_seed(tc.seed)  # weight init
+        G, D = build_networks(recipe, self.num_classes)
+        self.ema = make_ema(G.parameters(), tc)
+        betas = (tc.adam_beta1, tc.adam_beta2)
+        opt_g = torch.optim.AdamW(G.parameters(), lr=tc.learning_rate, betas=betas, weight_decay=tc.weight_decay)
+        opt_d = torch.optim.AdamW(D.parameters(), lr=tc.lr_d or tc.learning_rate, betas=betas,
+                                  weight_decay=tc.weight_decay)
+        self.sched = {"g": make_lr_scheduler(opt_g, tc), "d": make_lr_scheduler(opt_d, tc)}
+        self.schedulers = list(self.sched.values())
+        self.states = {"opt_g": opt_g, "opt_d": opt_d, "sched_g": self.sched["g"], "sched_d": self.sched["d"],
+                       "ema": self.ema}
+        engine.restore({"generator": G, "discriminator": D}, self.states)
+        # the latest R1/R2 values (logged every step; computed every reg_every steps)
+        self.penalties = {k: torch.tensor(v) for k, v in engine.resumed_state.get("penalties", {}).items()}
+        self.G, self.D, self.opt_g, self.opt_d = acc.prepare(G, D, opt_g, opt_d)
+        self.ema.to(acc.device)
+        self.models = {"generator": acc.unwrap_model(self.G), "discriminator": acc.unwrap_model(self.D)}
+        self.sampler = EpochSampler(len(data), tc.seed)
+        self.monitor = None
+        if engine.is_main and ec.monitor_samples > 0:
+            from .evaluate import Monitor
+
+            self.monitor = Monitor(self.extractor, data, ec.monitor_samples, ec.batch_size, ec.seed)
+        self.t0, self.first = time.time(), engine.step
+
+    def header(self) -> dict:
+        G, D = self.models["generator"], self.models["discriminator"]
+        return {"dataset_size": len(self.data), "processes": self.engine.accelerator.num_processes,
+                "batch_size": self.tc.batch_size, "num_classes": self.num_classes, "params_g": num_params(G),
+                "params_d": num_params(D), "num_ws": G.num_ws}
+
+    # ------------------------------------------------------------------------------------------
+    # one step
+
+    def draw(self, step: int) -> dict:
+        """Every random tensor of the global batch for `step`, sharded to this process."""
+        tc, G = self.tc, self.models["generator"]
+        B, L, zd = tc.batch_size, G.num_ws, G.config.z_dim
+        g = rng(tc.seed, "gan", step)
+        out = {}
+        for phase in ("d", "g"):
+            out[f"z_{phase}"] = torch.randn(B, zd, generator=g)
+            out[f"z2_{phase}"] = torch.randn(B, zd, generator=g)
+            mix = torch.rand(B, generator=g) < self.recipe.generator.style_mixing_prob
+            out[f"cut_{phase}"] = torch.where(mix, torch.randint(1, L, (B,), generator=g), torch.full((B,), L))
+            out[f"noise_{phase}"] = [torch.randn(B, 1, r, r, generator=g) for r in G.noise_resolutions()]
+        out["u"] = torch.rand(B, 4, NUM_RANDOM, generator=g)  # DiffAugment: real (D), fake (D), fake (G), real (G)
+        acc = self.engine.accelerator
+        P, rank, dev = acc.num_processes, acc.process_index, acc.device
+        return {k: [shard(t, rank, P).to(dev) for t in v] if isinstance(v, list) else shard(v, rank, P).to(dev)
+                for k, v in out.items()}
+
+    def augment(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        return diff_augment(x, u, self.gc.augment) if self.gc.augment else x
+
+    def fake(self, b: dict, phase: str, y, update_w_avg: bool = False) -> torch.Tensor:
+        return self.G(b[f"z_{phase}"], y, noise=b[f"noise_{phase}"], mix_z=b[f"z2_{phase}"],
+                      mix_cutoff=b[f"cut_{phase}"], update_w_avg=update_w_avg)
+
+    def _apply(self, opt, model, loss: torch.Tensor) -> torch.Tensor:
+        """Backward, gradient norm (logged), optional clipping, optimizer step. -> the norm"""
+        acc = self.engine.accelerator
+        opt.zero_grad(set_to_none=True)
+        acc.backward(loss)
+        norm = grad_norm([model])
+        if self.tc.max_grad_norm is not None:
+            acc.clip_grad_norm_(model.parameters(), self.tc.max_grad_norm)
+        opt.step()
+        return norm
+
+    def step(self, step: int) -> dict:
+        tc, gc, adv, acc = self.tc, self.gc, self.adv, self.engine.accelerator
+        idx = self.sampler.indices(step * tc.batch_size, tc.batch_size)
+        real, y = self.data.batch(idx)  # (B, C, H, W) in [-1, 1], (B,)
+        P, rank, dev = acc.num_processes, acc.process_index, acc.device
+        real = shard(real, rank, P).to(dev)
+        y = shard(y, rank, P).to(dev) if (y is not None and self.num_classes) else None
+        b = self.draw(step)
+        u = b["u"]
+
+        # ---- discriminator: L_D + w1/2 R1(real) + w2/2 R2(fake)
+        with torch.no_grad():
+            fake = self.fake(b, "d", y)
+        weights = {"r1": lazy_weight(gc.r1_gamma, gc.reg_every, step), "r2": lazy_weight(gc.r2_gamma, gc.reg_every, step)}
+        real_in = real.detach().requires_grad_(weights["r1"] > 0)
+        fake_in = fake.detach().requires_grad_(weights["r2"] > 0)
+        real_logits = self.D(self.augment(real_in, u[:, 0]), y).float()  # (B,)
+        fake_logits = self.D(self.augment(fake_in, u[:, 1]), y).float()
+        loss_d = adv.d_loss(real_logits, fake_logits)  # (B,)
+        total = loss_d
+        for name, (logits, inputs) in {"r1": (real_logits, real_in), "r2": (fake_logits, fake_in)}.items():
+            if weights[name] > 0:
+                pen = PENALTIES[name](logits, inputs)  # (B,)
+                total = total + weights[name] / 2 * pen
+                self.penalties[name] = pen.mean().detach()
+        grad_norm_d = self._apply(self.opt_d, self.D, total.mean())
+        acc_real, acc_fake = adv.accuracy(real_logits, fake_logits)
+
+        # ---- generator: L_G (paired losses compare with D's logits of the real batch)
+        self.D.requires_grad_(False)
+        try:
+            fake_g_logits = self.D(self.augment(self.fake(b, "g", y, update_w_avg=True), u[:, 2]), y).float()
+            if adv.paired:
+                with torch.no_grad():
+                    real_g_logits = self.D(self.augment(real, u[:, 3]), y).float()
+                loss_g = adv.g_loss(fake_g_logits, real_g_logits)
+            else:
+                loss_g = adv.g_loss(fake_g_logits)
+            grad_norm_g = self._apply(self.opt_g, self.G, loss_g.mean())
+        finally:
+            self.D.requires_grad_(True)
+        return {"loss_d": loss_d.mean().detach(), "loss_g": loss_g.mean().detach(),
+                "d_acc_real": acc_real.mean(), "d_acc_fake": acc_fake.mean(),
+                "logit_real": real_logits.mean().detach(), "logit_fake": fake_logits.mean().detach(),
+                "grad_norm_d": grad_norm_d, "grad_norm_g": grad_norm_g, **self.penalties}
+
+    # ------------------------------------------------------------------------------------------
+    # logs, samples, checkpoints, export
+
+    def seconds_per_step(self) -> float:
+        return (time.time() - self.t0) / max(1, self.engine.step - self.first)
+
+    def log_extras(self) -> dict:
+        return {"lr": self.sched["g"].get_last_lr()[0], "lr_d": self.sched["d"].get_last_lr()[0],
+                "s_per_step": self.seconds_per_step()}
+
+    def postfix(self, vals: dict) -> dict:
+        return {"loss_d": f"{vals['loss_d']:.3f}", "loss_g": f"{vals['loss_g']:.3f}"}
+
+    def checkpoint_extra(self) -> dict:
+        return {"penalties": {k: float(v) for k, v in self.penalties.items()}}
+
+    def sample(self, step: int) -> Optional[dict]:
+        G = self.models["generator"]
+        class_grid(G, self.engine.run_dir / "samples" / f"step-{step:07d}.png", seed=self.tc.seed)
+        if self.monitor is None:
+            return None
+        res = self.monitor(G)
+        return {k: res[k] for k in ("fid", "kid", "class_acc", "class_coverage", "diversity_ratio") if k in res}
+
+    def finish(self) -> None:
+        engine, recipe = self.engine, self.recipe
+        if not engine.is_main:
+            return
+        raw = self.models["generator"]
+        final = copy.deepcopy(raw).eval()
+        self.ema.copy_to(final.parameters())
+        final.save_pretrained(str(engine.run_dir / "generator"))
+        from .pictures import write_pictures
+        from .report import write_report
+
+        write_pictures(final, engine.run_dir / "pictures", seed=self.tc.seed)
+        rows = None
+        if recipe.eval.num_samples > 0:
+            from .evaluate import evaluate_generator
+
+            rows = evaluate_generator(final, recipe.eval, recipe.data, engine.run_dir / "eval", self.extractor)
+        facts = {"params_g": num_params(final), "params_d": num_params(self.models["discriminator"]),
+                 "num_ws": final.num_ws, "steps": engine.step, "seconds_per_step": self.seconds_per_step()}
+        write_report(recipe, engine.run_dir, facts, rows)
+
+
+def standalone(recipe) -> GANTrainer:
+    """A trainer set up outside `Engine.fit` (no run folder): for tests and step timing."""
+    t = GANTrainer(recipe)
+    engine = Engine(recipe, prepare_dir=False)
+    engine.trainer = t
+    t.setup(engine)
+    return t
+
+
+def train_gan(recipe) -> Path:
+    return Engine(recipe).fit(GANTrainer(recipe))
