@@ -25,7 +25,7 @@ def _ms(v) -> str:
 def _hours(s) -> str:
     if s is None:
         return "-"
-    return f"{s / 3600:.2f} h" if s >= 3600 else f"{s / 60:.1f} min" if s >= 60 else f"{s:.0f} s"
+    return f"{s / 3600:.2f} h" if s >= 3600 else f"{s / 60:.1f} min" if s >= 60 else f"{s:.3g} s"
 
 
 def _knob(r: dict) -> str:

@@ -52,8 +52,9 @@ def count_params(*modules) -> int:
 
 
 def load_pipeline(path: str, cfg: BenchConfig):
-    from ..diffusion.teachers import load_teacher
+    from ..diffusion.teachers import load_teacher, resolve_teacher_path
 
+    path = resolve_teacher_path(path)  # shipped:<name> -> distill/assets/teachers/<name>
     if not Path(path).is_dir():
         raise DistillError(f"{path}: no such pipeline folder")
     from diffusers.utils import logging as dlog

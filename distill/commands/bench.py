@@ -14,7 +14,7 @@ def add_latency_arguments(p):
     from ..bench.latency import DTYPES, BenchConfig
 
     d = BenchConfig()
-    p.add_argument("--teacher", default=None, help="teacher pipeline folder")
+    p.add_argument("--teacher", default=None, help="teacher pipeline folder (or shipped:<name>)")
     p.add_argument("--student", default=None, help="student pipeline folder")
     p.add_argument("--gan", action="append", default=[], metavar="[NAME=]PATH",
                    help="a GAN generator folder exported by `task: gan` (repeatable): one forward from "
