@@ -160,3 +160,17 @@ def test_eval_scores_a_gan_folder(runs, tmp_path, capsys):
     assert [r["truncation"] for r in rows] == [1.0, 0.5]
     assert all(r["num_samples"] == 20 and r["seed"] == 3 and r["fid"] > 0 and r["intra_class_dist"] > 0 for r in rows)
     assert "psi=0.5 fid=" in capsys.readouterr().out
+
+
+def test_compare_refuses_more_steps_than_the_student_has(runs, tmp_path, capsys):
+    from distill.diffusion.pipelines import DistillPipeline
+    from distill.diffusion.sampling import student_scheduler
+
+    t = load_teacher(str(runs["teacher"] / "pipeline"))
+    DistillPipeline(unet=t.unet, scheduler=student_scheduler(t.scheduler, [999])).save_pretrained(str(tmp_path / "s1"))
+    capsys.readouterr()  # loading the teacher above drew a progress bar
+    rc = cli(["bench", "compare", "--teacher", str(runs["teacher"]), "--student", str(tmp_path / "s1"), "--gan",
+              str(runs["gan"]), *SAMPLES, "--student-steps", "1", "4", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--student-steps 4" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()

@@ -273,18 +273,32 @@ def validate(cfg: CompareConfig) -> dict[str, Model]:
     return models
 
 
+def check_student_steps(student, steps: list[int]) -> None:
+    """A student exported with K timesteps samples in at most K steps: say so before any sampling."""
+    for s in steps:
+        sched = type(student.scheduler).from_config(student.scheduler.config)
+        try:
+            sched.set_timesteps(s)
+        except ValueError as e:
+            raise DistillError(f"--student-steps {s}: the student's {type(sched).__name__} cannot sample in {s} steps "
+                               f"({str(e).splitlines()[0]})") from None
+
+
 def run_compare(cfg: CompareConfig) -> dict:
     """Measure everything; returns {config, env, rows, paired, paired_gan, notes} (compare_report writes it)."""
     from ..diffusion.sampling import default_sampler
-    from ..diffusion.teachers import load_teacher
     from ..gan.generator import load_generator
+    from .latency import BenchConfig
+    from .models import load_pipeline
 
     models = validate(cfg)
     out = Path(cfg.out)
     torch.set_num_threads(cfg.threads)
-    teacher = load_teacher(str(models["teacher"].path)).to(cfg.device)
-    student = load_teacher(str(models["student"].path)).to(cfg.device)
+    fp32 = BenchConfig(device=cfg.device)  # sampled for quality in fp32 on the device
+    teacher = load_pipeline(str(models["teacher"].path), fp32)
+    student = load_pipeline(str(models["student"].path), fp32)
     G = load_generator(models["gan"].path).to(cfg.device)
+    check_student_steps(student, cfg.student_steps)
     rows, notes = plan(cfg, models, teacher.num_classes is not None)
 
     quality: dict[tuple, dict] = {}

@@ -196,7 +196,8 @@ def load_gan(path: str, cfg: BenchConfig):
 
     if not Path(path).is_dir():
         raise DistillError(f"--gan {path}: no such GAN generator folder")
-    G = load_gan_folder(path).to(cfg.device, DTYPES[cfg.dtype])
+    dtype = DTYPES[cfg.dtype]
+    G = load_gan_folder(path).to(device=cfg.device, **({"dtype": dtype} if dtype != torch.float32 else {}))
     if cfg.channels_last:
         G = G.to(memory_format=torch.channels_last)
     return torch.compile(G) if cfg.compile else G
