@@ -17,20 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from distill.config import load_recipe  # noqa: E402
 from distill.eval.classifier import ASSETS  # noqa: E402
 from distill.eval.evaluate import evaluate_pipeline  # noqa: E402
-from distill.engine.run_dir import read_metrics  # noqa: E402
+from distill.engine.run_dir import read_metrics, wall_seconds  # noqa: E402
 from distill.diffusion.teachers import load_teacher  # noqa: E402
-
-
-def wall_seconds(rows):
-    """Sum of segment lengths; 'time' restarts from 0 when a run is resumed."""
-    total, last = 0.0, 0.0
-    for r in rows:
-        if "time" not in r:
-            continue
-        if r["time"] < last:
-            total += last
-        last = r["time"]
-    return total + last
 
 
 def main():

@@ -164,7 +164,7 @@ def test_harness_on_tiny_pipelines(pipes):
     for k in ["device_name", "cpu_model", "torch", "diffusers", "distill", "git_commit", "torch_threads"]:
         assert k in res.env
     # models are one registry entry each
-    assert set(MODELS) == {"teacher", "student", "generator"}
+    assert set(MODELS) == {"teacher", "student", "generator", "gan"}
 
 
 def test_pipeline_call_is_what_users_get(pipes):
@@ -190,7 +190,7 @@ def test_cli_writes_json_csv_markdown_plots(pipes, tmp_path, capsys):
               "--profile-repeats", "1", "--fid-json", str(fid), str(fid_t), "--out", str(out), "--quiet"])
     assert rc == 0
     data = json.loads((out / "latency.json").read_text())
-    assert set(data) == {"config", "env", "rows", "paired", "checks", "fid"}
+    assert set(data) == {"config", "env", "rows", "paired", "paired_gan", "checks", "fid"}
     assert len(data["rows"]) == 2 * (2 + 2)
     assert {r["fid"] for r in data["rows"] if "fid" in r} == {12.0, 9.0, 5.0}
     checks = data["checks"]

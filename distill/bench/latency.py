@@ -1,252 +1,41 @@
-"""What to time and how: the `MODELS` registry, the runs, and the split of time by component.
+"""The runs: each configuration timed, the split of time by component, the ratios timed in alternation.
 
-For each model given (teacher, student, generators), each batch size and each case (steps,
-guidance) one *configuration* is timed:
+For each model given (teacher, student, translator generators, GANs: `distill.bench.models.MODELS`),
+each batch size and each case (steps, guidance) one *configuration* is timed:
 
 1. `warmup` calls (the first includes lazy init and `torch.compile` compilation: reported apart),
 2. `repeats` synchronised end-to-end calls (what a user calls: the diffusers pipeline with
-   `output_type="pt"`; for a generator, `G(x)`) -> median/p90/p95/p99/mean/std/IQR, images/s,
+   `output_type="pt"`; for a generator, `G(x)`; for a GAN, `G(z, labels)`) -> median/p90/p95/p99/mean/std/IQR,
+   images/s,
 3. `profile_repeats` instrumented calls: each network component's `forward` (denoiser, text
    encoder), the decoder's `decode` and the scheduler's `set_timesteps`/`scale_model_input`/`step`
    timed (synchronised on CUDA); overhead = total - network time,
 4. the bare denoiser forward at the batch the pipeline feeds it (2B with guidance), timed in
    alternation with the calls of 2 (a, b, a, b, ...) so both see the same machine load.
 
-A new thing to time is one `MODELS` entry: how to load it, its cases, and how to call it.
+Then, per batch, the headline ratios in alternation: the teacher's most expensive case over the
+student's fewest steps (`paired`), and the student's fewest steps over each GAN's forward (`paired_gan`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 import platform
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import torch
 
-from ..diffusion.denoiser import LabelCond
-from ..errors import DistillError
+from .config import DTYPES, BenchConfig
+from .models import MODELS, Prepared, load_generator, model_list, prepare_pipeline, teacher_cases
 from .timing import (Clock, MemoryTracker, Recorder, device_type, instrument, make_sync, make_timer, percentile,
                      run_paired, run_timed, summarize)
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@dataclass
-class BenchConfig:
-    teacher: Optional[str] = None  # pipeline folder
-    student: Optional[str] = None  # pipeline folder
-    generators: list[str] = field(default_factory=list)  # [NAME=]PATH | [NAME=]py:module:factory
-    generator_input: Optional[list[int]] = None  # C H W of a generator's input (default: its `input_shape`, else 3 256 256)
-    batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 64])
-    teacher_steps: list[int] = field(default_factory=lambda: [50, 25, 8, 4, 2, 1])
-    student_steps: list[int] = field(default_factory=lambda: [1, 2, 4])
-    guidance: float = 2.0  # the teacher is timed at guidance 1 (off) and at this scale
-    device: str = "cpu"
-    dtype: str = "fp32"
-    channels_last: bool = False
-    compile: bool = False
-    warmup: int = 5
-    repeats: int = 20
-    profile_repeats: int = 3  # instrumented calls for the component split
-    budget_s: float = 0.0  # > 0: stop timed calls of a configuration past this many seconds (>= 3 calls)
-    threads: int = 1
-    seed: int = 0
-    pair_headline: bool = True  # time the teacher-over-student headline ratio in alternation too
-
-    def validate(self) -> None:
-        if not (self.teacher or self.student or self.generators):
-            raise DistillError("nothing to time: give --teacher, --student and/or --generator")
-        if self.dtype not in DTYPES:
-            raise DistillError(f"unknown --dtype '{self.dtype}' (choose from {', '.join(DTYPES)})")
-        if device_type(self.device) not in ("cpu", "cuda"):
-            raise DistillError(f"unknown --device '{self.device}' (cpu or cuda)")
-        if device_type(self.device) == "cuda" and not torch.cuda.is_available():
-            raise DistillError("--device cuda: no CUDA device is available")
-        for name, vals in [("--batch-sizes", self.batch_sizes), ("--teacher-steps", self.teacher_steps),
-                           ("--student-steps", self.student_steps)]:
-            if not vals or any(v < 1 for v in vals):
-                raise DistillError(f"{name} must be positive integers")
-        if self.warmup < 1 or self.repeats < 1 or self.profile_repeats < 0:
-            raise DistillError("--warmup and --repeats must be >= 1")
-        if self.threads < 1:
-            raise DistillError("--threads must be >= 1")
-
-
-@dataclass
-class Prepared:
-    """One configuration ready to call."""
-
-    call: Callable[[], Any]  # one end-to-end call producing `batch` images
-    nfe: int  # network (denoiser) evaluations per image: steps x (2 with guidance); 1 for a generator
-    denoiser_calls: int  # denoiser forwards per end-to-end call (guidance batches cond + uncond: 2B)
-    bare: Optional[Callable[[], Any]] = None  # one bare denoiser forward at `bare_batch`
-    bare_batch: int = 0
-    components: list[tuple[str, Any, str]] = field(default_factory=list)  # (component, object, method)
-    scheduler: str = ""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    load: Callable[[str, BenchConfig], Any]
-    cases: Callable[[Any, BenchConfig], list[tuple[int, float]]]  # (steps, guidance)
-    prepare: Callable[[Any, int, float, int, BenchConfig], Prepared]  # (handle, steps, guidance, batch, cfg)
-
-
-# ---------------------------------------------------------------- diffusion pipelines
-
-
-def load_pipeline(path: str, cfg: BenchConfig):
-    from ..diffusion.teachers import load_teacher
-
-    if not Path(path).is_dir():
-        raise DistillError(f"{path}: no such pipeline folder")
-    from diffusers.utils import logging as dlog
-
-    dlog.disable_progress_bar()
-    try:
-        pipe = load_teacher(path)
-    finally:
-        dlog.enable_progress_bar()
-    pipe.set_progress_bar_config(disable=True)
-    for name in ("unet", "vae", "text_encoder"):
-        mod = getattr(pipe, name, None)
-        if isinstance(mod, torch.nn.Module):
-            dtype = DTYPES[cfg.dtype]
-            mod.to(device=cfg.device, **({"dtype": dtype} if mod.dtype != dtype else {})).eval()
-            if cfg.channels_last and name != "text_encoder":
-                mod.to(memory_format=torch.channels_last)
-    if cfg.compile:
-        pipe.unet = torch.compile(pipe.unet)
-    return pipe
-
-
-def teacher_cases(pipe, cfg: BenchConfig) -> list[tuple[int, float]]:
-    scales = [1.0] + ([cfg.guidance] if pipe.num_classes is not None and cfg.guidance != 1.0 else [])
-    return [(s, g) for g in scales for s in cfg.teacher_steps]
-
-
-def student_cases(pipe, cfg: BenchConfig) -> list[tuple[int, float]]:
-    return [(s, 1.0) for s in cfg.student_steps]  # the student is distilled with guidance built in
-
-
-def prepare_pipeline(pipe, steps: int, guidance: float, batch: int, cfg: BenchConfig) -> Prepared:
-    unet, sched = pipe.unet, pipe.scheduler
-    ucfg = unet.config
-    k = pipe.num_classes
-    labels = (torch.arange(batch) % k).to(cfg.device) if k else None  # (B,)
-    guided = labels is not None and guidance != 1.0
-
-    def call():  # (B, C, H, W) in [0, 1]
-        return pipe(class_labels=labels, batch_size=batch, num_inference_steps=steps, guidance_scale=guidance,
-                    output_type="pt").images
-
-    mult = 2 if guided else 1
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    x = torch.randn(batch * mult, ucfg.in_channels, ucfg.sample_size, ucfg.sample_size, device=cfg.device,
-                    dtype=DTYPES[cfg.dtype]).to(memory_format=fmt)  # (mB, C, H, W)
-    y = None
-    if labels is not None:
-        y = torch.cat([labels, torch.full_like(labels, k)]) if guided else labels  # (mB,)
-    t = torch.tensor(sched.config.num_train_timesteps - 1, device=cfg.device)  # first step of trailing spacing
-    cond = LabelCond.of(unet)  # how labels reach the network (UNet2DModel, DiT)
-
-    def bare():
-        with torch.no_grad():
-            return cond.call(unet, x, t, y)
-
-    comps = [("denoiser", unet, "forward")]
-    comps += [("scheduler", sched, m) for m in ("set_timesteps", "scale_model_input", "step") if hasattr(sched, m)]
-    if getattr(pipe, "vae", None) is not None:
-        comps.append(("decoder", pipe.vae, "decode"))
-    if getattr(pipe, "text_encoder", None) is not None:
-        comps.append(("text_encoder", pipe.text_encoder, "forward"))
-    return Prepared(call=call, nfe=steps * mult, denoiser_calls=steps, bare=bare, bare_batch=batch * mult,
-                    components=comps, scheduler=type(sched).__name__)
-
-
-# ---------------------------------------------------------------- generators (pix2pix, CycleGAN, ...)
-
-
-def _load_py(spec: str):
-    mod, _, attr = spec.partition(":")
-    try:
-        obj = getattr(importlib.import_module(mod), attr or "build")
-    except (ImportError, AttributeError) as e:
-        raise DistillError(f"py:{spec}: cannot import ({e})") from None
-    return obj() if callable(obj) and not isinstance(obj, torch.nn.Module) else obj
-
-
-def _load_file(path: str):
-    if not Path(path).is_file():
-        raise DistillError(f"{path}: no such generator file")
-    try:  # TorchScript only: a pickled module would execute code from the file (never unpickled here)
-        return torch.jit.load(path, map_location="cpu")
-    except RuntimeError as e:
-        raise DistillError(f"{path}: not a TorchScript module ({str(e).splitlines()[0]}); "
-                           "use py:<module>:<builder> for a generator built in code") from None
-
-
-GENERATOR_LOADERS: dict[str, Callable[[str], Any]] = {"py": _load_py, "jit": _load_file, "file": _load_file}
-
-
-@dataclass
-class Generator:
-    module: torch.nn.Module
-    input_shape: tuple[int, int, int]  # (C, H, W)
-
-
-def load_generator(spec: str, cfg: BenchConfig) -> Generator:
-    scheme, _, rest = spec.partition(":")
-    loader = GENERATOR_LOADERS.get(scheme) if rest and scheme in GENERATOR_LOADERS else None
-    module = loader(rest) if loader else _load_file(spec)
-    if not isinstance(module, torch.nn.Module):
-        raise DistillError(f"{spec}: loaded a {type(module).__name__}, not a torch.nn.Module")
-    shape = cfg.generator_input or getattr(module, "input_shape", None) or (3, 256, 256)
-    if len(shape) != 3:
-        raise DistillError(f"--generator-input: expected C H W, got {list(shape)}")
-    module = module.to(cfg.device, DTYPES[cfg.dtype]).eval()
-    if cfg.channels_last:
-        module = module.to(memory_format=torch.channels_last)
-    if cfg.compile:
-        module = torch.compile(module)
-    return Generator(module, tuple(int(s) for s in shape))
-
-
-def prepare_generator(gen: Generator, steps: int, guidance: float, batch: int, cfg: BenchConfig) -> Prepared:
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    x = torch.randn(batch, *gen.input_shape, device=cfg.device, dtype=DTYPES[cfg.dtype]).to(memory_format=fmt)
-
-    def call():  # (B, C', H', W')
-        with torch.no_grad():
-            return gen.module(x)
-
-    scripted = isinstance(gen.module, torch.jit.ScriptModule)
-    return Prepared(call=call, nfe=1, denoiser_calls=1,  # the call is the bare forward: nothing to compare
-                    components=[] if scripted else [("generator", gen.module, "forward")])
-
-
-MODELS: dict[str, ModelSpec] = {
-    "teacher": ModelSpec(load=load_pipeline, cases=teacher_cases, prepare=prepare_pipeline),
-    "student": ModelSpec(load=load_pipeline, cases=student_cases, prepare=prepare_pipeline),
-    "generator": ModelSpec(load=load_generator, cases=lambda g, cfg: [(1, 1.0)], prepare=prepare_generator),
-}
-
-
-def model_list(cfg: BenchConfig) -> list[tuple[str, str, str]]:
-    """(display name, MODELS key, path) for everything given."""
-    out = [(k, k, p) for k, p in (("teacher", cfg.teacher), ("student", cfg.student)) if p]
-    for i, spec in enumerate(cfg.generators):
-        name, sep, path = spec.partition("=")
-        if not sep:
-            name, path = f"generator{i if len(cfg.generators) > 1 else ''}", spec
-        out.append((name, "generator", path))
-    return out
+__all__ = ["DTYPES", "BenchConfig", "BenchResult", "MODELS", "load_generator", "prepare_pipeline", "run_benchmark"]
 
 
 # ---------------------------------------------------------------- environment
@@ -306,6 +95,7 @@ class BenchResult:
     env: dict
     rows: list[dict]
     paired: list[dict] = field(default_factory=list)  # teacher-over-student ratios timed in alternation
+    paired_gan: list[dict] = field(default_factory=list)  # student-over-GAN ratios timed in alternation
 
 
 def _profile(prep: Prepared, n: int, clock: Clock, sync) -> dict:
@@ -353,11 +143,12 @@ def run_benchmark(cfg: BenchConfig, clock: Optional[Clock] = None, progress: boo
     wall = clock or time.perf_counter
     sync = make_sync(cfg.device)
     mem = MemoryTracker(cfg.device)
-    loaded = []
+    loaded, params = [], {}
     for name, kind, path in model_list(cfg):
         t0 = time.perf_counter()
         handle = MODELS[kind].load(path, cfg)
         loaded.append((name, kind, path, handle, time.perf_counter() - t0))
+        params[name] = MODELS[kind].params(handle)
     plan = [(m, b, c) for m in loaded for b in cfg.batch_sizes for c in MODELS[m[1]].cases(m[3], cfg)]
     rows: list[dict] = []
     bar = tqdm(plan, desc="bench latency", unit="cfg", disable=not progress, dynamic_ncols=True)
@@ -365,7 +156,7 @@ def run_benchmark(cfg: BenchConfig, clock: Optional[Clock] = None, progress: boo
         bar.set_postfix_str(f"{name} b={batch} steps={steps} w={guidance:g}")
         row = {"model": name, "kind": kind, "path": path, "steps": steps, "guidance": guidance, "batch": batch,
                "device": cfg.device, "dtype": cfg.dtype, "channels_last": cfg.channels_last, "compile": cfg.compile,
-               "threads": cfg.threads, "load_s": load_s}
+               "threads": cfg.threads, "load_s": load_s, "params": params[name]}
         try:
             prep = MODELS[kind].prepare(handle, steps, guidance, batch, cfg)
             row.update(nfe=prep.nfe, denoiser_calls=prep.denoiser_calls, scheduler=prep.scheduler)
@@ -404,10 +195,11 @@ def run_benchmark(cfg: BenchConfig, clock: Optional[Clock] = None, progress: boo
         rows.append(row)
     bar.close()
     paired = paired_headline(loaded, cfg, timer) if cfg.pair_headline else []
+    paired_g = paired_gan(loaded, cfg, timer) if cfg.pair_headline else []
     if hasattr(os, "getloadavg"):
         env["loadavg_end"] = list(os.getloadavg())
     env["torch_threads"] = torch.get_num_threads()
-    return BenchResult(config=dataclasses.asdict(cfg), env=env, rows=rows, paired=paired)
+    return BenchResult(config=dataclasses.asdict(cfg), env=env, rows=rows, paired=paired, paired_gan=paired_g)
 
 
 def paired_headline(loaded: list, cfg: BenchConfig, timer) -> list[dict]:
@@ -426,10 +218,35 @@ def paired_headline(loaded: list, cfg: BenchConfig, timer) -> list[dict]:
         for batch in cfg.batch_sizes:
             tp = prepare_pipeline(t_pipe, t_steps, t_w, batch, cfg)
             sp = prepare_pipeline(s_pipe, s_steps, 1.0, batch, cfg)
-            a, b = run_paired(tp.call, sp.call, timer, min(cfg.warmup, 2), cfg.repeats, cfg.budget_s)
-            lat = percentile([x / y for x, y in zip(a.samples_s, b.samples_s)], 50)
+            lat, n = alternated_ratio(tp.call, sp.call, cfg, timer)
             nfe = tp.nfe / sp.nfe
             out.append({"batch": batch, "teacher_steps": t_steps, "teacher_guidance": t_w, "teacher_nfe": tp.nfe,
                         "student_steps": s_steps, "student_nfe": sp.nfe, "latency_ratio": lat, "nfe_ratio": nfe,
-                        "efficiency": lat / nfe, "n": len(a.samples_s), "paired": True})
+                        "efficiency": lat / nfe, "n": n, "paired": True})
     return out
+
+
+def paired_gan(loaded: list, cfg: BenchConfig, timer) -> list[dict]:
+    """The student's fewest steps over each GAN's forward, per batch, timed in alternation (the
+    distilled model against the GAN under the same machine load; > 1: the GAN is faster)."""
+    student = next((h for _, kind, _, h, _ in loaded if kind == "student"), None)
+    gans = [(name, h) for name, kind, _, h, _ in loaded if kind == "gan"]
+    if student is None or not gans:
+        return []
+    s_steps = min(cfg.student_steps)
+    out = []
+    with torch.no_grad():
+        for batch in cfg.batch_sizes:
+            sp = prepare_pipeline(student, s_steps, 1.0, batch, cfg)
+            for name, G in gans:
+                gp = MODELS["gan"].prepare(G, 1, 1.0, batch, cfg)
+                ratio, n = alternated_ratio(sp.call, gp.call, cfg, timer)
+                out.append({"batch": batch, "gan": name, "student_steps": s_steps, "student_over_gan": ratio,
+                            "n": n, "paired": True})
+    return out
+
+
+def alternated_ratio(call_a: Callable, call_b: Callable, cfg: BenchConfig, timer) -> tuple[float, int]:
+    """Median over back-to-back pairs of a's time / b's time, and the number of pairs."""
+    a, b = run_paired(call_a, call_b, timer, min(cfg.warmup, 2), cfg.repeats, cfg.budget_s)
+    return percentile([x / y for x, y in zip(a.samples_s, b.samples_s)], 50), len(a.samples_s)

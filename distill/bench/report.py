@@ -18,7 +18,7 @@ from ..errors import DistillError
 from .latency import BenchResult
 
 CSV_COLUMNS = [
-    "model", "kind", "steps", "guidance", "nfe", "batch", "device", "dtype", "channels_last", "compile", "threads",
+    "model", "kind", "steps", "guidance", "nfe", "params", "batch", "device", "dtype", "channels_last", "compile", "threads",
     "scheduler", "n", "median_s", "mean_s", "p90_s", "p95_s", "p99_s", "std_s", "iqr_s", "min_s", "max_s",
     "images_per_s", "ms_per_image", "cpu_util", "first_call_s", "compile_s", "denoiser_calls", "bare_forward_batch",
     "bare_forward_median_s", "expected_network_s", "overhead_vs_bare_frac", "overhead_vs_bare_medians_frac", "profiled_total_s", "denoiser_s",
@@ -113,7 +113,7 @@ def derived_checks(rows: list[dict], paired: Optional[list[dict]] = None) -> dic
 
 def write_json(result: BenchResult, checks: dict, path: Path, fid_rows: Optional[list[dict]] = None) -> Path:
     path.write_text(json.dumps({"config": result.config, "env": result.env, "rows": result.rows, "paired": result.paired,
-                                "checks": checks,
+                                "paired_gan": result.paired_gan, "checks": checks,
                                 "fid": fid_rows or []}, indent=1, default=str))
     return path
 
@@ -139,6 +139,13 @@ def _num(v, fmt="{:.4g}") -> str:
     return "" if v is None else fmt.format(v)
 
 
+def _count(v) -> str:
+    """Parameters: 637k, 1.2M."""
+    if v is None:
+        return ""
+    return f"{v / 1e6:.3g}M" if v >= 1e6 else (f"{v / 1e3:.3g}k" if v >= 1e3 else str(v))
+
+
 def _mem(r: dict) -> str:
     v = r.get("mem_cuda_max_allocated_mb", r.get("mem_rss_peak_mb"))
     return _num(v, "{:.0f}")
@@ -146,7 +153,8 @@ def _mem(r: dict) -> str:
 
 TABLE = [  # (header, cell)
     ("model", lambda r: r["model"]), ("steps", lambda r: str(r["steps"])), ("w", lambda r: f"{r['guidance']:g}"),
-    ("NFE", lambda r: str(r.get("nfe", ""))), ("batch", lambda r: str(r["batch"])),
+    ("NFE", lambda r: str(r.get("nfe", ""))), ("params", lambda r: _count(r.get("params"))),
+    ("batch", lambda r: str(r["batch"])),
     ("median ms", lambda r: _ms(r.get("median_s"))), ("p90 ms", lambda r: _ms(r.get("p90_s"))),
     ("p99 ms", lambda r: _ms(r.get("p99_s"))), ("std ms", lambda r: _ms(r.get("std_s"))),
     ("IQR ms", lambda r: _ms(r.get("iqr_s"))), ("img/s", lambda r: _num(r.get("images_per_s"), "{:.1f}")),
@@ -164,7 +172,7 @@ def markdown_table(rows: list[dict]) -> str:
     for r in rows:
         if "error" in r:
             cells = [f(r) if h in ("model", "steps", "w", "batch") else "" for h, f in TABLE]
-            cells[5] = f"error: {r['error']}"
+            cells[[h for h, _ in TABLE].index("median ms")] = f"error: {r['error']}"
         else:
             cells = [f(r) for _, f in TABLE]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
@@ -195,7 +203,7 @@ def markdown(result: BenchResult, checks: dict) -> str:
     if busy:
         out += [f"**Warning:** {len(busy)} of {len(result.rows)} rows ran with CPU/wall below 0.8 x {threads} thread(s): "
                 "the machine was shared while timing, medians include time spent descheduled.", ""]
-    if checks["headline"] or checks["student_overhead"]:
+    if checks["headline"] or checks["student_overhead"] or result.paired_gan:
         out += ["## Derived checks", ""]
     if checks["teacher_vs_student"]:
         out += ["Teacher versus the fewest-step student, per batch: measured latency ratio beside the ratio of network "
@@ -213,6 +221,11 @@ def markdown(result: BenchResult, checks: dict) -> str:
                        f"{EFFICIENCY_TARGET})" + (f"; timed in alternation, median of {h['n']} pairs" if h.get("paired")
                                                   else "; ratio of two table rows"))
         out.append("")
+    if result.paired_gan:
+        out += ["Student (fewest steps) over GAN forward, timed in alternation (median of per-pair ratios; > 1: the "
+                "GAN is faster):", ""]
+        out += [f"- batch {p['batch']}: student {p['student_steps']} step(s) / {p['gan']} = {p['student_over_gan']:.2f}x "
+                f"({p['n']} pairs)" for p in result.paired_gan] + [""]
     if checks["student_overhead"]:
         out += [f"Student pipeline overhead (target: end-to-end within {OVERHEAD_TARGET:.0%} of bare forward + decoder):", ""]
         for o in checks["student_overhead"]:
@@ -249,7 +262,7 @@ def _save(plt, fig, ax, path: Path) -> Path:
 
 def plot_latency_vs_steps(rows: list[dict], path: Path) -> Optional[Path]:
     series: dict[str, tuple[list, list]] = {}
-    for r in sorted((r for r in rows if _ok(r) and r["kind"] != "generator"), key=lambda r: r["steps"]):
+    for r in sorted((r for r in rows if _ok(r) and r["kind"] in ("teacher", "student")), key=lambda r: r["steps"]):
         xs, ys = series.setdefault(f"{r['model']} w={r['guidance']:g} b={r['batch']}", ([], []))
         xs.append(r["steps"])
         ys.append(1e3 * r["median_s"])

@@ -1,16 +1,21 @@
 """`distill eval PIPELINE --data SOURCE --steps 1 2 4 ...`: FID/KID, class accuracy and
-within-class diversity at each step count, with the project's evaluation classifier."""
+within-class diversity at each step count, with the project's evaluation classifier.
+`distill eval GAN_FOLDER --data SOURCE --truncation 1 0.7`: the same at each truncation psi of an
+exported `task: gan` generator (eval-gan.json)."""
 
 from __future__ import annotations
 
-from .arguments import (check_input_path, check_output_path, check_pipeline_path, non_negative_float,
-                        positive_int)
+from pathlib import Path
 
-HELP = "evaluate a pipeline: FID/KID, class accuracy, within-class diversity vs steps"
+from .arguments import (check_input_path, check_output_path, check_pipeline_path, non_negative_float,
+                        non_negative_int, positive_int)
+
+HELP = "evaluate a pipeline (vs steps) or a GAN generator (vs truncation): FID/KID, class accuracy, diversity"
+DIFFUSION_ONLY = ("steps", "scheduler", "guidance")
 
 
 def add_arguments(p):
-    p.add_argument("pipeline", help="exported pipeline folder (or Hub id)")
+    p.add_argument("pipeline", help="exported pipeline folder (or Hub id), or an exported GAN generator folder")
     p.add_argument("--recipe", default=None, help="take data/eval settings from this recipe")
     p.add_argument("--data", default=None, help="reference data source (digits, .npz, folder, Hub name)")
     p.add_argument("--split", default=None, help="reference split (default: eval.reference_split)")
@@ -21,12 +26,27 @@ def add_arguments(p):
     p.add_argument("--num-samples", type=positive_int, default=None)
     p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--features", default=None, help="classifier:<name|path> | inception")
-    p.add_argument("--tag", default="model")
+    p.add_argument("--seed", type=non_negative_int, default=None, help="noise and labels of the scored samples (default: eval.seed)")
+    p.add_argument("--truncation", type=non_negative_float, nargs="+", default=None,
+                   help="truncation psi values of a GAN generator (default: eval.truncation of a gan recipe, else 1 0.7)")
+    p.add_argument("--tag", default="model", help="eval-<tag>.json of a pipeline (a GAN writes eval-gan.json)")
     p.add_argument("--out", default="eval")
 
 
 def main(args) -> int:
     import dataclasses
+
+    from ..errors import DistillError
+    from ..gan.generator import is_generator_folder
+
+    path = Path(args.pipeline)
+    if path.is_dir() and is_generator_folder(path):
+        return evaluate_gan(args)
+    if args.truncation is not None:
+        raise DistillError(f"--truncation: for GAN generator folders; {path} is not one")
+    if path.is_dir() and not (path / "model_index.json").is_file():
+        raise DistillError(f"pipeline {path}: not a pipeline folder (no model_index.json) nor a GAN generator folder "
+                           "(no config.json of a StyleGAN2Generator)")
 
     from ..config import DataConfig, EvalConfig, load_recipe
     from ..eval.evaluate import evaluate_pipeline
@@ -46,11 +66,52 @@ def main(args) -> int:
     data_cfg = dataclasses.replace(data_cfg, resolution=res, channels=pipe.unet.config.in_channels,
                                    **({"source": args.data} if args.data else {}))
     changes = {k: v for k, v in dict(num_samples=args.num_samples, batch_size=args.batch_size, features=args.features,
-                                     reference_split=args.split).items() if v is not None}
+                                     reference_split=args.split, seed=args.seed).items() if v is not None}
     eval_cfg = dataclasses.replace(eval_cfg, **changes)
     rows = evaluate_pipeline(pipe, eval_cfg, data_cfg, args.out, tag=args.tag, scheduler=args.scheduler,
                              steps=args.steps, guidance_scale=args.guidance)
     for r in rows:
         print(f"steps={r['steps']:>3} fid={r['fid']:.4f} kid={r['kid']:.5f} class_acc={r.get('class_acc', float('nan')):.3f}")
     print(f"wrote {args.out}/eval-{args.tag}.json")
+    return 0
+
+
+def evaluate_gan(args) -> int:
+    """FID/KID, class accuracy and coverage, within-class distance at each truncation psi -> eval-gan.json."""
+    import dataclasses
+
+    from ..config import DataConfig, load_recipe
+    from ..errors import DistillError
+    from ..eval.fid import feature_extractor
+    from ..gan.evaluate import evaluate_generator
+    from ..gan.generator import load_generator
+    from ..gan.recipe import GANEvalConfig
+
+    given = [f"--{k}" for k in DIFFUSION_ONLY if getattr(args, k) is not None]
+    if given:
+        raise DistillError(f"{', '.join(given)}: for diffusion pipelines; {args.pipeline} is a GAN generator "
+                           "(use --truncation)")
+    if args.recipe:
+        check_input_path(args.recipe, "--recipe", "file")
+    check_output_path(args.out, "--out", "dir")
+    data_cfg, ec = DataConfig(), GANEvalConfig()
+    if args.recipe:  # a gan recipe's eval section, or the shared keys of a diffusion recipe's
+        recipe = load_recipe(args.recipe)
+        data_cfg = recipe.data
+        shared = {f.name for f in dataclasses.fields(GANEvalConfig)} & {f.name for f in dataclasses.fields(recipe.eval)}
+        ec = dataclasses.replace(ec, **{k: getattr(recipe.eval, k) for k in shared})
+    if args.data:
+        data_cfg = dataclasses.replace(data_cfg, source=args.data)
+    changes = {k: v for k, v in dict(num_samples=args.num_samples, batch_size=args.batch_size, features=args.features,
+                                     reference_split=args.split, seed=args.seed,
+                                     truncation=args.truncation).items() if v is not None}
+    ec = dataclasses.replace(ec, **changes)
+    if ec.num_samples <= 0:
+        raise DistillError("--num-samples must be positive to evaluate")
+    G = load_generator(args.pipeline)
+    rows = evaluate_generator(G, ec, data_cfg, args.out, feature_extractor(ec.features))
+    for r in rows:
+        print(f"psi={r['truncation']:g} fid={r['fid']:.4f} kid={r['kid']:.5f} "
+              f"class_acc={r.get('class_acc', float('nan')):.3f} intra_class_dist={r['intra_class_dist']:.3f}")
+    print(f"wrote {args.out}/eval-gan.json")
     return 0

@@ -12,25 +12,12 @@ from pathlib import Path
 
 import torch
 
-from ..eval.evaluate import _fmt, evaluate_pipeline
+from ..eval.evaluate import _fmt, cached_rows, evaluate_pipeline
 from ..diffusion.pipelines import DistillPipeline
 from ..diffusion.sampling import default_sampler, make_scheduler, sample
 from ..diffusion.teachers import load_teacher, resolve_teacher_path
 from ..engine.randomness import rng
 from ..viz import grid_tensor, line_plot
-
-
-def _cached_rows(folder, tag: str, eval_cfg, steps, guidance, scheduler: str = "ddim") -> list[dict] | None:
-    """Reuse an FID table (eval/eval-<tag>.json, e.g. the teacher's shipped one) when it was
-    measured with the same samples, features, sampler and guidance."""
-    f = Path(folder) / "eval" / f"eval-{tag}.json"
-    if not f.is_file():
-        return None
-    rows = json.loads(f.read_text())
-    keep = [r for r in rows if r["steps"] in steps and r["num_samples"] == eval_cfg.num_samples
-            and r["features"] == eval_cfg.features and r["scheduler"] == scheduler and r["guidance_scale"] == guidance
-            and r.get("seed", eval_cfg.seed) == eval_cfg.seed]
-    return keep if {r["steps"] for r in keep} == set(steps) else None
 
 
 def latency_rows(teacher_path: str, student_path: str, steps: list[int], batch: int, repeats: int) -> list[dict]:
@@ -90,10 +77,10 @@ def write_distill_report(recipe, run_dir: Path) -> Path:
     side_by_side(teacher, student, run_dir / "side_by_side.png", seed=ec.seed,
                  student_timesteps=len(recipe.distill.student_timesteps))
     sampler = default_sampler(teacher.scheduler.config)  # ddim, or flow-euler for a flow teacher
-    t_rows = _cached_rows(teacher_path, "teacher", ec, rc.teacher_steps, ec.guidance_scale, sampler)
+    t_rows = cached_rows(teacher_path, "teacher", ec, rc.teacher_steps, ec.guidance_scale, sampler)
     if t_rows is None:
         t_rows = evaluate_pipeline(teacher, ec, data_cfg, out, tag="teacher", scheduler=sampler, steps=rc.teacher_steps)
-    s_rows = _cached_rows(run_dir, "student", ec, rc.student_steps, 1.0, scheduler="pipeline")
+    s_rows = cached_rows(run_dir, "student", ec, rc.student_steps, 1.0, scheduler="pipeline")
     if s_rows is None:
         s_rows = evaluate_pipeline(student, ec, data_cfg, out, tag="student", scheduler="pipeline",
                                    steps=rc.student_steps, guidance_scale=1.0)

@@ -73,3 +73,17 @@ def read_metrics(path: str | Path) -> list[dict]:
         if line:
             rows.append(json.loads(line))
     return rows
+
+
+def wall_seconds(rows: list[dict]) -> float:
+    """Training wall time from metrics.jsonl rows: the sum of segment lengths ('time' restarts from 0
+    when a run is resumed)."""
+    total, last = 0.0, 0.0
+    for r in rows:
+        t = r.get("time")
+        if not isinstance(t, (int, float)):
+            continue
+        if t < last:
+            total += last
+        last = t
+    return total + last

@@ -113,6 +113,33 @@ def evaluate_pipeline(pipe, eval_cfg, data_cfg, out_dir, tag: str = "teacher", s
     return rows
 
 
+def matching_rows(path, eval_cfg, key: str, values, **fields) -> Optional[list[dict]]:
+    """The rows of an eval JSON (eval-<tag>.json) measured with `eval_cfg`'s number of samples,
+    features and seed and with `fields` equal (scheduler, guidance_scale), one for each of `values`
+    of `key` (steps, truncation); None unless every value has one. A missing or unreadable file: None."""
+    path = Path(path)
+    try:
+        rows = json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rows, list):
+        return None
+    want = {"num_samples": eval_cfg.num_samples, "features": eval_cfg.features, **fields}
+    keep = {}
+    for r in rows:
+        if (isinstance(r, dict) and r.get(key) in values and all(r.get(k) == v for k, v in want.items())
+                and r.get("seed", eval_cfg.seed) == eval_cfg.seed and "fid" in r):
+            keep.setdefault(r[key], r)
+    return [keep[v] for v in values] if set(keep) == set(values) else None
+
+
+def cached_rows(folder, tag: str, eval_cfg, steps, guidance, scheduler: str = "ddim") -> Optional[list[dict]]:
+    """Reuse an FID table (folder/eval/eval-<tag>.json, e.g. the teacher's shipped one) when it was
+    measured with the same samples, features, seed, sampler and guidance."""
+    return matching_rows(Path(folder) / "eval" / f"eval-{tag}.json", eval_cfg, "steps", list(steps),
+                         scheduler=scheduler, guidance_scale=guidance)
+
+
 def write_eval(rows: list[dict], out_dir: Path, tag: str) -> None:
     out_dir = Path(out_dir)
     (out_dir / f"eval-{tag}.json").write_text(json.dumps(rows, indent=1))
