@@ -165,18 +165,16 @@ class DistillTrainer(Trainer):
         distill.backward_simulation the student's own sampler run from noise through s_0 .. s_{i-1}, each step's x0
         renoised to the next timestep with fresh noise (DMD2 Sec. 4.5: multi-step students train on the inputs they
         meet when sampling)."""
-        x = self.student_w.add_noise(b["x0"], b["eps"], b["s"])
         if "eps_bs" not in b:
-            return x
-        i_s, ts = b["i_s"], self.ts.to(x.device)
-        x_j = self.student_w.add_noise(b["x0"], b["eps"], ts[0].expand(len(i_s)))  # every chain starts at s_0
+            return self.student_w.add_noise(b["x0"], b["eps"], b["s"])
+        i_s, ts = b["i_s"], self.ts.to(b["x0"].device)
         with torch.no_grad():
+            x = self.student_w.add_noise(b["x0"], b["eps"], ts[0].expand(len(i_s)))  # every chain starts at s_0
             for j in range(int(i_s.max())):
                 idx = torch.nonzero(i_s > j).squeeze(1)  # chains that go on past s_j
-                x0_j = self.student_w.x0(x_j[idx], ts[j].expand(len(idx)), select_cond(b["cond"], idx))
-                x_j = x_j.clone()
-                x_j[idx] = self.student_w.add_noise(x0_j, b["eps_bs"][idx, j], ts[j + 1].expand(len(idx))).to(x_j.dtype)
-        return torch.where((i_s > 0).view(-1, 1, 1, 1), x_j, x)
+                x0_j = self.student_w.x0(x[idx], ts[j].expand(len(idx)), select_cond(b["cond"], idx))
+                x[idx] = self.student_w.add_noise(x0_j, b["eps_bs"][idx, j], ts[j + 1].expand(len(idx))).to(x.dtype)
+        return x
 
     def D(self, x, cond, t_d, noise, u, **kw):
         """The discriminator through the space (head conditioning, logits' precision)."""
