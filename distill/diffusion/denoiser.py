@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from ..errors import RecipeError
-from .flow import euler_sigmas
+from .flow import euler_sigmas, flow_shift_of
 
 
 # ----------------------------------------------------------------------------------------------
@@ -117,10 +117,8 @@ class FlowPrediction:
 
     def __init__(self, scheduler):
         self.scheduler = scheduler
-        cfg = scheduler.config
-        self.num_train_timesteps = cfg.num_train_timesteps
-        # FlowMatch* schedulers call it shift, DPM-Solver with flow sigmas flow_shift
-        self.shift = float(getattr(cfg, "shift", None) or getattr(cfg, "flow_shift", None) or 1.0)
+        self.num_train_timesteps = scheduler.config.num_train_timesteps
+        self.shift = flow_shift_of(scheduler)
 
     @property
     def t_max(self) -> int:

@@ -25,6 +25,13 @@ def shift_sigma(sigma, shift: float):
     return shift * sigma / (1 + (shift - 1) * sigma)
 
 
+def flow_shift_of(config) -> float:
+    """The shift of a flow scheduler or its config: FlowMatch* schedulers call it `shift`, DPM-Solver with flow
+    sigmas `flow_shift`; 1.0 when neither is set."""
+    cfg = dict(getattr(config, "config", config))
+    return float(cfg.get("shift") or cfg.get("flow_shift") or 1.0)
+
+
 def dynamic_shift(image_seq_len: int, base_seq_len: int = 256, max_seq_len: int = 4096, base_shift: float = 0.5,
                   max_shift: float = 1.15) -> float:
     """Flux's shift for an image of `image_seq_len` tokens: exp(mu), mu linear between (base_seq_len, base_shift)

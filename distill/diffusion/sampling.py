@@ -29,6 +29,7 @@ from diffusers import (
 
 from ..errors import DistillError
 from .denoiser import Denoiser, LabelCond
+from .flow import flow_shift_of
 
 
 @dataclass(frozen=True)
@@ -63,11 +64,6 @@ def family_of(config) -> str:
     cfg = dict(getattr(config, "config", config))
     flow = "FlowMatch" in str(cfg.get("_class_name", "")) or cfg.get("use_flow_sigmas") or "shift" in cfg
     return "flow" if flow else "ddpm"
-
-
-def flow_shift_of(config) -> float:
-    cfg = dict(getattr(config, "config", config))
-    return float(cfg.get("shift") or cfg.get("flow_shift") or 1.0)
 
 
 def default_sampler(config) -> str:
