@@ -1,5 +1,5 @@
 """Copy a trained teacher run into distill/assets/teachers/<name>/ with its FID-versus-steps table,
-plot and a model card (recipe, commit, wall time, parameter count, FID at each DDIM step count).
+plot and a model card (recipe, commit, wall time, parameter count, FID at each sampler step count).
 
   python scripts/ship_teacher.py runs/teacher-mnist --name mnist --data ../shared/data/mnist/mnist_full.npz
 """
@@ -19,6 +19,15 @@ from distill.eval.classifier import ASSETS  # noqa: E402
 from distill.eval.evaluate import evaluate_pipeline  # noqa: E402
 from distill.engine.run_dir import read_metrics, wall_seconds  # noqa: E402
 from distill.diffusion.teachers import load_teacher  # noqa: E402
+
+
+def objective(t) -> str:
+    """The training objective in a few words: rectified flow or the DDPM prediction and beta schedule."""
+    if t.prediction_type == "flow":
+        return (f"rectified flow (velocity), {t.timestep_sampling} sigmas"
+                f"{f' (mean {t.logit_mean}, std {t.logit_std})' if t.timestep_sampling == 'logit_normal' else ''}, "
+                f"shift {t.flow_shift}")
+    return f"{t.prediction_type} prediction, {t.beta_schedule} schedule"
 
 
 def main():
@@ -51,16 +60,16 @@ def main():
     last = [r for r in metrics if "loss" in r][-1]
     card = [f"# distill teacher: {a.name}", "",
             f"Class-conditional pixel-space diffusion model (diffusers `UNet2DModel`, {n_params / 1e6:.2f} M parameters, "
-            f"{pipe.unet.config.sample_size}x{pipe.unet.config.sample_size}, {recipe.teacher.prediction_type}, "
-            f"{recipe.teacher.beta_schedule} schedule, classifier-free guidance label dropout {recipe.teacher.cond_drop_prob}), "
+            f"{pipe.unet.config.sample_size}x{pipe.unet.config.sample_size}, {objective(recipe.teacher)}, "
+            f"classifier-free guidance label dropout {recipe.teacher.cond_drop_prob}), "
             "EMA weights.", "",
-            f"- recipe: `recipe.yaml` (task teacher; data `{recipe.data.source}`{' trained from ' + a.data if a.data else ''})",
+            f"- recipe: `recipe.yaml` (task teacher; data `{recipe.data.source}`{' trained from ' + a.data if a.data and a.data != recipe.data.source else ''})",
             f"- shipped at commit `{commit}`",
             f"- training: {last['step']} steps of batch {recipe.train.batch_size}, final loss {last['loss']:.4f}, "
             f"wall time {wall_seconds(metrics) / 60:.1f} min on a 2-core CPU (AMD EPYC, shared with other jobs)",
             "- load: `DistillPipeline.from_pretrained(path)` or `DiffusionPipeline.from_pretrained(path)` after `import distill`", ""]
     if rows:
-        card += [f"## FID versus DDIM steps ({eval_cfg.num_samples} samples, features `{eval_cfg.features}`, "
+        card += [f"## FID versus {eval_cfg.scheduler} steps ({eval_cfg.num_samples} samples, features `{eval_cfg.features}`, "
                  f"reference split `{eval_cfg.reference_split}`, guidance {eval_cfg.guidance_scale})", "",
                  (dest / "eval" / "eval-teacher.md").read_text(), "![FID vs steps](eval/fid-vs-steps-teacher.png)", ""]
         best = min(rows, key=lambda r: r["fid"])
