@@ -1,6 +1,8 @@
 """End-to-end distillation on tiny models: files, losses, resume, export, backbones."""
 
 
+import math
+
 import pytest
 import torch
 from diffusers import DiffusionPipeline
@@ -84,7 +86,7 @@ def test_distill_resume_exact(tmp_path, tiny_teacher):
 ])
 def test_distill_variants_run(tmp_path, tiny_teacher, over):
     run_dir = train_distill(distill_recipe(tmp_path, tiny_teacher, max_steps=2, **over))
-    rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if "loss_distill" in r]
+    rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if "loss_g" in r]
     assert len(rows) == 2 and all(isinstance(r["loss"], float) for r in rows)
 
 
@@ -345,3 +347,21 @@ def test_backward_simulation_run_resumes_exactly(tmp_path, tiny_teacher):
     assert all(torch.equal(a[k], b[k]) for k in a)
     c = load_file(plain / "checkpoints/checkpoint-4/student.safetensors")
     assert any(not torch.equal(a[k], c[k]) for k in a)  # the simulated inputs changed the updates
+
+
+@pytest.mark.parametrize("lambda_distill,lambda_dmd,calls", [(0.0, 0.0, 0), (0.5, 0.0, 2), (0.0, 1.0, 2)])
+def test_teacher_is_queried_only_for_a_teacher_term(tmp_path, tiny_teacher, monkeypatch, lambda_distill, lambda_dmd,
+                                                    calls):
+    """Adversarial-only training (LADD: lambda_distill = lambda_dmd = 0) makes no teacher call in the student
+    phase; the regression and DMD terms each need one per step."""
+    import distill.distillation.loop as loop
+
+    seen = []
+    real = loop.teacher_target
+    monkeypatch.setattr(loop, "teacher_target", lambda *a, **k: seen.append(1) or real(*a, **k))
+    rec = distill_recipe(tmp_path, tiny_teacher, distill={"lambda_distill": lambda_distill, "lambda_dmd": lambda_dmd},
+                         max_steps=2, checkpoint_every=2)
+    rows = [r for r in read_metrics(train_distill(rec) / "metrics.jsonl") if "loss_g" in r]
+    assert len(seen) == calls and len(rows) == 2
+    assert all(("loss_distill" in r) == (lambda_distill > 0) for r in rows)
+    assert all(math.isfinite(r["loss_g"]) for r in rows)

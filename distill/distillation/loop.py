@@ -136,7 +136,10 @@ class DistillTrainer(Trainer):
         return dict(lr=self.lr_sched.get_last_lr()[0], lr_d=self.disc_cfg.learning_rate)
 
     def postfix(self, vals: dict) -> dict:
-        return dict(d=f"{vals['loss_d']:.3f}", dist=f"{vals['loss_distill']:.4f}")
+        shown = dict(d=f"{vals['loss_d']:.3f}", g=f"{vals['loss_g']:.3f}")
+        if "loss_distill" in vals:
+            shown["dist"] = f"{vals['loss_distill']:.4f}"
+        return shown
 
     # ------------------------------------------------------------------ one step
     def draw(self, step: int, tag: str, k: int, a: int) -> dict:
@@ -231,12 +234,14 @@ class DistillTrainer(Trainer):
                                                            head=b["head"])[0])
                         if (w_adv := self.d_weight(b["s"])) is not None:  # only the outputs the discriminator judges
                             loss_adv = loss_adv * w_adv
-                    with sp.teacher_mode():
-                        target, c_t, x_t = teacher_target(sp.teacher, fake.detach(), b["cond"], b["t"], b["eps2"],
-                                                          dc.teacher_guidance, dc.distill_weighting)
-                    fake_r, target_r = sp.regression_pair(fake, target)
-                    loss_distill = distillation_loss(fake_r, target_r, c_t)
-                    loss_dmd = torch.zeros_like(loss_distill)
+                    loss_distill = loss_dmd = torch.zeros(fake.shape[0], device=self.dev)
+                    if dc.lambda_distill > 0 or self.fake is not None:  # LADD (adversarial only): no teacher call
+                        with sp.teacher_mode():
+                            target, c_t, x_t = teacher_target(sp.teacher, fake.detach(), b["cond"], b["t"], b["eps2"],
+                                                              dc.teacher_guidance, dc.distill_weighting)
+                    if dc.lambda_distill > 0:
+                        fake_r, target_r = sp.regression_pair(fake, target)
+                        loss_distill = distillation_loss(fake_r, target_r, c_t)
                     if self.fake is not None:
                         with torch.no_grad():  # at the x_t the teacher's target came from
                             fake_x0 = self.fake.x0(x_t, b["t"], b["cond"])
@@ -251,6 +256,8 @@ class DistillTrainer(Trainer):
             if fake_backbone:
                 self.fake.net.requires_grad_(True)
         m.update(g_metrics(loss_adv, loss_distill, loss_g))
+        if dc.lambda_distill == 0:  # not computed: no regression distance to report
+            m.pop("loss_distill")
         return m
 
     # ------------------------------------------------------------------ monitoring and export

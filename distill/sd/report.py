@@ -52,14 +52,15 @@ def write_sd_report(recipe, run_dir: Path) -> Path:
     grid = torch.stack(cols, 1).flatten(0, 1)  # (prompts x columns)
     grid_path = save_grid(grid, run_dir / "samples" / "student-vs-teacher.png", nrow=len(cols),
                           scale=upscale_for_view(R))
-    rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if "loss_distill" in r]
+    rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if "loss_g" in r]
     last = rows[-1] if rows else {}
     lines = [f"# {recipe.name}: Stable Diffusion one-step student", "",
              f"- teacher: `{recipe.distill.teacher}` ({name}), guidance {recipe.distill.teacher_guidance}",
              f"- student: {'LoRA rank ' + str(sc.lora_rank) if sc.lora_rank else 'full fine-tuning'}, "
              f"timesteps {recipe.distill.student_timesteps}, loss space {sc.loss_space}, backbone {recipe.discriminator.backbone}, "
              f"input {sc.input}",
-             f"- steps: {last.get('step', 0)}; last loss_distill {last.get('loss_distill', float('nan')):.4g}, "
+             f"- steps: {last.get('step', 0)}; last loss_g {last.get('loss_g', float('nan')):.4g}"
+             + (f", loss_distill {last['loss_distill']:.4g}" if "loss_distill" in last else "") + ", "
              f"loss_d {last.get('loss_d', float('nan')):.4g}",
              f"- exported pipeline: `pipeline/` (load with `diffusers.{name}.from_pretrained`, "
              f"`pipe(prompt, num_inference_steps=1, guidance_scale=0.0)`)", "",
