@@ -122,6 +122,21 @@ def test_compare_writes_json_markdown_plot(runs, tmp_path, capsys):
     assert {s: r["fid"] for s, r in again.items()} == {1: rows["student 1 step"]["fid"], 2: rows["student 2 steps"]["fid"]}
 
 
+def test_compare_times_the_guided_row_without_scoring_it(runs, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    rc = cli(["bench", "compare", "--teacher", str(runs["teacher"]), "--student", str(runs["student"]),
+              "--gan", str(runs["gan"]), *SAMPLES, "--eval-batch-size", "20", "--student-steps", "1",
+              "--batch", "2", "--warmup", "1", "--repeats", "2", "--no-pairs", "--no-guided-quality", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    res = json.loads((out / "compare.json").read_text())
+    rows = {r["label"]: r for r in res["rows"]}
+    guided = rows["teacher 50 steps w=2"]
+    assert guided["fid"] is None and guided["nfe"] == 100 and guided["latency_p50_s"] > 0
+    assert math.isfinite(rows["teacher 50 steps"]["fid"]) and math.isfinite(rows["student 1 step"]["fid"])
+    assert not (out / "eval" / "eval-teacher-w2.json").exists()  # nothing sampled for it
+    assert any("timed, not scored" in n for n in res["notes"])
+
+
 def test_compare_plan_without_a_teacher_eval(runs, tmp_path):
     cfg = CompareConfig(teacher=str(runs["student"] / "pipeline"), student=str(runs["student"]),
                         gan=str(runs["gan"] / "generator"), teacher_best_steps=None, out=str(tmp_path))

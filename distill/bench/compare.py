@@ -56,6 +56,7 @@ class CompareConfig:
     repeats: int = 10
     budget_s: float = 0.0
     pairs: bool = True  # time teacher/student and student/GAN ratios in alternation too
+    guided_quality: bool = True  # score the guided 50-step row (2x the NFE of the unguided one); else time it only
 
 
 @dataclass
@@ -303,8 +304,11 @@ def run_compare(cfg: CompareConfig) -> dict:
 
     quality: dict[tuple, dict] = {}
     sampler = default_sampler(teacher.scheduler.config)  # ddim, or flow-euler for a flow teacher
-    for w in dict.fromkeys(r["guidance"] for r in rows if r["kind"] == "teacher"):
-        steps = [r["steps"] for r in rows if r["kind"] == "teacher" and r["guidance"] == w]
+    scored = [r for r in rows if r["kind"] == "teacher" and (cfg.guided_quality or r["guidance"] == 1.0)]
+    if not cfg.guided_quality and len(scored) < sum(r["kind"] == "teacher" for r in rows):
+        notes.append(f"the guided teacher row (w {cfg.guidance:g}) is timed, not scored (--no-guided-quality)")
+    for w in dict.fromkeys(r["guidance"] for r in scored):
+        steps = [r["steps"] for r in scored if r["guidance"] == w]
         # the distillation report's teacher evaluation (its run folder's eval/eval-teacher.json) counts too
         homes = models["teacher"].homes + models["student"].homes[1:]
         for s, q in pipeline_quality(teacher, homes, out, "teacher", steps, w, sampler, cfg).items():

@@ -79,6 +79,8 @@ def add_compare_arguments(p):
     p.add_argument("--budget", type=non_negative_float, default=d.budget_s,
                    help="seconds of timed calls per latency row before stopping early (>= 3 calls; 0 = no limit)")
     p.add_argument("--no-pairs", action="store_true", help="skip the ratios timed in alternation")
+    p.add_argument("--no-guided-quality", action="store_true",
+                   help="time the guided teacher row without scoring it (its FID costs 2x the unguided 50-step one)")
     p.add_argument("--out", default=d.out, help="output folder")
 
 
@@ -133,7 +135,7 @@ def compare(args) -> int:
                         teacher_best_steps=args.teacher_best_steps, student_steps=args.student_steps,
                         truncation=args.truncation, batch=args.batch, device=args.device, dtype=args.dtype,
                         threads=args.threads, warmup=args.warmup, repeats=args.repeats, budget_s=args.budget,
-                        pairs=not args.no_pairs)
+                        pairs=not args.no_pairs, guided_quality=not args.no_guided_quality)
     BenchConfig(teacher=cfg.teacher, device=cfg.device, dtype=cfg.dtype).validate()  # device, dtype: before any work
     check_output_path(args.out, "--out", "dir")
     result = run_compare(cfg)
