@@ -75,8 +75,16 @@ def test_evaluation_reference_matches_sample_size(monkeypatch, tmp_path):
     real = evaluate.real_reference
     monkeypatch.setattr(evaluate, "real_reference", lambda cfg, *a: seen.append(cfg.resolution) or real(cfg, *a))
     ec = EvalConfig(num_samples=20, batch_size=10, steps=[1], features="classifier:digits")
-    rows = evaluate.evaluate_pipeline(pipe, ec, DataConfig(source="digits", resolution=16), tmp_path)
+    rows = evaluate.evaluate_pipeline(pipe, ec, DataConfig(source="digits", resolution=16), tmp_path / "eval")
     assert seen == [8] and len(rows) == 1 and rows[0]["fid"] == rows[0]["fid"]  # not NaN
+    # the rows name the weights they scored: found again for these weights, not for changed ones
+    fp = evaluate.weights_fingerprint(pipe.unet)
+    assert rows[0]["weights"] == fp
+    assert evaluate.cached_rows(tmp_path, "teacher", ec, [1], 1.0, "ddim", weights=fp) == rows
+    with torch.no_grad():
+        next(pipe.unet.parameters()).view(-1)[0] += 1e-3
+    fp2 = evaluate.weights_fingerprint(pipe.unet)
+    assert fp2 != fp and evaluate.cached_rows(tmp_path, "teacher", ec, [1], 1.0, "ddim", weights=fp2) is None
 
 
 def test_kid_is_reproducible_and_leaves_the_global_rng_alone():

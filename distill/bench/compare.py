@@ -183,14 +183,15 @@ def cached(files: list[Path], ec, key: str, values: list, **fields) -> dict:
 
 
 def pipeline_quality(pipe, homes: list[Path], out: Path, kind: str, steps: list[int], w: float, sampler: str,
-                     cfg: CompareConfig) -> dict[int, dict]:
+                     cfg: CompareConfig, weights: Optional[str] = None) -> dict[int, dict]:
     """steps -> eval row: cached where one matches, the rest evaluated into `out`/eval (tag kind[-w<w>])."""
     from ..eval.evaluate import evaluate_pipeline
 
     ec = _eval_cfg(cfg)
     tag = kind if w == 1.0 else f"{kind}-w{w:g}"
     files = [h / "eval" / f"eval-{t}.json" for h in homes + [out] for t in dict.fromkeys([kind, tag])]
-    found = cached(files, ec, "steps", steps, scheduler=sampler, guidance_scale=w)
+    found = cached(files, ec, "steps", steps, scheduler=sampler, guidance_scale=w,
+                   **({"weights": weights} if weights else {}))  # a student's rows: of these weights only
     missing = [s for s in steps if s not in found]
     if missing:
         rows = evaluate_pipeline(pipe, ec, _data_cfg(cfg), out / "eval", tag=tag, scheduler=sampler, steps=missing,
@@ -289,6 +290,7 @@ def run_compare(cfg: CompareConfig) -> dict:
     """Measure everything; returns {config, env, rows, paired, paired_gan, notes} (compare_report writes it)."""
     from ..diffusion.sampling import default_sampler
     from ..gan.generator import load_generator
+    from ..eval.evaluate import weights_fingerprint
     from .latency import BenchConfig
     from .models import load_pipeline
 
@@ -314,7 +316,7 @@ def run_compare(cfg: CompareConfig) -> dict:
         for s, q in pipeline_quality(teacher, homes, out, "teacher", steps, w, sampler, cfg).items():
             quality[("teacher", s, w)] = q
     for s, q in pipeline_quality(student, models["student"].homes, out, "student", list(cfg.student_steps), 1.0,
-                                 "pipeline", cfg).items():
+                                 "pipeline", cfg, weights=weights_fingerprint(student.unet)).items():
         quality[("student", s, 1.0)] = q
     psis = [r["truncation"] for r in rows if r["kind"] == "gan"]
     for p, q in gan_quality(G, models["gan"].homes, out, psis, cfg).items():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..eval.evaluate import _fmt, cached_rows, evaluate_pipeline
+from ..eval.evaluate import _fmt, cached_rows, evaluate_pipeline, weights_fingerprint
 from ..diffusion.pipelines import DistillPipeline
 from ..diffusion.sampling import default_sampler, make_scheduler, sample
 from ..diffusion.teachers import load_teacher, resolve_teacher_path
@@ -80,7 +80,9 @@ def write_distill_report(recipe, run_dir: Path) -> Path:
     t_rows = cached_rows(teacher_path, "teacher", ec, rc.teacher_steps, ec.guidance_scale, sampler)
     if t_rows is None:
         t_rows = evaluate_pipeline(teacher, ec, data_cfg, out, tag="teacher", scheduler=sampler, steps=rc.teacher_steps)
-    s_rows = cached_rows(run_dir, "student", ec, rc.student_steps, 1.0, scheduler="pipeline")
+    # only rows of these very weights: a run resumed to more steps in this folder re-scores its student
+    s_rows = cached_rows(run_dir, "student", ec, rc.student_steps, 1.0, scheduler="pipeline",
+                         weights=weights_fingerprint(student.unet))
     if s_rows is None:
         s_rows = evaluate_pipeline(student, ec, data_cfg, out, tag="student", scheduler="pipeline",
                                    steps=rc.student_steps, guidance_scale=1.0)

@@ -102,6 +102,7 @@ def evaluate_pipeline(pipe, eval_cfg, data_cfg, out_dir, tag: str = "teacher", s
                              eval_cfg.batch_size, eval_cfg.seed, bar)
         row = {"model": tag, "steps": s, "scheduler": scheduler, "guidance_scale": w,
                "num_samples": eval_cfg.num_samples, "features": eval_cfg.features, "seed": eval_cfg.seed,
+               "weights": weights_fingerprint(pipe.unet),
                **score(x, labels, real_feats, ref.labels, extractor),
                "real_intra_class_dist": real_div, "sample_seconds": round(time.time() - t0, 2)}
         rows.append(row)
@@ -111,6 +112,18 @@ def evaluate_pipeline(pipe, eval_cfg, data_cfg, out_dir, tag: str = "teacher", s
     bar.close()
     write_eval(rows, out_dir, tag)
     return rows
+
+
+def weights_fingerprint(net: torch.nn.Module) -> str:
+    """A short hash of a network's parameters and buffers: an eval row names the weights it scored, so a
+    later run in the same folder (resumed, retrained) never reuses another model's numbers."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(net.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().to("cpu").reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def matching_rows(path, eval_cfg, key: str, values, **fields) -> Optional[list[dict]]:
@@ -133,11 +146,13 @@ def matching_rows(path, eval_cfg, key: str, values, **fields) -> Optional[list[d
     return [keep[v] for v in values] if set(keep) == set(values) else None
 
 
-def cached_rows(folder, tag: str, eval_cfg, steps, guidance, scheduler: str = "ddim") -> Optional[list[dict]]:
+def cached_rows(folder, tag: str, eval_cfg, steps, guidance, scheduler: str = "ddim",
+                weights: Optional[str] = None) -> Optional[list[dict]]:
     """Reuse an FID table (folder/eval/eval-<tag>.json, e.g. the teacher's shipped one) when it was
-    measured with the same samples, features, seed, sampler and guidance."""
+    measured with the same samples, features, seed, sampler and guidance (and, given `weights`, of the
+    same weights: `weights_fingerprint`)."""
     return matching_rows(Path(folder) / "eval" / f"eval-{tag}.json", eval_cfg, "steps", list(steps),
-                         scheduler=scheduler, guidance_scale=guidance)
+                         scheduler=scheduler, guidance_scale=guidance, **({"weights": weights} if weights else {}))
 
 
 def write_eval(rows: list[dict], out_dir: Path, tag: str) -> None:
