@@ -69,7 +69,7 @@ def main():
             f"wall time {wall_seconds(metrics) / 60:.1f} min on a 2-core CPU (AMD EPYC, shared with other jobs)",
             "- load: `DistillPipeline.from_pretrained(path)` or `DiffusionPipeline.from_pretrained(path)` after `import distill`", ""]
     if rows:
-        card += [f"## FID versus {eval_cfg.scheduler} steps ({eval_cfg.num_samples} samples, features `{eval_cfg.features}`, "
+        card += [f"## FID versus {rows[0]['scheduler']} steps ({eval_cfg.num_samples} samples, features `{eval_cfg.features}`, "
                  f"reference split `{eval_cfg.reference_split}`, guidance {eval_cfg.guidance_scale})", "",
                  (dest / "eval" / "eval-teacher.md").read_text(), "![FID vs steps](eval/fid-vs-steps-teacher.png)", ""]
         best = min(rows, key=lambda r: r["fid"])

@@ -48,5 +48,8 @@ def r1_gamma_at(dc, step: int) -> float:
 
 
 def g_metrics(loss_adv, loss_distill, loss_g) -> dict:
-    return dict(loss_g=loss_adv.mean().detach(), loss_adv=loss_adv.mean().detach(),
-                loss_distill=loss_distill.mean().detach(), loss=loss_g.detach())
+    """The student step's log row; `loss_distill` None (the term is off, never computed): not logged."""
+    m = dict(loss_g=loss_adv.mean().detach(), loss_adv=loss_adv.mean().detach(), loss=loss_g.detach())
+    if loss_distill is not None:
+        m["loss_distill"] = loss_distill.mean().detach()
+    return m

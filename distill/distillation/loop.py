@@ -234,7 +234,7 @@ class DistillTrainer(Trainer):
                                                            head=b["head"])[0])
                         if (w_adv := self.d_weight(b["s"])) is not None:  # only the outputs the discriminator judges
                             loss_adv = loss_adv * w_adv
-                    loss_distill = loss_dmd = torch.zeros(fake.shape[0], device=self.dev)
+                    loss_distill, loss_dmd = None, torch.zeros(fake.shape[0], device=self.dev)
                     if dc.lambda_distill > 0 or self.fake is not None:  # LADD (adversarial only): no teacher call
                         with sp.teacher_mode():
                             target, c_t, x_t = teacher_target(sp.teacher, fake.detach(), b["cond"], b["t"], b["eps2"],
@@ -247,7 +247,10 @@ class DistillTrainer(Trainer):
                             fake_x0 = self.fake.x0(x_t, b["t"], b["cond"])
                         loss_dmd = dmd_loss(fake, target, fake_x0)
                         m["loss_dmd"] = loss_dmd.mean().detach()
-                    loss_g = (dc.lambda_adv * loss_adv + dc.lambda_distill * loss_distill + dc.lambda_dmd * loss_dmd).mean()
+                    loss_g = dc.lambda_adv * loss_adv  # L_G: the terms in the order of the module docstring
+                    if loss_distill is not None:
+                        loss_g = loss_g + dc.lambda_distill * loss_distill
+                    loss_g = (loss_g + dc.lambda_dmd * loss_dmd).mean()
                     acc.backward(loss_g)
                     if acc.sync_gradients:
                         m["grad_norm_g"] = float(acc.clip_grad_norm_(self.trainable, self.recipe.train.max_grad_norm))
@@ -256,8 +259,6 @@ class DistillTrainer(Trainer):
             if fake_backbone:
                 self.fake.net.requires_grad_(True)
         m.update(g_metrics(loss_adv, loss_distill, loss_g))
-        if dc.lambda_distill == 0:  # not computed: no regression distance to report
-            m.pop("loss_distill")
         return m
 
     # ------------------------------------------------------------------ monitoring and export

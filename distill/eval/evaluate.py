@@ -94,7 +94,7 @@ def evaluate_pipeline(pipe, eval_cfg, data_cfg, out_dir, tag: str = "teacher", s
     data_cfg = dataclasses.replace(data_cfg, resolution=ucfg.sample_size, channels=ucfg.in_channels)
     ref, real_feats = real_reference(data_cfg, eval_cfg.reference_split, extractor)
     real_div = pairwise_distance(real_feats.float(), ref.labels)
-    rows = []
+    rows, weights = [], weights_fingerprint(pipe.unet)
     bar = tqdm(total=eval_cfg.num_samples * len(steps), desc=f"eval {tag}", unit="img")
     for s in steps:
         t0 = time.time()
@@ -102,7 +102,7 @@ def evaluate_pipeline(pipe, eval_cfg, data_cfg, out_dir, tag: str = "teacher", s
                              eval_cfg.batch_size, eval_cfg.seed, bar)
         row = {"model": tag, "steps": s, "scheduler": scheduler, "guidance_scale": w,
                "num_samples": eval_cfg.num_samples, "features": eval_cfg.features, "seed": eval_cfg.seed,
-               "weights": weights_fingerprint(pipe.unet),
+               "weights": weights,
                **score(x, labels, real_feats, ref.labels, extractor),
                "real_intra_class_dist": real_div, "sample_seconds": round(time.time() - t0, 2)}
         rows.append(row)
