@@ -1,5 +1,6 @@
-"""Distillation vs teacher training cost on MNIST: K steps of the shipped teacher's own recipe and K steps of a
-distillation recipe, alternated (T D T D) so both see the same machine load, each projected to its full schedule
+"""Distillation vs teacher training cost: K steps of the teacher's own training recipe (the recipe.yaml beside the
+distillation recipe's teacher, e.g. distill/assets/teachers/cifar10/recipe.yaml) and K steps of a distillation recipe,
+alternated (T D T D) so both see the same machine load, each projected to its full schedule
 (train.max_steps of its recipe). The ratio of the projections is the "distillation wall time <= half the teacher's"
 check. The teacher's recipe is also timed in bf16 (the shipped teacher trained in fp32), so a recipe distilling in
 bf16 can be compared with a teacher trained at its precision too (`ratio_vs_teacher_bf16`).
@@ -7,6 +8,7 @@ bf16 can be compared with a teacher trained at its precision too (`ratio_vs_teac
   python benchmarks/distill_wall_ratio.py --steps 20
   python benchmarks/distill_wall_ratio.py --steps 20 --recipe recipes/mnist_1step.yaml
   python benchmarks/distill_wall_ratio.py --steps 20 --recipe-override discriminator.backbone=fake_score
+  python benchmarks/distill_wall_ratio.py --steps 20 --recipe recipes/cifar10.yaml --data ../shared/data/cifar10/cifar10.npz
 
 Writes benchmarks/results/distill_<recipe stem>_wall_ratio.json (or --out).
 """
@@ -25,12 +27,16 @@ import torch  # noqa: E402
 from distill.config import load_recipe  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results"
-TEACHER_RECIPE = "distill/assets/teachers/mnist/recipe.yaml"
 
 
-def load_teacher_recipe(overrides=()):
-    """The shipped teacher's training recipe."""
-    return load_recipe(TEACHER_RECIPE, list(overrides))
+def teacher_recipe_path(distill_recipe) -> Path:
+    """The training recipe saved beside the distillation recipe's teacher (shipped teachers carry theirs)."""
+    from distill.diffusion.teachers import resolve_teacher_path
+
+    path = Path(resolve_teacher_path(distill_recipe.distill.teacher)) / "recipe.yaml"
+    if not path.is_file():
+        sys.exit(f"error: {path}: the teacher has no training recipe to time")
+    return path
 
 
 def seconds_per_step(run_dir: Path, skip: int) -> float:
@@ -51,8 +57,13 @@ def wall_ratio(data: str, k: int, rounds: int, overrides, distill_recipe: str, o
     from distill.diffusion.train import train_teacher
     from distill.distillation.loop import train_distill
 
-    full_t = load_teacher_recipe().train.max_steps
     distill = load_recipe(distill_recipe, list(overrides))
+    teacher_recipe = teacher_recipe_path(distill)
+    full_t = load_recipe(teacher_recipe).train.max_steps
+
+    def load_teacher_recipe(o):
+        return load_recipe(teacher_recipe, o)
+
     full_d = distill.train.max_steps
     per = {"teacher": [], "distill": [], "teacher_bf16": []}
     tmp = Path(tempfile.mkdtemp(prefix="wall-ratio-"))
@@ -76,7 +87,7 @@ def wall_ratio(data: str, k: int, rounds: int, overrides, distill_recipe: str, o
     res = {"k_steps": k, "rounds": rounds, "threads": torch.get_num_threads(), "teacher_s_per_step": per["teacher"],
            "distill_s_per_step": per["distill"], "teacher_full_steps": full_t, "distill_full_steps": full_d,
            "teacher_projected_min": s_t * full_t / 60, "distill_projected_min": s_d * full_d / 60,
-           "ratio": (s_d * full_d) / (s_t * full_t), "distill_recipe": distill_recipe,
+           "ratio": (s_d * full_d) / (s_t * full_t), "distill_recipe": distill_recipe, "teacher_recipe": str(teacher_recipe),
            "distill_overrides": list(overrides), "distill_mixed_precision": distill.train.mixed_precision,
            "teacher_bf16_s_per_step": per["teacher_bf16"], "ratio_vs_teacher_bf16": (s_d * full_d) / (s_tb * full_t)}
     OUT.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,13 @@
 """Run the experiments of experiments/<group>/ablations.yaml: each entry is the group's recipe plus `overrides`.
 
   python experiments/run.py mnist/<name> [--data ../shared/data/mnist/mnist_full.npz] [--steps N] [--student-steps 1 2 4]
+  python experiments/run.py cifar10/<name> --set eval.num_samples=2000 train.checkpoint_every=100
   python experiments/run.py --list mnist       # the entries and what each changes
   python experiments/run.py --collect mnist    # merge results/<group>/*.json into results/<group>.{json,md}
 
-A run trains into runs/exp-<group>-<name>-<steps> (checkpoints and sample grids sparse), scores the exported
-student's FID table as `distill run`'s report does, and writes experiments/results/<group>/<name>.json.
+A run trains into runs/exp-<group>-<name>-<steps> (checkpoints and sample grids sparse unless --set asks
+otherwise; `--set train.resume_from_checkpoint=latest` resumes one, its wall time then counting this process
+only), scores the exported student's FID table as `distill run`'s report does, and writes experiments/results/<group>/<name>.json.
 """
 
 import argparse
@@ -21,7 +23,11 @@ import yaml  # noqa: E402
 
 HERE = ROOT / "experiments"
 # each group: the recipe its entries start from, and the teacher's FID table quoted above the merged results
-GROUPS = {"mnist": {"recipe": "recipes/mnist.yaml", "teacher_eval": "distill/assets/teachers/mnist/eval/eval-teacher.json"}}
+GROUPS = {"mnist": {"recipe": "recipes/mnist.yaml", "teacher_eval": "distill/assets/teachers/mnist/eval/eval-teacher.json",
+                    "data": "../shared/data/mnist/mnist_full.npz"},
+          "cifar10": {"recipe": "recipes/cifar10.yaml",
+                      "teacher_eval": "distill/assets/teachers/cifar10/eval/eval-teacher.json",
+                      "data": "../shared/data/cifar10/cifar10.npz"}}
 
 
 def entries(group: str) -> dict:
@@ -35,7 +41,7 @@ def load_entry(group: str, name: str, extra=()):
     return load_recipe(ROOT / GROUPS[group]["recipe"], [*entries(group)[name]["overrides"], *extra])
 
 
-def run(group: str, name: str, data: str, steps, student_steps) -> None:
+def run(group: str, name: str, data: str, steps, student_steps, extra=()) -> None:
     import torch
 
     from distill.diffusion.pipelines import DistillPipeline
@@ -46,7 +52,7 @@ def run(group: str, name: str, data: str, steps, student_steps) -> None:
     steps = steps or load_entry(group, name).train.max_steps
     out_dir = Path("runs") / f"exp-{group}-{name}-{steps}"
     recipe = load_entry(group, name, [f"data.source={data}", f"output_dir={out_dir}", f"train.max_steps={steps}",
-                                      "train.checkpoint_every=100000", "train.sample_every=100000"])
+                                      "train.checkpoint_every=100000", "train.sample_every=100000", *extra])
     t0 = time.time()
     train_distill(recipe)
     wall = time.time() - t0
@@ -88,9 +94,10 @@ def main():
     ap.add_argument("experiment", nargs="?", help="<group>/<name>, e.g. mnist/fsbb_nodistill_w1")
     ap.add_argument("--list", metavar="GROUP", choices=list(GROUPS), help="print the entries of GROUP")
     ap.add_argument("--collect", metavar="GROUP", choices=list(GROUPS), help="merge GROUP's results")
-    ap.add_argument("--data", default="../shared/data/mnist/mnist_full.npz", help="data.source")
+    ap.add_argument("--data", default=None, help="data.source (default: the group's data under ../shared/data)")
     ap.add_argument("--steps", type=int, default=None, help="train.max_steps (default: the entry's)")
     ap.add_argument("--student-steps", type=int, nargs="+", default=[1, 2, 4], help="step counts scored")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="recipe overrides applied last")
     a = ap.parse_args()
     if a.list:
         for name, e in entries(a.list).items():
@@ -101,7 +108,7 @@ def main():
         group, _, name = a.experiment.partition("/")
         if group not in GROUPS or name not in entries(group):
             ap.error(f"unknown experiment {a.experiment!r} (see --list {group if group in GROUPS else 'mnist'})")
-        run(group, name, a.data, a.steps, a.student_steps)
+        run(group, name, a.data or GROUPS[group]["data"], a.steps, a.student_steps, a.set)
     else:
         ap.error("give an experiment, --list GROUP or --collect GROUP")
 

@@ -48,26 +48,15 @@ def main(args) -> int:
         raise DistillError(f"pipeline {path}: not a pipeline folder (no model_index.json) nor a GAN generator folder "
                            "(no config.json of a StyleGAN2Generator)")
 
-    from ..config import DataConfig, EvalConfig, load_recipe
+    from ..config import EvalConfig
     from ..eval.evaluate import evaluate_pipeline
     from ..diffusion.teachers import load_teacher
 
     check_pipeline_path(args.pipeline)
-    if args.recipe:
-        check_input_path(args.recipe, "--recipe", "file")
-    check_output_path(args.out, "--out", "dir")
-    if args.recipe:
-        recipe = load_recipe(args.recipe)
-        data_cfg, eval_cfg = recipe.data, recipe.eval
-    else:
-        data_cfg, eval_cfg = DataConfig(), EvalConfig()
+    data_cfg, eval_cfg = settings(args, EvalConfig())
     pipe = load_teacher(args.pipeline)
     res = pipe.unet.config.sample_size
-    data_cfg = dataclasses.replace(data_cfg, resolution=res, channels=pipe.unet.config.in_channels,
-                                   **({"source": args.data} if args.data else {}))
-    changes = {k: v for k, v in dict(num_samples=args.num_samples, batch_size=args.batch_size, features=args.features,
-                                     reference_split=args.split, seed=args.seed).items() if v is not None}
-    eval_cfg = dataclasses.replace(eval_cfg, **changes)
+    data_cfg = dataclasses.replace(data_cfg, resolution=res, channels=pipe.unet.config.in_channels)
     rows = evaluate_pipeline(pipe, eval_cfg, data_cfg, args.out, tag=args.tag, scheduler=args.scheduler,
                              steps=args.steps, guidance_scale=args.guidance)
     for r in rows:
@@ -76,11 +65,30 @@ def main(args) -> int:
     return 0
 
 
-def evaluate_gan(args) -> int:
-    """FID/KID, class accuracy and coverage, within-class distance at each truncation psi -> eval-gan.json."""
+def settings(args, ec, **more):
+    """(DataConfig, `ec` updated): the data section and the eval keys `ec` shares with --recipe's eval section (a
+    diffusion, GAN or translation recipe), then the command line's data source and eval options (and `more`)."""
     import dataclasses
 
     from ..config import DataConfig, load_recipe
+
+    data_cfg = DataConfig()
+    if args.recipe:
+        check_input_path(args.recipe, "--recipe", "file")
+        recipe = load_recipe(args.recipe)
+        data_cfg = recipe.data
+        shared = {f.name for f in dataclasses.fields(ec)} & {f.name for f in dataclasses.fields(recipe.eval)}
+        ec = dataclasses.replace(ec, **{k: getattr(recipe.eval, k) for k in shared})
+    check_output_path(args.out, "--out", "dir")
+    if args.data:
+        data_cfg = dataclasses.replace(data_cfg, source=args.data)
+    changes = dict(num_samples=args.num_samples, batch_size=args.batch_size, features=args.features,
+                   reference_split=args.split, seed=args.seed, **more)
+    return data_cfg, dataclasses.replace(ec, **{k: v for k, v in changes.items() if v is not None})
+
+
+def evaluate_gan(args) -> int:
+    """FID/KID, class accuracy and coverage, within-class distance at each truncation psi -> eval-gan.json."""
     from ..errors import DistillError
     from ..eval.fid import feature_extractor
     from ..gan.evaluate import evaluate_generator
@@ -91,21 +99,7 @@ def evaluate_gan(args) -> int:
     if given:
         raise DistillError(f"{', '.join(given)}: for diffusion pipelines; {args.pipeline} is a GAN generator "
                            "(use --truncation)")
-    if args.recipe:
-        check_input_path(args.recipe, "--recipe", "file")
-    check_output_path(args.out, "--out", "dir")
-    data_cfg, ec = DataConfig(), GANEvalConfig()
-    if args.recipe:  # a gan recipe's eval section, or the shared keys of a diffusion recipe's
-        recipe = load_recipe(args.recipe)
-        data_cfg = recipe.data
-        shared = {f.name for f in dataclasses.fields(GANEvalConfig)} & {f.name for f in dataclasses.fields(recipe.eval)}
-        ec = dataclasses.replace(ec, **{k: getattr(recipe.eval, k) for k in shared})
-    if args.data:
-        data_cfg = dataclasses.replace(data_cfg, source=args.data)
-    changes = {k: v for k, v in dict(num_samples=args.num_samples, batch_size=args.batch_size, features=args.features,
-                                     reference_split=args.split, seed=args.seed,
-                                     truncation=args.truncation).items() if v is not None}
-    ec = dataclasses.replace(ec, **changes)
+    data_cfg, ec = settings(args, GANEvalConfig(), truncation=args.truncation)
     if ec.num_samples <= 0:
         raise DistillError("--num-samples must be positive to evaluate")
     G = load_generator(args.pipeline)
