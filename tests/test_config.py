@@ -159,6 +159,21 @@ def test_mnist_recipes_are_the_experiment_runs(shipped, entry):
     assert a == b
 
 
+def test_every_experiment_entry_is_a_valid_recipe():
+    """Each entry of experiments/<group>/ablations.yaml applies to its group's recipe (keys exist, ranges hold)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("experiments_run", ROOT / "experiments" / "run.py")
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    assert set(run.GROUPS) == {p.parent.name for p in (ROOT / "experiments").glob("*/ablations.yaml")}
+    for group, g in run.GROUPS.items():
+        for name in run.entries(group):
+            recipe = run.load_entry(group, name)
+            assert recipe.task == "distill", (group, name)
+        assert (ROOT / g["teacher_eval"]).is_file()
+
+
 def test_recipe_base_presets_merge_section_by_section(tmp_path):
     """`base: other.yaml` (relative to the file): the preset's sections merge key by key over the base's, lists and
     values replace; a chain of bases works; a missing base, a non-string base and a cycle are one-line errors."""
