@@ -29,6 +29,12 @@ from distill.config import load_recipe  # noqa: E402
 OUT = Path(__file__).resolve().parent / "results"
 
 
+def shown_path(path: Path) -> str:
+    """A path inside the repository relative to its root (results name no machine's folders)."""
+    root = Path(__file__).resolve().parent.parent
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
 def teacher_recipe_path(distill_recipe) -> Path:
     """The training recipe saved beside the distillation recipe's teacher (shipped teachers carry theirs)."""
     from distill.diffusion.teachers import resolve_teacher_path
@@ -87,7 +93,7 @@ def wall_ratio(data: str, k: int, rounds: int, overrides, distill_recipe: str, o
     res = {"k_steps": k, "rounds": rounds, "threads": torch.get_num_threads(), "teacher_s_per_step": per["teacher"],
            "distill_s_per_step": per["distill"], "teacher_full_steps": full_t, "distill_full_steps": full_d,
            "teacher_projected_min": s_t * full_t / 60, "distill_projected_min": s_d * full_d / 60,
-           "ratio": (s_d * full_d) / (s_t * full_t), "distill_recipe": distill_recipe, "teacher_recipe": str(teacher_recipe),
+           "ratio": (s_d * full_d) / (s_t * full_t), "distill_recipe": distill_recipe, "teacher_recipe": shown_path(teacher_recipe),
            "distill_overrides": list(overrides), "distill_mixed_precision": distill.train.mixed_precision,
            "teacher_bf16_s_per_step": per["teacher_bf16"], "ratio_vs_teacher_bf16": (s_d * full_d) / (s_tb * full_t)}
     OUT.mkdir(parents=True, exist_ok=True)
