@@ -2,13 +2,14 @@
 distillation recipe's teacher, e.g. distill/assets/teachers/cifar10/recipe.yaml) and K steps of a distillation recipe,
 alternated (T D T D) so both see the same machine load, each projected to its full schedule
 (train.max_steps of its recipe). The ratio of the projections is the "distillation wall time <= half the teacher's"
-check. The teacher's recipe is also timed in bf16 (the shipped teacher trained in fp32), so a recipe distilling in
-bf16 can be compared with a teacher trained at its precision too (`ratio_vs_teacher_bf16`).
+check. The teacher's recipe is also timed in bf16 (the MNIST teacher trained in fp32), so a recipe distilling in
+bf16 can be compared with a teacher trained at its precision too (`ratio_vs_teacher_bf16`). The data default to the
+teacher recipe's `data.source`.
 
   python benchmarks/distill_wall_ratio.py --steps 20
   python benchmarks/distill_wall_ratio.py --steps 20 --recipe recipes/mnist_1step.yaml
   python benchmarks/distill_wall_ratio.py --steps 20 --recipe-override discriminator.backbone=fake_score
-  python benchmarks/distill_wall_ratio.py --steps 20 --recipe recipes/cifar10.yaml --data ../shared/data/cifar10/cifar10.npz
+  python benchmarks/distill_wall_ratio.py --steps 20 --recipe recipes/cifar10.yaml
 
 Writes benchmarks/results/distill_<recipe stem>_wall_ratio.json (or --out).
 """
@@ -65,7 +66,8 @@ def wall_ratio(data: str, k: int, rounds: int, overrides, distill_recipe: str, o
 
     distill = load_recipe(distill_recipe, list(overrides))
     teacher_recipe = teacher_recipe_path(distill)
-    full_t = load_recipe(teacher_recipe).train.max_steps
+    teacher = load_recipe(teacher_recipe)
+    full_t, data = teacher.train.max_steps, data or teacher.data.source
 
     def load_teacher_recipe(o):
         return load_recipe(teacher_recipe, o)
@@ -105,7 +107,7 @@ def wall_ratio(data: str, k: int, rounds: int, overrides, distill_recipe: str, o
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="../shared/data/mnist/mnist_full.npz")
+    ap.add_argument("--data", default=None, help="data.source of both runs (default: the teacher recipe's)")
     ap.add_argument("--steps", type=int, default=40, metavar="K", help="steps timed per run")
     ap.add_argument("--rounds", type=int, default=2, help="teacher / distillation alternations")
     ap.add_argument("--recipe", default="recipes/mnist.yaml", help="the distillation recipe timed")
