@@ -68,10 +68,6 @@ def wall_ratio(data: str, k: int, rounds: int, overrides, distill_recipe: str, o
     teacher_recipe = teacher_recipe_path(distill)
     teacher = load_recipe(teacher_recipe)
     full_t, data = teacher.train.max_steps, data or teacher.data.source
-
-    def load_teacher_recipe(o):
-        return load_recipe(teacher_recipe, o)
-
     full_d = distill.train.max_steps
     per = {"teacher": [], "distill": [], "teacher_bf16": []}
     tmp = Path(tempfile.mkdtemp(prefix="wall-ratio-"))
@@ -80,10 +76,10 @@ def wall_ratio(data: str, k: int, rounds: int, overrides, distill_recipe: str, o
     teacher_extra = ["train.resume_from_checkpoint=null"]
     for r in range(rounds):
         for name, load, train, extra in (
-                ("teacher", load_teacher_recipe, train_teacher, teacher_extra),
+                ("teacher", lambda o: load_recipe(teacher_recipe, o), train_teacher, teacher_extra),
                 ("distill", lambda o: load_recipe(distill_recipe, o), train_distill, list(overrides)),
                 # the teacher's recipe in bf16 too: what a teacher trained at the distillation's precision would cost
-                ("teacher_bf16", load_teacher_recipe, train_teacher, [*teacher_extra, "train.mixed_precision=bf16"])):
+                ("teacher_bf16", lambda o: load_recipe(teacher_recipe, o), train_teacher, [*teacher_extra, "train.mixed_precision=bf16"])):
             out = tmp / f"{name}-{r}"
             recipe = load([*extra, *common, f"output_dir={out}"])  # K steps win over an override
             AcceleratorState._reset_state(True)  # accelerate keeps one process-wide mixed-precision state

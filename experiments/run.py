@@ -7,7 +7,8 @@
 
 A run trains into runs/exp-<group>-<name>-<steps> (checkpoints and sample grids sparse unless --set asks
 otherwise; `--set train.resume_from_checkpoint=latest` resumes one, its wall time then counting this process
-only), scores the exported student's FID table as `distill run`'s report does, and writes experiments/results/<group>/<name>.json.
+only), scores the exported student's FID table as `distill run`'s report does, and writes
+experiments/results/<group>/<name>.json.
 """
 
 import argparse

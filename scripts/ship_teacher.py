@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from distill.config import load_recipe  # noqa: E402
+from distill.config import dump_recipe, load_recipe  # noqa: E402
 from distill.eval.classifier import ASSETS  # noqa: E402
 from distill.eval.evaluate import evaluate_pipeline  # noqa: E402
 from distill.engine.run_dir import read_metrics, wall_seconds  # noqa: E402
@@ -44,7 +44,8 @@ def main():
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(run / "pipeline", dest)
-    shutil.copy(run / "recipe.yaml", dest / "recipe.yaml")
+    # the recipe as trained, its output folder relative (the folder of this machine means nothing to a user)
+    dump_recipe(dataclasses.replace(recipe, output_dir=f"runs/{recipe.name}"), dest / "recipe.yaml")
     pipe = load_teacher(str(dest))
     data_cfg = dataclasses.replace(recipe.data, **({"source": a.data} if a.data else {}))
     eval_cfg = dataclasses.replace(recipe.eval, **({"num_samples": a.num_samples} if a.num_samples else {}))

@@ -195,7 +195,7 @@ def pipeline_quality(pipe, homes: list[Path], out: Path, kind: str, steps: list[
     missing = [s for s in steps if s not in found]
     if missing:
         rows = evaluate_pipeline(pipe, ec, _data_cfg(cfg), out / "eval", tag=tag, scheduler=sampler, steps=missing,
-                                 guidance_scale=w)
+                                 guidance_scale=w, weights=weights)
         found.update({r["steps"]: {**r, "quality_source": "evaluated"} for r in rows})
     return found
 

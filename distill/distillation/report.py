@@ -81,11 +81,11 @@ def write_distill_report(recipe, run_dir: Path) -> Path:
     if t_rows is None:
         t_rows = evaluate_pipeline(teacher, ec, data_cfg, out, tag="teacher", scheduler=sampler, steps=rc.teacher_steps)
     # only rows of these very weights: a run resumed to more steps in this folder re-scores its student
-    s_rows = cached_rows(run_dir, "student", ec, rc.student_steps, 1.0, scheduler="pipeline",
-                         weights=weights_fingerprint(student.unet))
+    weights = weights_fingerprint(student.unet)
+    s_rows = cached_rows(run_dir, "student", ec, rc.student_steps, 1.0, scheduler="pipeline", weights=weights)
     if s_rows is None:
         s_rows = evaluate_pipeline(student, ec, data_cfg, out, tag="student", scheduler="pipeline",
-                                   steps=rc.student_steps, guidance_scale=1.0)
+                                   steps=rc.student_steps, guidance_scale=1.0, weights=weights)
     line_plot({f"teacher ({sampler})": ([r["steps"] for r in t_rows], [r["fid"] for r in t_rows]),
                "student": ([r["steps"] for r in s_rows], [r["fid"] for r in s_rows])},
               run_dir / "fid_vs_steps.png", "sampling steps", "FID (classifier features)", logx=True,

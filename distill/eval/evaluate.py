@@ -71,8 +71,10 @@ def score(fake: torch.Tensor, labels, real_feats, real_labels, extractor) -> dic
 
 
 def evaluate_pipeline(pipe, eval_cfg, data_cfg, out_dir, tag: str = "teacher", scheduler: Optional[str] = None,
-                      steps: Optional[list[int]] = None, guidance_scale: Optional[float] = None) -> list[dict]:
-    """FID/KID etc. of `pipe` at each step count; files go to `out_dir` (eval.json, eval.md, plot, grids)."""
+                      steps: Optional[list[int]] = None, guidance_scale: Optional[float] = None,
+                      weights: Optional[str] = None) -> list[dict]:
+    """FID/KID etc. of `pipe` at each step count; files go to `out_dir` (eval.json, eval.md, plot, grids).
+    `weights`: `weights_fingerprint(pipe.unet)` where the caller already has it (hashing a large UNet twice)."""
     from tqdm.auto import tqdm
 
     if eval_cfg.num_samples <= 0:
@@ -94,7 +96,7 @@ def evaluate_pipeline(pipe, eval_cfg, data_cfg, out_dir, tag: str = "teacher", s
     data_cfg = dataclasses.replace(data_cfg, resolution=ucfg.sample_size, channels=ucfg.in_channels)
     ref, real_feats = real_reference(data_cfg, eval_cfg.reference_split, extractor)
     real_div = pairwise_distance(real_feats.float(), ref.labels)
-    rows, weights = [], weights_fingerprint(pipe.unet)
+    rows, weights = [], weights or weights_fingerprint(pipe.unet)
     bar = tqdm(total=eval_cfg.num_samples * len(steps), desc=f"eval {tag}", unit="img")
     for s in steps:
         t0 = time.time()
