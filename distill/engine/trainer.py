@@ -200,6 +200,7 @@ class Engine:
         bar.close()
         acc.wait_for_everyone()
         trainer.finish()
+        acc.wait_for_everyone()  # no process tears the group down while the main one still exports (gloo aborts)
         acc.end_training()
         return run_dir
 
