@@ -365,3 +365,33 @@ def test_teacher_is_queried_only_for_a_teacher_term(tmp_path, tiny_teacher, monk
     assert len(seen) == calls and len(rows) == 2
     assert all(("loss_distill" in r) == (lambda_distill > 0) for r in rows)
     assert all(math.isfinite(r["loss_g"]) for r in rows)
+
+
+def test_student_first_critics_judge_the_student_phase_outputs(tmp_path, tiny_teacher, monkeypatch):
+    """distill.student_first (DMD2's order): one student pass per step, the discriminator and the fake score
+    train on exactly the student phase's outputs, and the run resumes exactly."""
+    from distill.distillation.loop import DistillTrainer
+
+    over = {"distill": {"backward_simulation": True, "lambda_dmd": 1.0, "student_first": True}}
+    passes, g_fakes, d_fakes = [], [], []
+    real_input, real_phase, real_update = (DistillTrainer.student_input, DistillTrainer.student_phase,
+                                           DistillTrainer.update_discriminator)
+    monkeypatch.setattr(DistillTrainer, "student_input", lambda self, b: passes.append(1) or real_input(self, b))
+    monkeypatch.setattr(DistillTrainer, "student_phase",
+                        lambda self, step, m: [g_fakes.append(f) or (b, f) for b, f in real_phase(self, step, m)])
+    monkeypatch.setattr(DistillTrainer, "update_discriminator",
+                        lambda self, b, fake, step, m: d_fakes.append(fake) or real_update(self, b, fake, step, m))
+    full = train_distill(distill_recipe(tmp_path / "a", tiny_teacher, **over))
+    assert len(passes) == 4 and len(d_fakes) == 4  # 4 steps, one student pass each
+    assert all(torch.equal(g, d) for g, d in zip(g_fakes, d_fakes))
+    part = train_distill(distill_recipe(tmp_path / "b", tiny_teacher, interrupt_at=3, **over))
+    train_distill(distill_recipe(tmp_path / "b", tiny_teacher, resume_from_checkpoint="latest", **over))
+    passes.clear()
+    critics_first = train_distill(distill_recipe(tmp_path / "c", tiny_teacher, max_steps=2, checkpoint_every=2,
+                                                 distill={"backward_simulation": True, "lambda_dmd": 1.0}))
+    assert len(passes) == 4  # the default order: the critics' own student pass, then the student's
+    a, b = load_file(full / "checkpoints/checkpoint-4/student.safetensors"), load_file(part / "checkpoints/checkpoint-4/student.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    f_a = load_file(full / "checkpoints/checkpoint-2/fake_score.safetensors")
+    f_c = load_file(critics_first / "checkpoints/checkpoint-2/fake_score.safetensors")
+    assert any(not torch.equal(f_a[k], f_c[k]) for k in f_a)  # the critics trained on other samples

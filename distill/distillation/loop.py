@@ -12,6 +12,8 @@ distill.backward_simulation (every noising and x0 estimate through the Denoiser)
       L_distill = c(t) || fake - sg(target) ||^2                                     (Eq. 4-5, ADD)
       L_dmd = 0.5 || fake - sg(fake - grad) ||^2, grad = (mu_fake(x_t) - target) / mean|fake - target|
       L_G = lambda_adv L_adv + lambda_distill L_distill + lambda_dmd L_dmd
+  distill.student_first: the G phase runs first and the first D update takes its sg(fake) (DMD2's order):
+      one student forward (and one backward simulation) per step instead of two.
 The space (distill.distillation.pixel.PixelSpace, distill.sd.space.LatentSpace) supplies the
 teacher, the data and its conditioning, the student's weights (a copy or LoRA adapters), the
 discriminator's backbone, the codec and the export. All randomness is drawn for the global batch
@@ -148,10 +150,7 @@ class DistillTrainer(Trainer):
         g = rng(tc.seed, sp.tag, step, tag, k, a)
         x0, cond = sp.batch(self.sampler.indices((step * (dsc.steps + 1) + k) * tc.batch_size + a * n, n))
         i_s = student_timestep_index(len(self.ts), self.p_s, n, g)
-        out = dict(x0=x0, s=self.ts[i_s], eps=torch.randn(x0.shape, generator=g),
-                   t_d=torch.randint(dsc.t_min, dsc.t_max + 1, (n,), generator=g),
-                   noise_d=torch.randn((2,) + x0.shape, generator=g).transpose(0, 1),
-                   u=torch.rand(2, n, NUM_RANDOM, generator=g).transpose(0, 1),
+        out = dict(x0=x0, s=self.ts[i_s], eps=torch.randn(x0.shape, generator=g), **self.disc_noise(g, x0.shape),
                    t=torch.randint(dc.t_min, dc.t_max + 1, (n,), generator=g),
                    eps2=torch.randn(x0.shape, generator=g), head=i_s if dsc.heads_per_timestep else None)
         if self.fake is not None:  # drawn last: the draws above do not depend on lambda_dmd
@@ -159,9 +158,21 @@ class DistillTrainer(Trainer):
                        eps_f=torch.randn(x0.shape, generator=g))
         if dc.backward_simulation and len(self.ts) > 1:  # the renoising of each simulated student step, (n, K-1, C, H, W)
             out.update(i_s=i_s, eps_bs=torch.randn((n, len(self.ts) - 1) + tuple(x0.shape[1:]), generator=g))
-        b = {key: (shard(v, self.rank, self.P).to(self.dev) if v is not None else None) for key, v in out.items()}
+        b = self.local(out)
         b["cond"] = sp.shard_cond(cond, self.rank, self.P, self.dev)
         return b
+
+    def disc_noise(self, g, shape) -> dict:
+        """The discriminator's draws for B = shape[0] pairs: backbone timestep t_d (B,), its noise (B, 2, C, H, W)
+        and the augmentations' uniforms (B, 2, K), column 0 for the real half, 1 for the fake one."""
+        n, dsc = shape[0], self.disc_cfg
+        return dict(t_d=torch.randint(dsc.t_min, dsc.t_max + 1, (n,), generator=g),
+                    noise_d=torch.randn((2,) + tuple(shape), generator=g).transpose(0, 1),
+                    u=torch.rand(2, n, NUM_RANDOM, generator=g).transpose(0, 1))
+
+    def local(self, out: dict) -> dict:
+        """This process's shard of global-batch draws, on its device."""
+        return {key: (shard(v, self.rank, self.P).to(self.dev) if v is not None else None) for key, v in out.items()}
 
     def student_input(self, b: dict) -> torch.Tensor:
         """x_s (B, C, H, W), the student's input at its timestep s = s_i: data noised to s (ADD), or with
@@ -199,67 +210,87 @@ class DistillTrainer(Trainer):
         m.update(md)
 
     def step(self, step: int) -> dict:
-        acc, sp, dc, dsc = self.accelerator, self.space, self.dc, self.disc_cfg
         m = {}
-        with acc.autocast():  # --mixed_precision bf16/fp16: the frozen teacher too (prepared models already are)
-            # ---- discriminator phase
-            for k in range(dsc.steps):
-                self.opt_d.zero_grad(set_to_none=True)
-                if self.opt_f is not None:
-                    self.opt_f.zero_grad(set_to_none=True)
-                for a in range(self.A):
+        with self.accelerator.autocast():  # --mixed_precision bf16/fp16: the frozen teacher too (prepared models already are)
+            if self.dc.student_first:  # DMD2's order: the critics train on this step's student outputs, detached
+                outs = self.student_phase(step, m)
+                self.critic_phase(step, m, outs)
+            else:
+                self.critic_phase(step, m)
+                self.student_phase(step, m)
+        return m
+
+    def critic_phase(self, step: int, m: dict, reuse=None) -> None:
+        """discriminator.steps updates of the heads (and the fake score, DMD2); `reuse`: the student phase's
+        [(b, sg(fake))] per micro step, judged in the first update with fresh discriminator draws."""
+        dsc, tc = self.disc_cfg, self.recipe.train
+        for k in range(dsc.steps):
+            self.opt_d.zero_grad(set_to_none=True)
+            if self.opt_f is not None:
+                self.opt_f.zero_grad(set_to_none=True)
+            for a in range(self.A):
+                if reuse is not None and k == 0:
+                    b, fake = reuse[a]
+                    global_shape = (self.n,) + tuple(fake.shape[1:])
+                    b = {**b, **self.local(self.disc_noise(rng(tc.seed, self.space.tag, step, "d-reuse", a), global_shape))}
+                else:
                     b = self.draw(step, "d", k, a)
                     with torch.no_grad():
                         fake = self.student_w.x0(self.student_input(b), b["s"], b["cond"])
-                    with acc.accumulate(self.disc):
-                        self.update_discriminator(b, fake, step, m)
-                    if self.fake is not None:  # the fake score learns the student's distribution (DMD2)
-                        with acc.accumulate(self.fake.net):
-                            loss_f = self.fake.loss(fake, b["eps_f"], b["t_f"], b["cond"]).mean()
-                            acc.backward(loss_f)
-                            self.opt_f.step()
-                        m["loss_fake_score"] = loss_f.detach()
-            # ---- student phase
-            self.opt_g.zero_grad(set_to_none=True)
-            fake_backbone = dsc.backbone == "fake_score"
-            if fake_backbone:  # L_adv reaches the sample through its encoder: no weight gradients there
-                self.fake.net.requires_grad_(False)
-            for a in range(self.A):
-                b = self.draw(step, "g", dsc.steps, a)
-                with acc.accumulate(self.student_w.net):
-                    fake = self.student_w.x0(self.student_input(b), b["s"], b["cond"])
-                    loss_adv = torch.zeros(fake.shape[0], device=self.dev)
-                    if dc.lambda_adv > 0:
-                        loss_adv = self.adv.g_loss(self.D(fake, b["cond"], b["t_d"], b["noise_d"][:, 1], b["u"][:, 1],
-                                                           head=b["head"])[0])
-                        if (w_adv := self.d_weight(b["s"])) is not None:  # only the outputs the discriminator judges
-                            loss_adv = loss_adv * w_adv
-                    loss_distill, loss_dmd = None, torch.zeros(fake.shape[0], device=self.dev)
-                    if dc.lambda_distill > 0 or self.fake is not None:  # LADD (adversarial only): no teacher call
-                        with sp.teacher_mode():
-                            target, c_t, x_t = teacher_target(sp.teacher, fake.detach(), b["cond"], b["t"], b["eps2"],
-                                                              dc.teacher_guidance, dc.distill_weighting)
-                    if dc.lambda_distill > 0:
-                        fake_r, target_r = sp.regression_pair(fake, target)
-                        loss_distill = distillation_loss(fake_r, target_r, c_t)
-                    if self.fake is not None:
-                        with torch.no_grad():  # at the x_t the teacher's target came from
-                            fake_x0 = self.fake.x0(x_t, b["t"], b["cond"])
-                        loss_dmd = dmd_loss(fake, target, fake_x0)
-                        m["loss_dmd"] = loss_dmd.mean().detach()
-                    loss_g = dc.lambda_adv * loss_adv  # L_G: the terms in the order of the module docstring
-                    if loss_distill is not None:
-                        loss_g = loss_g + dc.lambda_distill * loss_distill
-                    loss_g = (loss_g + dc.lambda_dmd * loss_dmd).mean()
-                    acc.backward(loss_g)
-                    if acc.sync_gradients:
-                        m["grad_norm_g"] = float(acc.clip_grad_norm_(self.trainable, self.recipe.train.max_grad_norm))
-                    self.opt_g.step()
-                self.opt_d.zero_grad(set_to_none=True)  # the G pass left gradients on the heads
-            if fake_backbone:
-                self.fake.net.requires_grad_(True)
+                with self.accelerator.accumulate(self.disc):
+                    self.update_discriminator(b, fake, step, m)
+                if self.fake is not None:  # the fake score learns the student's distribution (DMD2)
+                    with self.accelerator.accumulate(self.fake.net):
+                        loss_f = self.fake.loss(fake, b["eps_f"], b["t_f"], b["cond"]).mean()
+                        self.accelerator.backward(loss_f)
+                        self.opt_f.step()
+                    m["loss_fake_score"] = loss_f.detach()
+
+    def student_phase(self, step: int, m: dict) -> list:
+        """One student update (L_G of the module docstring) -> [(b, sg(fake))] per micro step."""
+        acc, sp, dc, dsc = self.accelerator, self.space, self.dc, self.disc_cfg
+        outs = []
+        self.opt_g.zero_grad(set_to_none=True)
+        fake_backbone = dsc.backbone == "fake_score"
+        if fake_backbone:  # L_adv reaches the sample through its encoder: no weight gradients there
+            self.fake.net.requires_grad_(False)
+        for a in range(self.A):
+            b = self.draw(step, "g", dsc.steps, a)
+            with acc.accumulate(self.student_w.net):
+                fake = self.student_w.x0(self.student_input(b), b["s"], b["cond"])
+                loss_adv = torch.zeros(fake.shape[0], device=self.dev)
+                if dc.lambda_adv > 0:
+                    loss_adv = self.adv.g_loss(self.D(fake, b["cond"], b["t_d"], b["noise_d"][:, 1], b["u"][:, 1],
+                                                       head=b["head"])[0])
+                    if (w_adv := self.d_weight(b["s"])) is not None:  # only the outputs the discriminator judges
+                        loss_adv = loss_adv * w_adv
+                loss_distill, loss_dmd = None, torch.zeros(fake.shape[0], device=self.dev)
+                if dc.lambda_distill > 0 or self.fake is not None:  # LADD (adversarial only): no teacher call
+                    with sp.teacher_mode():
+                        target, c_t, x_t = teacher_target(sp.teacher, fake.detach(), b["cond"], b["t"], b["eps2"],
+                                                          dc.teacher_guidance, dc.distill_weighting)
+                if dc.lambda_distill > 0:
+                    fake_r, target_r = sp.regression_pair(fake, target)
+                    loss_distill = distillation_loss(fake_r, target_r, c_t)
+                if self.fake is not None:
+                    with torch.no_grad():  # at the x_t the teacher's target came from
+                        fake_x0 = self.fake.x0(x_t, b["t"], b["cond"])
+                    loss_dmd = dmd_loss(fake, target, fake_x0)
+                    m["loss_dmd"] = loss_dmd.mean().detach()
+                loss_g = dc.lambda_adv * loss_adv  # L_G: the terms in the order of the module docstring
+                if loss_distill is not None:
+                    loss_g = loss_g + dc.lambda_distill * loss_distill
+                loss_g = (loss_g + dc.lambda_dmd * loss_dmd).mean()
+                acc.backward(loss_g)
+                if acc.sync_gradients:
+                    m["grad_norm_g"] = float(acc.clip_grad_norm_(self.trainable, self.recipe.train.max_grad_norm))
+                self.opt_g.step()
+            self.opt_d.zero_grad(set_to_none=True)  # the G pass left gradients on the heads
+            outs.append((b, fake.detach()))
+        if fake_backbone:
+            self.fake.net.requires_grad_(True)
         m.update(g_metrics(loss_adv, loss_distill, loss_g))
-        return m
+        return outs
 
     # ------------------------------------------------------------------ monitoring and export
     def sample(self, step: int):

@@ -30,6 +30,9 @@ class DistillConfig:
     # multi-step students: the input at student timestep s_i is the student's own i-step sample renoised to s_i, not
     # noised data (DMD2 Sec. 4.5, backward simulation)
     backward_simulation: bool = False
+    # the student phase first; the discriminator / fake score phase then trains on its outputs (DMD2's order), which
+    # saves the critics' own student pass: false draws fresh student outputs for the critics before the student phase
+    student_first: bool = False
     lambda_adv: float = ranged(1.0, ge=0)  # adversarial term
     lambda_distill: float = ranged(2.5, ge=0)  # ADD regression term (Eq. 4-5, ADD)
     lambda_dmd: float = ranged(0.0, ge=0)  # distribution matching (DMD2); > 0 builds the fake score network
