@@ -75,13 +75,13 @@ def wall_ratio(data: str, k: int, rounds: int, overrides, distill_recipe: str, o
               "train.sample_every=100000"]
     teacher_extra = ["train.resume_from_checkpoint=null"]
     for r in range(rounds):
-        for name, load, train, extra in (
-                ("teacher", lambda o: load_recipe(teacher_recipe, o), train_teacher, teacher_extra),
-                ("distill", lambda o: load_recipe(distill_recipe, o), train_distill, list(overrides)),
+        for name, path, train, extra in (
+                ("teacher", teacher_recipe, train_teacher, teacher_extra),
+                ("distill", distill_recipe, train_distill, list(overrides)),
                 # the teacher's recipe in bf16 too: what a teacher trained at the distillation's precision would cost
-                ("teacher_bf16", lambda o: load_recipe(teacher_recipe, o), train_teacher, [*teacher_extra, "train.mixed_precision=bf16"])):
+                ("teacher_bf16", teacher_recipe, train_teacher, [*teacher_extra, "train.mixed_precision=bf16"])):
             out = tmp / f"{name}-{r}"
-            recipe = load([*extra, *common, f"output_dir={out}"])  # K steps win over an override
+            recipe = load_recipe(path, [*extra, *common, f"output_dir={out}"])  # K steps win over an override
             AcceleratorState._reset_state(True)  # accelerate keeps one process-wide mixed-precision state
             train(recipe)
             per[name].append(seconds_per_step(out, skip=1))
