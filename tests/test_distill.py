@@ -395,3 +395,27 @@ def test_student_first_critics_judge_the_student_phase_outputs(tmp_path, tiny_te
     f_a = load_file(full / "checkpoints/checkpoint-2/fake_score.safetensors")
     f_c = load_file(critics_first / "checkpoints/checkpoint-2/fake_score.safetensors")
     assert any(not torch.equal(f_a[k], f_c[k]) for k in f_a)  # the critics trained on other samples
+
+
+def test_teacher_t_below_s_rescales_the_teacher_timestep_draw(tmp_path, tiny_teacher, monkeypatch):
+    """experimental.teacher_t_below_s: the teacher / DMD timestep of a sample from student timestep s lies in
+    [t_min, min(t_max, s)], the same draw rescaled (samples at s >= t_max keep theirs)."""
+    from distill.distillation.loop import DistillTrainer
+
+    seen = {}
+    real_draw = DistillTrainer.draw
+    monkeypatch.setattr(DistillTrainer, "draw", lambda self, step, tag, k, a: seen.setdefault(
+        (self.recipe.experimental.teacher_t_below_s, step, tag), real_draw(self, step, tag, k, a)))
+    for on in (False, True):
+        train_distill(distill_recipe(tmp_path / str(on), tiny_teacher, max_steps=2, checkpoint_every=2,
+                                     batch_size=64, distill={"lambda_dmd": 1.0},
+                                     experimental={"teacher_t_below_s": on}))
+    dc = distill_recipe(tmp_path / "c", tiny_teacher).distill
+    for step in (0, 1):
+        off, on = seen[(False, step, "g")], seen[(True, step, "g")]
+        assert torch.equal(off["s"], on["s"])
+        top = on["s"].clamp(max=dc.t_max)
+        assert (on["t"] >= dc.t_min).all() and (on["t"] <= top).all()
+        keep = on["s"] >= dc.t_max
+        assert keep.any() and (~keep).any() and torch.equal(on["t"][keep], off["t"][keep])
+        assert (off["t"][~keep] > off["s"][~keep]).any()  # off: noise levels above the student's own

@@ -79,6 +79,9 @@ class ExperimentalConfig:
     disc_timesteps: list[int] = ranged(factory=list, ge=0)
     # backbone fake_score: weight of the discriminator loss in the fake score's update (the heads take 1)
     fake_score_disc_weight: float = ranged(1.0, ge=0)
+    # the teacher / DMD timestep t of a sample from student timestep s drawn in [t_min, min(t_max, s)] (the same
+    # draw rescaled), not [t_min, t_max]: a step that starts at s is judged at noise levels it can change
+    teacher_t_below_s: bool = False
 
 
 @dataclass
