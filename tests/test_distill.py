@@ -188,6 +188,19 @@ def test_disc_timesteps_run_and_validation(tmp_path, tiny_teacher):
         distill_recipe(tmp_path / "b", tiny_teacher, experimental={"disc_timesteps": [500]})
 
 
+def test_distill_timesteps_mask_the_regression_term(tmp_path, tiny_teacher):
+    """experimental.distill_timesteps: samples of the other student timesteps get no ADD regression term."""
+    def loss_distill(weights, ts):
+        rec = distill_recipe(tmp_path / f"{weights}{ts}", tiny_teacher, max_steps=2, checkpoint_every=2, log_every=1,
+                             distill={"timestep_weights": weights}, experimental={"distill_timesteps": ts})
+        return [r["loss_distill"] for r in read_metrics(train_distill(rec) / "metrics.jsonl") if "loss_distill" in r]
+
+    assert loss_distill([0, 1, 0, 0], [999]) == [0.0, 0.0]  # every sample at 749: masked
+    assert all(v > 0 for v in loss_distill([0, 1, 0, 0], [749, 249]))
+    with pytest.raises(DistillError, match="distill_timesteps"):
+        distill_recipe(tmp_path / "b", tiny_teacher, experimental={"distill_timesteps": [500]})
+
+
 def test_student_timestep_weights_draw_and_validation(tmp_path, tiny_teacher):
     g = torch.Generator().manual_seed(0)
     i = student_timestep_index(4, torch.tensor([3.0, 1.0, 0.0, 0.0], dtype=torch.float64), 20000, g)

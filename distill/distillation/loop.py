@@ -121,9 +121,11 @@ class DistillTrainer(Trainer):
         self.p_s = torch.tensor(w, dtype=torch.float64) if w else None
         # the adversarial game on outputs of the disc_timesteps S_D only: weight |S| / |S_D| there, 0 elsewhere
         # (a constant, not a per-batch count, so P processes take the step one process takes); None: all steps
-        ts_d = r.experimental.disc_timesteps
-        ts_d_t = self.ts[[dc.student_timesteps.index(s) for s in ts_d]].to(self.dev)
+        ts_d, ts_r = r.experimental.disc_timesteps, r.experimental.distill_timesteps
+        ts_d_t, ts_r_t = (self.ts[[dc.student_timesteps.index(s) for s in x]].to(self.dev) for x in (ts_d, ts_r))
         self.d_weight = (lambda s: torch.isin(s, ts_d_t).float() * (len(self.ts) / len(ts_d))) if ts_d else (lambda s: None)
+        # the regression term on samples of the distill_timesteps only (a 0/1 mask); None: all
+        self.r_weight = (lambda s: torch.isin(s, ts_r_t).float()) if ts_r else (lambda s: None)
         self.sampler = EpochSampler(len(sp.data), tc.seed)
         self.n = tc.batch_size // self.A  # global samples per accumulation slice
 
@@ -275,6 +277,8 @@ class DistillTrainer(Trainer):
                 if dc.lambda_distill > 0:
                     fake_r, target_r = sp.regression_pair(fake, target)
                     loss_distill = distillation_loss(fake_r, target_r, c_t)
+                    if (w_r := self.r_weight(b["s"])) is not None:
+                        loss_distill = loss_distill * w_r
                 if self.fake is not None:
                     with torch.no_grad():  # at the x_t the teacher's target came from
                         fake_x0 = self.fake.x0(x_t, b["t"], b["cond"])

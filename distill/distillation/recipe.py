@@ -79,6 +79,8 @@ class ExperimentalConfig:
     disc_timesteps: list[int] = ranged(factory=list, ge=0)
     # backbone fake_score: weight of the discriminator loss in the fake score's update (the heads take 1)
     fake_score_disc_weight: float = ranged(1.0, ge=0)
+    # student timesteps whose samples get the ADD regression term (empty: all); the others' samples get none
+    distill_timesteps: list[int] = ranged(factory=list, ge=0)
     # the teacher / DMD timestep t of a sample from student timestep s drawn in [t_min, min(t_max, s)] (the same
     # draw rescaled), not [t_min, t_max]: a step that starts at s is judged at noise levels it can change
     teacher_t_below_s: bool = False
@@ -118,8 +120,9 @@ def check_distill_sections(r, where: str) -> None:
     for sec, lo, hi in (("distill", dc.t_min, dc.t_max), ("discriminator", disc.t_min, disc.t_max)):
         if lo > hi:
             raise RecipeError(f"{where}: key '{sec}.t_min' ({lo}) must be <= '{sec}.t_max' ({hi})")
-    if bad := [s for s in ex.disc_timesteps if s not in ts]:
-        raise RecipeError(f"{where}: key 'experimental.disc_timesteps': {bad} not among distill.student_timesteps {ts}")
+    for key in ("disc_timesteps", "distill_timesteps"):
+        if bad := [s for s in getattr(ex, key) if s not in ts]:
+            raise RecipeError(f"{where}: key 'experimental.{key}': {bad} not among distill.student_timesteps {ts}")
     if disc.backbone == "fake_score" and dc.lambda_dmd <= 0:
         raise RecipeError(f"{where}: key 'discriminator.backbone': fake_score needs the fake score network: set "
                           "distill.lambda_dmd > 0")
