@@ -161,7 +161,7 @@ class DistillTrainer(Trainer):
         if dc.backward_simulation and len(self.ts) > 1:  # the renoising of each simulated student step, (n, K-1, C, H, W)
             out.update(i_s=i_s, eps_bs=torch.randn((n, len(self.ts) - 1) + tuple(x0.shape[1:]), generator=g))
         if self.recipe.experimental.teacher_t_below_s:  # t in [t_min, min(t_max, s)], the same draw rescaled
-            top = out["s"].clamp(max=dc.t_max) - dc.t_min
+            top = (out["s"].clamp(max=dc.t_max) - dc.t_min).clamp(min=0)  # s below t_min: t = t_min
             out["t"] = dc.t_min + torch.div((out["t"] - dc.t_min) * top, max(dc.t_max - dc.t_min, 1), rounding_mode="floor")
         b = self.local(out)
         b["cond"] = sp.shard_cond(cond, self.rank, self.P, self.dev)
