@@ -121,13 +121,19 @@ class DistillTrainer(Trainer):
         self.p_s = torch.tensor(w, dtype=torch.float64) if w else None
         # the adversarial game on outputs of the disc_timesteps S_D only: weight |S| / |S_D| there, 0 elsewhere
         # (a constant, not a per-batch count, so P processes take the step one process takes); None: all steps
-        ts_d, ts_r = r.experimental.disc_timesteps, r.experimental.distill_timesteps
-        ts_d_t, ts_r_t = (self.ts[[dc.student_timesteps.index(s) for s in x]].to(self.dev) for x in (ts_d, ts_r))
-        self.d_weight = (lambda s: torch.isin(s, ts_d_t).float() * (len(self.ts) / len(ts_d))) if ts_d else (lambda s: None)
-        # the regression term on samples of the distill_timesteps only (a 0/1 mask); None: all
-        self.r_weight = (lambda s: torch.isin(s, ts_r_t).float()) if ts_r else (lambda s: None)
+        ts_d = r.experimental.disc_timesteps
+        self.d_weight = self.timestep_weight(ts_d, len(self.ts) / max(len(ts_d), 1))
+        self.r_weight = self.timestep_weight(r.experimental.distill_timesteps)  # the regression term's 0/1 mask
         self.sampler = EpochSampler(len(sp.data), tc.seed)
         self.n = tc.batch_size // self.A  # global samples per accumulation slice
+
+    def timestep_weight(self, chosen: list, scale: float = 1.0):
+        """s (B,) -> (B,) weights: `scale` on samples of the student timesteps `chosen`, 0 elsewhere; with `chosen`
+        empty, None (every sample counts)."""
+        if not chosen:
+            return lambda s: None
+        ts = self.ts[[self.dc.student_timesteps.index(c) for c in chosen]].to(self.dev)  # in the teacher's units
+        return lambda s: torch.isin(s, ts).float() * scale
 
     def ema_parameters(self):
         return self.trainable
