@@ -159,6 +159,28 @@ def test_mnist_recipes_are_the_experiment_runs(shipped, entry):
     assert a == b
 
 
+@pytest.mark.parametrize("cifar,mnist", [("recipes/cifar10.yaml", "recipes/mnist.yaml"),
+                                         ("recipes/cifar10_1step.yaml", "recipes/mnist_1step.yaml")])
+def test_cifar10_presets_change_only_data_teacher_and_classifier(cifar, mnist):
+    """A CIFAR-10 preset keeps its MNIST recipe's distillation settings (one recipe, per-data-set presets)."""
+    a, b = _resolved(load_recipe(ROOT / cifar)), _resolved(load_recipe(ROOT / mnist))
+    changed = {(sec, k) for sec in a if isinstance(a[sec], dict) for k in a[sec] if a[sec][k] != b[sec][k]}
+    assert changed == {("data", "source"), ("distill", "teacher"), ("distill", "coverage_classifier"),
+                       ("eval", "features"), ("eval", "reference_split")}
+
+
+def test_cifar10_1step_is_the_experiment_run():
+    """recipes/cifar10_1step.yaml resolves to the cifar10 experiment docs/results/cifar10.md quotes."""
+    overrides = yaml.safe_load((ROOT / "experiments/cifar10/ablations.yaml").read_text())["fsbb_nodistill_w1"]["overrides"]
+    a = _resolved(load_recipe(ROOT / "recipes/cifar10_1step.yaml"))
+    b = _resolved(load_recipe(ROOT / "recipes/cifar10.yaml", overrides))
+    # [999] and 4 timesteps weighted [1, 0, 0, 0] draw the same random stream
+    assert (a["distill"].pop("student_timesteps"), a["distill"].pop("timestep_weights")) == ([999], [])
+    assert (b["distill"].pop("student_timesteps"), b["distill"].pop("timestep_weights")) == \
+        ([999, 749, 499, 249], [1, 0, 0, 0])
+    assert a == b
+
+
 def test_every_experiment_entry_is_a_valid_recipe():
     """Each entry of experiments/<group>/ablations.yaml applies to its group's recipe (keys exist, ranges hold)."""
     import importlib.util
