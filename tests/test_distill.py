@@ -311,6 +311,40 @@ def test_one_step_student_exports_a_one_step_scheduler(tmp_path, tiny_teacher):
         sample(pipe.unet, pipe.scheduler, torch.randn(1, 1, 8, 8), torch.tensor([0]), 4)
 
 
+def test_step_subsets_sample_the_chosen_timesteps(tmp_path, tiny_teacher, monkeypatch):
+    """experiments/step_subsets.py samples each subset at exactly its timesteps and writes one row per subset;
+    a subset that is not decreasing is a usage error."""
+    import importlib.util
+    import json
+    import sys
+    from pathlib import Path
+
+    import distill.eval.evaluate as evaluate
+
+    run_dir = train_distill(distill_recipe(tmp_path, tiny_teacher, max_steps=1, checkpoint_every=1))
+    spec = importlib.util.spec_from_file_location(
+        "step_subsets", Path(__file__).resolve().parent.parent / "experiments" / "step_subsets.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    visited, sample = [], evaluate.sample
+
+    def spy(unet, sched, *a, **k):
+        out = sample(unet, sched, *a, **k)
+        visited.append(sched.timesteps.tolist())
+        return out
+
+    monkeypatch.setattr(evaluate, "sample", spy)
+    monkeypatch.setattr(sys, "argv", ["step_subsets", str(run_dir), "--samples", "20", "--subsets", "999", "999,249"])
+    mod.main()
+    assert visited == [[999], [999, 249]]
+    rows = json.loads((run_dir / "eval" / "step_subsets.json").read_text())
+    assert [r["timesteps"] for r in rows] == [[999], [999, 249]] and all(math.isfinite(r["fid"]) for r in rows)
+    monkeypatch.setattr(sys, "argv", ["step_subsets", str(run_dir), "--subsets", "249,999"])
+    with pytest.raises(SystemExit) as e:
+        mod.main()
+    assert e.value.code == 2
+
+
 def test_backward_simulation_input_is_the_students_own_chain():
     """distill.backward_simulation: a sample at student timestep s_i gets x0 = G(x_{s_j}, s_j) renoised with
     its own noise to s_{j+1}, for j < i, starting from data noised to s_0 (DMD2 Sec. 4.5); s_0 samples
