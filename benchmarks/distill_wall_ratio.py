@@ -71,7 +71,7 @@ def wall_ratio(data: str, k: int, rounds: int, overrides, distill_recipe: str, o
     full_d = distill.train.max_steps
     per = {"teacher": [], "distill": [], "teacher_bf16": []}
     tmp = Path(tempfile.mkdtemp(prefix="wall-ratio-"))
-    common = [f"data.source={data}", f"train.max_steps={k}", "train.log_every=5", "train.checkpoint_every=100000",
+    short_run = [f"data.source={data}", f"train.max_steps={k}", "train.log_every=5", "train.checkpoint_every=100000",
               "train.sample_every=100000"]
     teacher_extra = ["train.resume_from_checkpoint=null"]
     for r in range(rounds):
@@ -81,7 +81,7 @@ def wall_ratio(data: str, k: int, rounds: int, overrides, distill_recipe: str, o
                 # the teacher's recipe in bf16 too: what a teacher trained at the distillation's precision would cost
                 ("teacher_bf16", teacher_recipe, train_teacher, [*teacher_extra, "train.mixed_precision=bf16"])):
             out = tmp / f"{name}-{r}"
-            recipe = load_recipe(path, [*extra, *common, f"output_dir={out}"])  # K steps win over an override
+            recipe = load_recipe(path, [*extra, *short_run, f"output_dir={out}"])  # K steps win over an override
             AcceleratorState._reset_state(True)  # accelerate keeps one process-wide mixed-precision state
             train(recipe)
             per[name].append(seconds_per_step(out, skip=1))
@@ -98,7 +98,26 @@ def wall_ratio(data: str, k: int, rounds: int, overrides, distill_recipe: str, o
     # recipes/mnist.yaml -> distill_mnist_wall_ratio.json, recipes/mnist_1step.yaml -> distill_mnist_1step_wall_ratio.json
     (OUT / (out_name or f"distill_{Path(distill_recipe).stem}_wall_ratio.json")).write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))
+    write_table()
     return res
+
+
+def write_table() -> Path:
+    """benchmarks/results/distill_wall_ratio.md: one row per wall-ratio result file, read back from the JSON."""
+    lines = ["| result file | distillation recipe (overrides) | threads | teacher s/step | distillation s/step | "
+             "projected min, teacher / distillation | ratio |", "|---|---|---|---|---|---|---|"]
+    for path in sorted(OUT.glob("distill_*wall_ratio*.json")):
+        r = json.loads(path.read_text())
+        span = lambda v: f"{min(v):.2f}-{max(v):.2f}"  # noqa: E731
+        recipe = r["distill_recipe"] + (f" ({' '.join(r['distill_overrides'])})" if r["distill_overrides"] else "")
+        lines.append(f"| {path.name} | {recipe} | {r['threads']} | {span(r['teacher_s_per_step'])} | "
+                     f"{span(r['distill_s_per_step'])} | {r['teacher_projected_min']:.1f} / "
+                     f"{r['distill_projected_min']:.1f} | **{r['ratio']:.2f}x** |")
+    out = OUT / "distill_wall_ratio.md"
+    out.write_text("Distillation wall time against the teacher's training, alternated on one machine "
+                   "(`python benchmarks/distill_wall_ratio.py`); 2-core AMD EPYC CPU (AVX512-BF16), no GPU.\n\n"
+                   + "\n".join(lines) + "\n")
+    return out
 
 
 def main():
@@ -109,7 +128,11 @@ def main():
     ap.add_argument("--recipe", default="recipes/mnist.yaml", help="the distillation recipe timed")
     ap.add_argument("--recipe-override", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of --recipe")
     ap.add_argument("--out", default="", help="result file name (default distill_<recipe>_wall_ratio.json)")
+    ap.add_argument("--table", action="store_true", help="only rewrite results/distill_wall_ratio.md from the JSON files")
     a = ap.parse_args()
+    if a.table:
+        print(write_table().read_text())
+        return
     wall_ratio(a.data, a.steps, a.rounds, a.recipe_override, a.recipe, a.out)
 
 

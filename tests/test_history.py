@@ -8,7 +8,8 @@ listing file:line and the offending text:
 - recipes/**/*.yaml and experiments/** text files, whole text;
 - comments and docstrings of distill/**/*.py, scripts/*.py, benchmarks/*.py, experiments/**/*.py.
 
-CHANGELOG.md and benchmarks/results/ (generated records) are not checked.
+CHANGELOG.md is not checked; benchmarks/results/ and experiments/results/ (generated records, which may
+name commits) are checked for session words only.
 """
 
 import ast
@@ -117,6 +118,17 @@ def test_no_development_history(group):
     hits = history_hits(group)
     assert not hits, ("development history in user-facing text (move it to CHANGELOG.md):\n"
                       + "\n".join(hits))
+
+
+def test_generated_results_name_no_sessions():
+    """benchmarks/results and experiments/results may record commits, not the sessions that made them."""
+    out = []
+    for folder in (ROOT / "benchmarks" / "results", ROOT / "experiments" / "results"):
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path.suffix in TEXT_SUFFIXES:
+                for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+                    out += [f"{path.relative_to(ROOT)}:{n}: {m.group(0)!r}" for rx in WORDS for m in rx.finditer(line)]
+    assert not out, "\n".join(out)
 
 
 @pytest.mark.parametrize("text", [
