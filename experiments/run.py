@@ -75,8 +75,9 @@ def collect(group: str) -> None:
     t = {r["steps"]: r for r in teacher}
     best = min(teacher, key=lambda r: r["fid"])
     real_div = runs[0]["rows"][0]["real_intra_class_dist"] if runs else float("nan")
+    split = load_entry(group, runs[0]["name"]).eval.reference_split if runs else "-"
     lines = [f"Teacher (DDIM, guidance 1): 1 step FID {t[1]['fid']:.3f}, 50 steps FID {t[50]['fid']:.3f}, best "
-             f"{best['steps']} steps FID {best['fid']:.3f}. Real test-set within-class distance {real_div:.2f}.", "",
+             f"{best['steps']} steps FID {best['fid']:.3f}. Real within-class distance ({split} split) {real_div:.2f}.", "",
              "| run | train steps | wall (min) | 1-step FID | 4-step FID | 1-step KID | class acc | within-class dist |",
              "|---|---|---|---|---|---|---|---|"]
     for r in runs:
