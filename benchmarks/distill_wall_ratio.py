@@ -16,6 +16,7 @@ Writes benchmarks/results/distill_<recipe stem>_wall_ratio.json (or --out).
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -88,7 +89,7 @@ def wall_ratio(data: str, k: int, rounds: int, overrides, distill_recipe: str, o
             print(f"round {r} {name}: {per[name][-1]:.3f} s/step", flush=True)
     shutil.rmtree(tmp, ignore_errors=True)
     s_t, s_d, s_tb = (sorted(v)[len(v) // 2] for v in per.values())
-    res = {"k_steps": k, "rounds": rounds, "threads": torch.get_num_threads(), "teacher_s_per_step": per["teacher"],
+    res = {"machine": machine(), "k_steps": k, "rounds": rounds, "threads": torch.get_num_threads(), "teacher_s_per_step": per["teacher"],
            "distill_s_per_step": per["distill"], "teacher_full_steps": full_t, "distill_full_steps": full_d,
            "teacher_projected_min": s_t * full_t / 60, "distill_projected_min": s_d * full_d / 60,
            "ratio": (s_d * full_d) / (s_t * full_t), "distill_recipe": distill_recipe, "teacher_recipe": shown_path(teacher_recipe),
@@ -102,20 +103,29 @@ def wall_ratio(data: str, k: int, rounds: int, overrides, distill_recipe: str, o
     return res
 
 
+def machine() -> str:
+    """The CPU (or GPU) the timing ran on and whether it computes bf16 natively: ratios differ between machines."""
+    from distill.bench.latency import _cpu_model
+    from distill.engine.hardware import native_bf16
+
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else _cpu_model()
+    return f"{dev}, {os.cpu_count()} cores, {native_bf16()[1]}"
+
+
 def write_table() -> Path:
     """benchmarks/results/distill_wall_ratio.md: one row per wall-ratio result file, read back from the JSON."""
-    lines = ["| result file | distillation recipe (overrides) | threads | teacher s/step | distillation s/step | "
-             "projected min, teacher / distillation | ratio |", "|---|---|---|---|---|---|---|"]
+    lines = ["| result file | distillation recipe (overrides) | machine | threads | teacher s/step | distillation s/step "
+             "| projected min, teacher / distillation | ratio |", "|---|---|---|---|---|---|---|---|"]
     for path in sorted(OUT.glob("distill_*wall_ratio*.json")):
         r = json.loads(path.read_text())
         span = lambda v: f"{min(v):.2f}-{max(v):.2f}"  # noqa: E731
         recipe = r["distill_recipe"] + (f" ({' '.join(r['distill_overrides'])})" if r["distill_overrides"] else "")
-        lines.append(f"| {path.name} | {recipe} | {r['threads']} | {span(r['teacher_s_per_step'])} | "
+        lines.append(f"| {path.name} | {recipe} | {r.get('machine', 'not recorded')} | {r['threads']} | {span(r['teacher_s_per_step'])} | "
                      f"{span(r['distill_s_per_step'])} | {r['teacher_projected_min']:.1f} / "
                      f"{r['distill_projected_min']:.1f} | **{r['ratio']:.2f}x** |")
     out = OUT / "distill_wall_ratio.md"
     out.write_text("Distillation wall time against the teacher's training, alternated on one machine "
-                   "(`python benchmarks/distill_wall_ratio.py`); 2-core AMD EPYC CPU (AVX512-BF16), no GPU.\n\n"
+                   "(`python benchmarks/distill_wall_ratio.py`).\n\n"
                    + "\n".join(lines) + "\n")
     return out
 

@@ -282,3 +282,24 @@ def test_paired_overhead_cancels_drift_within_pairs():
     assert paired_overhead(calls, bare, denoiser_calls=1) == pytest.approx(0.05)
     assert paired_overhead([0.025], [0.010], denoiser_calls=2, fixed_s=0.005) == pytest.approx(0.0)
     assert paired_overhead([], [], denoiser_calls=1) is None
+
+
+def test_wall_ratio_table_has_one_row_per_result(tmp_path, monkeypatch):
+    """benchmarks/distill_wall_ratio.py's markdown table: a row per result JSON, the machine where recorded."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "distill_wall_ratio", Path(__file__).resolve().parent.parent / "benchmarks" / "distill_wall_ratio.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "OUT", tmp_path)
+    base = {"threads": 2, "teacher_s_per_step": [0.5, 0.6], "distill_s_per_step": [0.9, 1.0],
+            "teacher_projected_min": 40.0, "distill_projected_min": 18.0, "ratio": 0.45,
+            "distill_recipe": "recipes/mnist_1step.yaml", "distill_overrides": []}
+    (tmp_path / "distill_a_wall_ratio.json").write_text(json.dumps({"machine": mod.machine(), **base}))
+    (tmp_path / "distill_b_wall_ratio.json").write_text(json.dumps({**base, "distill_overrides": ["train.seed=1"]}))
+    rows = [line for line in mod.write_table().read_text().splitlines() if line.startswith("| distill_")]
+    assert len(rows) == 2 and all("**0.45x**" in r and "0.50-0.60" in r for r in rows)
+    assert "cores" in rows[0] and "not recorded" in rows[1] and "(train.seed=1)" in rows[1]
