@@ -105,10 +105,9 @@ def wall_ratio(data: str, k: int, rounds: int, overrides, distill_recipe: str, o
 
 def machine() -> str:
     """The CPU (or GPU) the timing ran on and whether it computes bf16 natively: ratios differ between machines."""
-    from distill.bench.latency import _cpu_model
-    from distill.engine.hardware import native_bf16
+    from distill.engine.hardware import cpu_model, native_bf16
 
-    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else _cpu_model()
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else cpu_model()
     return f"{dev}, {os.cpu_count()} cores, {native_bf16()[1]}"
 
 

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from distill.bench.latency import _cpu_model  # noqa: E402
+from distill.engine.hardware import cpu_model  # noqa: E402
 from distill.bench.timing import make_timer, run_timed  # noqa: E402
 from distill.diffusion.teachers import load_teacher  # noqa: E402
 
@@ -81,7 +81,7 @@ def main():
         base = med.get(f"eager-{'bf16' if dtype else 'fp32'}")
         rows.append({"variant": name, "s_per_step": med[name], "first_call_s": first[name], "rounds_s": per[name],
                      "speedup_vs_eager": base / med[name] if base else None})
-    env = {"machine": _cpu_model(), "threads": a.threads, "torch": torch.__version__,
+    env = {"machine": cpu_model(), "threads": a.threads, "torch": torch.__version__,
            "batch": a.batch, "teacher": a.teacher, "repeats": a.repeats, "rounds": a.rounds}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.with_suffix(".json").write_text(json.dumps({"env": env, "rows": rows}, indent=1))

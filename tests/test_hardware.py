@@ -117,3 +117,17 @@ def test_run_dumps_auto_and_logs_what_was_used(cpu, tmp_path, capsys):
     rows = read_metrics(run_dir / "metrics.jsonl")
     assert rows[0]["step"] == 0 and rows[0]["mixed_precision"] == "no"
     assert "train.mixed_precision=auto: fp32 (no)" in capsys.readouterr().out
+
+
+def test_cpu_model_reads_cpuinfo_else_platform(monkeypatch):
+    """cpu_model: the 'model name' line of /proc/cpuinfo; without the file, platform's answer (never an error)."""
+    monkeypatch.setattr(hardware.Path, "read_text", lambda self: "processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t: avx2\n")
+    assert hardware.cpu_model() == "Test CPU 9000"
+
+    def missing(self):
+        raise OSError("no /proc")
+
+    monkeypatch.setattr(hardware.Path, "read_text", missing)
+    monkeypatch.setattr("platform.processor", lambda: "")
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    assert hardware.cpu_model() == "x86_64"

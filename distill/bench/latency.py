@@ -30,6 +30,7 @@ from typing import Callable, Optional
 
 import torch
 
+from ..engine.hardware import cpu_model
 from .config import DTYPES, BenchConfig
 from .models import MODELS, Prepared, load_generator, model_list, prepare_pipeline, teacher_cases
 from .timing import (Clock, MemoryTracker, Recorder, device_type, instrument, make_sync, make_timer, percentile,
@@ -39,17 +40,6 @@ __all__ = ["DTYPES", "BenchConfig", "BenchResult", "MODELS", "load_generator", "
 
 
 # ---------------------------------------------------------------- environment
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _git_commit() -> Optional[str]:
@@ -70,7 +60,7 @@ def environment(cfg: BenchConfig) -> dict:
 
     from .. import __version__
 
-    env = {"device": cfg.device, "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
+    env = {"device": cfg.device, "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
            "torch": torch.__version__, "diffusers": diffusers.__version__, "distill": __version__,
            "git_commit": _git_commit(), "python": platform.python_version(), "platform": platform.platform(),
            "torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
