@@ -11,7 +11,6 @@ to <run>/eval/step_subsets.json.
 """
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -28,8 +27,7 @@ def main():
 
     from distill.config import load_recipe
     from distill.diffusion.pipelines import DistillPipeline
-    from distill.eval.evaluate import generate, real_reference, score
-    from distill.eval.fid import feature_extractor, pairwise_distance
+    from distill.eval.evaluate import generate, reference_at, score
 
     subsets = [[int(t) for t in s.split(",")] for s in a.subsets]
     for ts in subsets:
@@ -37,11 +35,7 @@ def main():
             ap.error(f"--subsets: {ts} is not strictly decreasing")
     pipe = DistillPipeline.from_pretrained(str(a.run / "pipeline"))
     recipe = load_recipe(a.run / "recipe.yaml")
-    extractor = feature_extractor(recipe.eval.features)
-    ucfg = pipe.unet.config
-    data = dataclasses.replace(recipe.data, resolution=ucfg.sample_size, channels=ucfg.in_channels)
-    ref, real_feats = real_reference(data, recipe.eval.reference_split, extractor)
-    real_div = pairwise_distance(real_feats.float(), ref.labels)
+    extractor, ref, real_feats, real_div = reference_at(pipe.unet.config, recipe.eval, recipe.data)
     sched, set_timesteps = pipe.scheduler, pipe.scheduler.set_timesteps
     rows = []
     for ts in subsets:

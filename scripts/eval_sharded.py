@@ -19,8 +19,7 @@ import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 from distill.config import load_recipe  # noqa: E402
-from distill.eval.evaluate import real_reference, sample_batch, score, write_eval  # noqa: E402
-from distill.eval.fid import feature_extractor, pairwise_distance  # noqa: E402
+from distill.eval.evaluate import reference_at, sample_batch, score, write_eval  # noqa: E402
 from distill.diffusion.sampling import make_scheduler  # noqa: E402
 from distill.diffusion.teachers import load_teacher  # noqa: E402
 from distill.viz import save_grid, upscale_for_view  # noqa: E402
@@ -61,11 +60,8 @@ def main():
                 save_file({"x": x}, str(f))
                 print(f"steps {s} batch {i}: {time.time() - t0:.1f}s", flush=True)
         return
-    data_cfg = dataclasses.replace(r.data, resolution=cfg.sample_size, channels=cfg.in_channels,
-                                   **({"source": a.data} if a.data else {}))
-    extractor = feature_extractor(ec.features)
-    ref, real_feats = real_reference(data_cfg, ec.reference_split, extractor)
-    real_div = pairwise_distance(real_feats.float(), ref.labels)
+    data_cfg = dataclasses.replace(r.data, **({"source": a.data} if a.data else {}))
+    extractor, ref, real_feats, real_div = reference_at(cfg, ec, data_cfg)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -34,8 +34,6 @@ def add_arguments(p):
 
 
 def main(args) -> int:
-    import dataclasses
-
     from ..errors import DistillError
     from ..gan.generator import is_generator_folder
 
@@ -55,8 +53,6 @@ def main(args) -> int:
     check_pipeline_path(args.pipeline)
     data_cfg, eval_cfg = settings(args, EvalConfig())
     pipe = load_teacher(args.pipeline)
-    res = pipe.unet.config.sample_size
-    data_cfg = dataclasses.replace(data_cfg, resolution=res, channels=pipe.unet.config.in_channels)
     rows = evaluate_pipeline(pipe, eval_cfg, data_cfg, args.out, tag=args.tag, scheduler=args.scheduler,
                              steps=args.steps, guidance_scale=args.guidance)
     for r in rows:

@@ -18,32 +18,25 @@ import torch
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none: not Linux)."""
+def _cpuinfo() -> list[tuple[str, str]]:
+    """(key, value) lines of /proc/cpuinfo; empty where there is none (not Linux)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return set()
-    flags: set[str] = set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            flags.update(value.split())
-    return flags
+        return []
+    return [(k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in text.splitlines())]
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none: not Linux)."""
+    return {f for k, v in _cpuinfo() if k in ("flags", "Features") for f in v.split()}
 
 
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo, else what `platform` knows."""
     import platform
 
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    return next((v for k, v in _cpuinfo() if k == "model name"), "") or platform.processor() or platform.machine()
 
 
 def _uses_cuda() -> bool:

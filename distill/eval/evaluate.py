@@ -58,6 +58,16 @@ def real_reference(data_cfg, split: str, extractor):
     return ref, extract(extractor, ref.images)
 
 
+def reference_at(unet_config, eval_cfg, data_cfg):
+    """The real images a model's samples are scored against, at the samples' size and channels: scoring 28 px
+    samples against 16 px references (the DataConfig default) inflated every FID of the MNIST ablations until
+    this was enforced. -> (extractor, ref, real_feats, real within-class distance)."""
+    extractor = feature_extractor(eval_cfg.features)
+    data_cfg = dataclasses.replace(data_cfg, resolution=unet_config.sample_size, channels=unet_config.in_channels)
+    ref, real_feats = real_reference(data_cfg, eval_cfg.reference_split, extractor)
+    return extractor, ref, real_feats, pairwise_distance(real_feats.float(), ref.labels)
+
+
 def score(fake: torch.Tensor, labels, real_feats, real_labels, extractor) -> dict:
     feats = extract(extractor, fake)
     res = fid_kid(real_feats, feats)
@@ -89,13 +99,7 @@ def evaluate_pipeline(pipe, eval_cfg, data_cfg, out_dir, tag: str = "teacher", s
         scheduler = resolve_sampler(scheduler, pipe.scheduler.config)
         make_scheduler(scheduler, pipe.scheduler.config)  # a sampler of the wrong family: one line, before any work
     w = eval_cfg.guidance_scale if guidance_scale is None else guidance_scale
-    extractor = feature_extractor(eval_cfg.features)
-    # the reference images at the samples' size: scoring 28 px samples against 16 px references
-    # (the DataConfig default) inflated every FID of the MNIST ablations until this was enforced here
-    ucfg = pipe.unet.config
-    data_cfg = dataclasses.replace(data_cfg, resolution=ucfg.sample_size, channels=ucfg.in_channels)
-    ref, real_feats = real_reference(data_cfg, eval_cfg.reference_split, extractor)
-    real_div = pairwise_distance(real_feats.float(), ref.labels)
+    extractor, ref, real_feats, real_div = reference_at(pipe.unet.config, eval_cfg, data_cfg)
     rows, weights = [], weights or weights_fingerprint(pipe.unet)
     bar = tqdm(total=eval_cfg.num_samples * len(steps), desc=f"eval {tag}", unit="img")
     for s in steps:
