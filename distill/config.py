@@ -95,16 +95,23 @@ class TrainConfig(LoopConfig):
 
 
 @dataclass
-class EvalConfig:
+class ScoringConfig:
+    """The `eval` keys every task shares: how many samples are scored, on which features, against which
+    real images. Each task's eval section adds what it sweeps (sampler steps, truncation)."""
+
     num_samples: int = ranged(2000, ge=0)  # 0: no evaluation at the end of training
-    steps: list[int] = ranged(factory=lambda: [1, 2, 4, 8, 25, 50], ge=1, nonempty=True)  # sampler steps to score
-    # registry key in distill.diffusion.sampling.SCHEDULERS; "auto": ddim for a DDPM-schedule model, flow-euler for flow
-    scheduler: str = "auto"
-    guidance_scale: float = ranged(1.0, ge=0)  # classifier-free guidance when sampling the teacher; 1: none
     batch_size: int = ranged(500, ge=1)  # sampling batch
     features: str = "classifier:digits"  # "classifier:<name or .safetensors path>" | "inception"
     reference_split: str = "test"  # the real images FID compares against
     seed: int = ranged(1234, ge=0)  # noise and labels of the scored samples
+
+
+@dataclass
+class EvalConfig(ScoringConfig):
+    steps: list[int] = ranged(factory=lambda: [1, 2, 4, 8, 25, 50], ge=1, nonempty=True)  # sampler steps to score
+    # registry key in distill.diffusion.sampling.SCHEDULERS; "auto": ddim for a DDPM-schedule model, flow-euler for flow
+    scheduler: str = "auto"
+    guidance_scale: float = ranged(1.0, ge=0)  # classifier-free guidance when sampling the teacher; 1: none
 
 
 @dataclass

@@ -17,10 +17,10 @@ from safetensors.torch import load_file
 
 import distill  # noqa: F401  (registers DistillPipeline with diffusers)
 from distill.config import recipe_from_dict
-from distill.diffusion.denoiser import Denoiser, DiTLabelCond, LabelCond, parameterisation_for
+from distill.diffusion.denoiser import Denoiser, DiTLabelCond, LabelCond, parameterisation_for, prediction_type_of
 from distill.diffusion.flow import dynamic_shift, euler_sigmas, shift_sigma, training_timesteps
 from distill.diffusion.recipe import TeacherConfig
-from distill.diffusion.sampling import SCHEDULERS, make_scheduler, noise_scheduler_from, sample
+from distill.diffusion.sampling import SCHEDULERS, family_of, make_scheduler, noise_scheduler_from, sample
 from distill.diffusion.teachers import build_dit, load_teacher
 from distill.diffusion.train import train_teacher
 from distill.errors import DistillError, RecipeError
@@ -138,6 +138,22 @@ def test_samplers_of_the_other_family_refuse():
     assert noise_scheduler_from(dpm.config).config.shift == 2.0
     assert parameterisation_for(dpm).name == "flow" and parameterisation_for(dpm).shift == 2.0
 
+
+
+@pytest.mark.parametrize("name", list(SCHEDULERS))
+def test_one_rule_decides_flow_for_schedulers_and_their_saved_configs(name, tmp_path):
+    """The parameterisation (prediction_type_of) and the sampler family (family_of) read the same rule, on a
+    scheduler object, its config, and the JSON diffusers saves (with `_class_name`, without the object)."""
+    base = FlowMatchEulerDiscreteScheduler(shift=3.0) if SCHEDULERS[name].family == "flow" else DDPMScheduler(prediction_type="v_prediction")
+    sched = make_scheduler(name, base.config)
+    sched.save_config(tmp_path)
+    saved = json.loads((tmp_path / "scheduler_config.json").read_text())
+    for view in (sched, sched.config, saved):
+        kind = prediction_type_of(view)
+        assert (kind == "flow") == (SCHEDULERS[name].family == "flow"), (name, kind)
+        assert family_of(view) == SCHEDULERS[name].family
+        if kind != "flow":
+            assert kind == "v_prediction"
 
 # ---------------------------------------------------------------- DiT conditioning
 

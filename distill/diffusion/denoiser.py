@@ -167,11 +167,14 @@ PARAMETERISATIONS: dict[str, Callable[[Any], Any]] = {
 
 
 def prediction_type_of(scheduler) -> str:
-    """A DDPM-family scheduler's `prediction_type`; "flow" for diffusers' flow-matching schedulers
-    (FlowMatchEulerDiscreteScheduler and its Heun/DPM-Solver siblings, which have no prediction_type)."""
-    kind = getattr(scheduler.config, "prediction_type", None)
-    if (kind is None and "FlowMatch" in type(scheduler).__name__) or kind == "flow_prediction":
-        return "flow"  # DPM-Solver with use_flow_sigmas says flow_prediction
+    """The prediction type a scheduler (or its config) integrates: its `prediction_type` on a DDPM-family
+    schedule; "flow" on diffusers' flow-matching schedules (FlowMatch* schedulers, which have a `shift` and no
+    prediction_type, and DPM-Solver with use_flow_sigmas, which says flow_prediction)."""
+    cfg = dict(getattr(scheduler, "config", scheduler))
+    name = type(scheduler).__name__ if hasattr(scheduler, "config") else str(cfg.get("_class_name", ""))
+    kind = cfg.get("prediction_type")
+    if kind == "flow_prediction" or cfg.get("use_flow_sigmas") or (kind is None and ("FlowMatch" in name or "shift" in cfg)):
+        return "flow"
     return kind
 
 

@@ -28,7 +28,7 @@ from diffusers import (
 )
 
 from ..errors import DistillError
-from .denoiser import Denoiser, LabelCond
+from .denoiser import Denoiser, LabelCond, prediction_type_of
 from .flow import flow_shift_of
 
 
@@ -59,11 +59,8 @@ DEFAULT_SAMPLER = {"ddpm": "ddim", "flow": "flow-euler"}  # what a teacher of ea
 
 
 def family_of(config) -> str:
-    """"flow" for the config of a diffusers flow-matching scheduler (FlowMatch*, DPM-Solver with flow sigmas),
-    else "ddpm"."""
-    cfg = dict(getattr(config, "config", config))
-    flow = "FlowMatch" in str(cfg.get("_class_name", "")) or cfg.get("use_flow_sigmas") or "shift" in cfg
-    return "flow" if flow else "ddpm"
+    """"flow" for a flow-matching scheduler or its config (`prediction_type_of` decides), else "ddpm"."""
+    return "flow" if prediction_type_of(config) == "flow" else "ddpm"
 
 
 def default_sampler(config) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..config import DataConfig, RecipeBase, TrainConfig, ranged
+from ..config import DataConfig, RecipeBase, ScoringConfig, TrainConfig, ranged
 from ..errors import RecipeError
 
 
@@ -67,13 +67,9 @@ class GANTrainConfig(TrainConfig):
 
 
 @dataclass
-class GANEvalConfig:
+class GANEvalConfig(ScoringConfig):
     num_samples: int = ranged(10000, ge=0)  # class-balanced samples scored at the end; 0: no evaluation
     truncation: list[float] = ranged(factory=lambda: [1.0, 0.7], ge=0, nonempty=True)  # psi values to score
-    batch_size: int = ranged(500, ge=1)  # sampling batch
-    features: str = "classifier:digits"  # "classifier:<name or .safetensors path>" | "inception"
-    reference_split: str = "test"  # the real images FID compares against
-    seed: int = ranged(1234, ge=0)  # latents and labels of the scored samples
     # EMA samples scored against training images at every train.sample_every (FID, class coverage, diversity
     # for the log and `distill doctor`); 0: none
     monitor_samples: int = ranged(1000, ge=0)
