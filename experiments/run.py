@@ -8,7 +8,8 @@
 A run trains into runs/exp-<group>-<name>-<steps> (checkpoints and sample grids sparse unless --set asks
 otherwise; `--set train.resume_from_checkpoint=latest` resumes one, its wall time then counting this process
 only), scores the exported student's FID table as `distill run`'s report does, and writes
-experiments/results/<group>/<name>.json.
+experiments/results/<group>/<name>.json with the teacher it was measured against (its weights' fingerprint
+and best FID); --collect tables results against other teacher weights apart.
 """
 
 import argparse
@@ -42,6 +43,31 @@ def load_entry(group: str, name: str, extra=()):
     return load_recipe(ROOT / GROUPS[group]["recipe"], [*entries(group)[name]["overrides"], *extra])
 
 
+def teacher_identity(spec: str) -> dict:
+    """The teacher a result was measured against: its recipe spec, a fingerprint of its network's weights and its
+    best FID (from the teacher folder's eval/eval-teacher.json where it has one), so results against different
+    teacher weights are never tabled together."""
+    from distill.diffusion.teachers import load_teacher, resolve_teacher_path
+    from distill.eval.evaluate import weights_fingerprint
+
+    path = Path(resolve_teacher_path(spec))
+    out = {"source": spec, "weights": weights_fingerprint(load_teacher(str(path)).unet)}
+    if (path / "eval" / "eval-teacher.json").is_file():
+        best = min(json.loads((path / "eval" / "eval-teacher.json").read_text()), key=lambda r: r["fid"])
+        out.update(best_fid=best["fid"], best_steps=best["steps"])
+    return out
+
+
+def store(group: str, name: str, res: dict) -> Path:
+    """results/<group>/<name>.json; a result there against other teacher weights is kept as <name>@<weights>.json."""
+    out = HERE / "results" / group / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_file() and (kept := json.loads(out.read_text())["teacher"]["weights"]) != res["teacher"]["weights"]:
+        out.rename(out.with_name(f"{name}@{kept}.json"))
+    out.write_text(json.dumps(res, indent=1))
+    return out
+
+
 def run(group: str, name: str, data: str, steps, student_steps, extra=()) -> None:
     import torch
 
@@ -60,31 +86,45 @@ def run(group: str, name: str, data: str, steps, student_steps, extra=()) -> Non
     pipe = DistillPipeline.from_pretrained(str(out_dir / "pipeline"))
     rows = evaluate_pipeline(pipe, recipe.eval, recipe.data, out_dir / "eval", tag="student", scheduler="pipeline",
                              steps=student_steps, guidance_scale=1.0)
-    res = {"name": name, "description": entry["about"], "overrides": entry["overrides"], "train_steps": steps,
-           "train_wall_s": round(wall, 1), "threads": torch.get_num_threads(), "rows": rows}
-    out = HERE / "results" / group / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1))
+    res = {"name": name, "description": entry["about"], "overrides": entry["overrides"],
+           "teacher": teacher_identity(recipe.distill.teacher), "train_steps": steps, "train_wall_s": round(wall, 1), "threads": torch.get_num_threads(), "rows": rows}
+    store(group, name, res)
     print(json.dumps({"name": name, "fid": [(r["steps"], round(r["fid"], 3)) for r in rows], "wall_s": round(wall)}))
 
 
-def collect(group: str) -> None:
-    res_dir = HERE / "results"
-    runs = [json.loads(p.read_text()) for p in sorted((res_dir / group).glob("*.json"))]
-    teacher = json.loads((ROOT / GROUPS[group]["teacher_eval"]).read_text())
-    t = {r["steps"]: r for r in teacher}
-    best = min(teacher, key=lambda r: r["fid"])
-    real_div = runs[0]["rows"][0]["real_intra_class_dist"] if runs else float("nan")
-    split = load_entry(group, runs[0]["name"]).eval.reference_split if runs else "-"
-    lines = [f"Teacher (DDIM, guidance 1): 1 step FID {t[1]['fid']:.3f}, 50 steps FID {t[50]['fid']:.3f}, best "
-             f"{best['steps']} steps FID {best['fid']:.3f}. Real within-class distance ({split} split) {real_div:.2f}.", "",
-             "| run | train steps | wall (min) | 1-step FID | 4-step FID | 1-step KID | class acc | within-class dist |",
+def run_table(runs: list) -> list[str]:
+    lines = ["| run | train steps | wall (min) | 1-step FID | 4-step FID | 1-step KID | class acc | within-class dist |",
              "|---|---|---|---|---|---|---|---|"]
     for r in runs:
         by = {x["steps"]: x for x in r["rows"]}
         f4 = f"{by[4]['fid']:.3f}" if 4 in by else "-"
         lines.append(f"| {r['description']} | {r['train_steps']} | {r['train_wall_s'] / 60:.1f} | {by[1]['fid']:.3f} | "
                      f"{f4} | {by[1]['kid']:.3f} | {by[1]['class_acc']:.3f} | {by[1]['intra_class_dist']:.2f} |")
+    return lines
+
+
+def collect(group: str) -> None:
+    """results/<group>.{md,json}: the runs against the group's current teacher (its weights' fingerprint), then,
+    in tables of their own, runs measured against other teacher weights."""
+    res_dir = HERE / "results"
+    runs = [json.loads(p.read_text()) for p in sorted((res_dir / group).glob("*.json"))]
+    teacher = json.loads((ROOT / GROUPS[group]["teacher_eval"]).read_text())
+    current = teacher_identity(load_entry(group, runs[0]["name"]).distill.teacher)["weights"] if runs else None
+    t = {r["steps"]: r for r in teacher}
+    best = min(teacher, key=lambda r: r["fid"])
+    real_div = runs[0]["rows"][0]["real_intra_class_dist"] if runs else float("nan")
+    split = load_entry(group, runs[0]["name"]).eval.reference_split if runs else "-"
+    lines = [f"Teacher (DDIM, guidance 1): 1 step FID {t[1]['fid']:.3f}, 50 steps FID "
+             f"{t[50]['fid']:.3f}, best {best['steps']} steps FID {best['fid']:.3f}. Real within-class distance "
+             f"({split} split) {real_div:.2f}.", "", *run_table([r for r in runs if r["teacher"]["weights"] == current])]
+    others = {}
+    for r in runs:
+        if r["teacher"]["weights"] != current:
+            others.setdefault(r["teacher"]["weights"], []).append(r)
+    for rs in others.values():
+        tid = rs[0]["teacher"]
+        lines += ["", f"Against other teacher weights ({tid['source']} with best FID {tid.get('best_fid', float('nan')):.3f} "
+                      f"at {tid.get('best_steps', '-')} steps):", "", *run_table(rs)]
     md = "\n".join(lines) + "\n"
     (res_dir / f"{group}.md").write_text(md)
     (res_dir / f"{group}.json").write_text(json.dumps({"teacher": teacher, "runs": runs}, indent=1))

@@ -1,4 +1,5 @@
 import dataclasses
+import json
 import re
 import subprocess
 import sys
@@ -195,6 +196,40 @@ def test_every_experiment_entry_is_a_valid_recipe():
             assert recipe.task == "distill", (group, name)
         assert (ROOT / g["teacher_eval"]).is_file()
 
+
+
+def test_collected_experiments_keep_runs_of_other_teacher_weights_apart(tmp_path, monkeypatch):
+    """`experiments/run.py`: a rerun against other teacher weights keeps the earlier result beside it, and
+    --collect tables a result with the group's teacher only if it names that teacher's weights; a result against
+    other weights (a retrained teacher) goes to a table of its own with that teacher's FID."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("experiments_run", ROOT / "experiments" / "run.py")
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "ablations.yaml").write_text("a:\n  about: A\n  overrides: []\nb:\n  about: B\n  overrides: []\n")
+    monkeypatch.setattr(run, "HERE", tmp_path)
+    monkeypatch.setattr(run, "GROUPS", {"g": {"recipe": "recipes/digits.yaml",
+                                              "teacher_eval": "distill/assets/teachers/digits/eval/eval-teacher.json"}})
+    current = run.teacher_identity("shipped:digits")
+    assert current["best_steps"] == 50 and len(current["weights"]) == 16
+    row = {"steps": 1, "fid": 9.0, "kid": 0.1, "class_acc": 0.9, "intra_class_dist": 5.0, "real_intra_class_dist": 5.5}
+    (tmp_path / "results" / "g").mkdir(parents=True)
+    for name, teacher, fid in [("a", current, 7.25), ("b", {**current, "weights": "0" * 16, "best_fid": 3.5}, 8.75)]:
+        res = {"name": name, "description": name.upper(), "teacher": teacher, "train_steps": 10, "train_wall_s": 60,
+               "rows": [{**row, "fid": fid}]}
+        run.store("g", name, res)
+    run.store("g", "a", {**json.loads((tmp_path / "results" / "g" / "a.json").read_text()), "train_steps": 20})
+    assert not (tmp_path / "results" / "g" / f"a@{current['weights']}.json").exists()  # same teacher: replaced
+    run.store("g", "b", json.loads((tmp_path / "results" / "g" / "b.json").read_text()) | {"teacher": current})
+    assert (tmp_path / "results" / "g" / f"b@{'0' * 16}.json").is_file()  # other teacher: kept beside
+    (tmp_path / "results" / "g" / "b.json").unlink()
+    run.collect("g")
+    md = (tmp_path / "results" / "g.md").read_text()
+    mine, other = md.split("Against other teacher weights")
+    assert "| A | 20 | 1.0 | 7.250 |" in mine and "8.750" not in mine
+    assert "shipped:digits with best FID 3.500" in other and "| B | 10 | 1.0 | 8.750 |" in other
 
 def test_recipe_base_presets_merge_section_by_section(tmp_path):
     """`base: other.yaml` (relative to the file): the preset's sections merge key by key over the base's, lists and
