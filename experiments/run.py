@@ -48,7 +48,7 @@ def teacher_identity(spec: str) -> dict:
     best FID (from the teacher folder's eval/eval-teacher.json where it has one), so results against different
     teacher weights are never tabled together."""
     from distill.diffusion.teachers import load_teacher, resolve_teacher_path
-    from distill.eval.evaluate import weights_fingerprint
+    from distill.engine.checkpoint import weights_fingerprint
 
     path = Path(resolve_teacher_path(spec))
     out = {"source": spec, "weights": weights_fingerprint(load_teacher(str(path)).unet)}

@@ -76,6 +76,29 @@ def test_distill_resume_exact(tmp_path, tiny_teacher):
         assert all(torch.equal(a[k], b[k]) for k in a), name
 
 
+
+def test_resume_against_other_teacher_weights_is_refused(tmp_path, tiny_teacher):
+    """A checkpoint names the teacher weights it was trained against: resuming it with a teacher whose weights
+    changed (retrained in place, another model at the same path) is a one-line error, nothing is written."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_teacher, teacher)
+    run_dir = train_distill(distill_recipe(tmp_path, str(teacher), interrupt_at=2))
+    w = load_file(teacher / "unet" / "diffusion_pytorch_model.safetensors")
+    save_file({k: v + 1e-3 if k == next(iter(w)) else v for k, v in w.items()},
+              str(teacher / "unet" / "diffusion_pytorch_model.safetensors"))
+    before = (run_dir / "metrics.jsonl").read_bytes()
+    with pytest.raises(DistillError, match="checkpoint-2: trained against other teacher weights"):
+        train_distill(distill_recipe(tmp_path, str(teacher), resume_from_checkpoint="latest"))
+    assert (run_dir / "metrics.jsonl").read_bytes() == before
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["checkpoint-2"]
+    save_file(w, str(teacher / "unet" / "diffusion_pytorch_model.safetensors"))  # the teacher it was trained with
+    train_distill(distill_recipe(tmp_path, str(teacher), resume_from_checkpoint="latest"))
+    assert (run_dir / "checkpoints" / "checkpoint-4").is_dir()
+
 @pytest.mark.parametrize("over", [
     {"discriminator": {"loss": "ns", "r1_gamma": 0.0, "augment": ""}},
     {"distill": {"lambda_adv": 0.0}},  # regression term alone

@@ -32,7 +32,7 @@ WORDS = [
 # a-f, standing alone (not part of a longer word, a hex colour "#a1b2c3d", "0x..." or a path)
 HEX = re.compile(r"(?<![\w#./-])(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}(?![\w/-])")
 URL = re.compile(r"\b(?:https?|ftp)://\S+")
-# an evaluation row's digest of the weights it scored (distill.eval.evaluate.weights_fingerprint), not a commit
+# an evaluation row's digest of the weights it scored (distill.engine.checkpoint.weights_fingerprint), not a commit
 DIGEST = re.compile(r'"weights": "[0-9a-f]{16,64}"')
 TEXT_SUFFIXES = {".md", ".yaml", ".yml", ".txt", ".toml", ".cfg", ".json"}
 

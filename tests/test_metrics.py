@@ -1,5 +1,6 @@
 import torch
 
+from distill.engine.checkpoint import weights_fingerprint
 from distill.config import DataConfig
 from distill.data import load_images
 from distill.eval.classifier import accuracy, load_classifier
@@ -78,12 +79,12 @@ def test_evaluation_reference_matches_sample_size(monkeypatch, tmp_path):
     rows = evaluate.evaluate_pipeline(pipe, ec, DataConfig(source="digits", resolution=16), tmp_path / "eval")
     assert seen == [8] and len(rows) == 1 and rows[0]["fid"] == rows[0]["fid"]  # not NaN
     # the rows name the weights they scored: found again for these weights, not for changed ones
-    fp = evaluate.weights_fingerprint(pipe.unet)
+    fp = weights_fingerprint(pipe.unet)
     assert rows[0]["weights"] == fp
     assert evaluate.cached_rows(tmp_path, "teacher", ec, [1], 1.0, "ddim", weights=fp) == rows
     with torch.no_grad():
         next(pipe.unet.parameters()).view(-1)[0] += 1e-3
-    fp2 = evaluate.weights_fingerprint(pipe.unet)
+    fp2 = weights_fingerprint(pipe.unet)
     assert fp2 != fp and evaluate.cached_rows(tmp_path, "teacher", ec, [1], 1.0, "ddim", weights=fp2) is None
 
 

@@ -290,7 +290,7 @@ def run_compare(cfg: CompareConfig) -> dict:
     """Measure everything; returns {config, env, rows, paired, paired_gan, notes} (compare_report writes it)."""
     from ..diffusion.sampling import default_sampler
     from ..gan.generator import load_generator
-    from ..eval.evaluate import weights_fingerprint
+    from ..engine.checkpoint import weights_fingerprint
     from .latency import BenchConfig
     from .models import load_pipeline
 

@@ -32,8 +32,9 @@ from ..discriminator import NUM_RANDOM, Discriminator
 from ..engine.randomness import EpochSampler, rng, shard
 from ..engine.optim import grad_norm, make_ema, make_lr_scheduler
 from ..engine.accelerator import micro_batch_size, whole_fsdp_unit
+from ..engine.checkpoint import weights_fingerprint
 from ..engine.trainer import Engine, Trainer
-from ..errors import RecipeError
+from ..errors import DistillError, RecipeError
 from ..gan.losses import get_adv_loss
 from .adversarial import d_loss_and_metrics, g_metrics, pair_logits, r1_gamma_at
 from .objectives import distillation_loss, dmd_loss, teacher_target
@@ -74,6 +75,7 @@ class DistillTrainer(Trainer):
         sp.load(engine)
         self.ts = sp.student_timesteps(dc.student_timesteps)  # (K,) in the teacher scheduler's units, checked
         check_noise_ranges(r, sp.teacher)
+        self.teacher_weights = weights_fingerprint(sp.teacher.net)  # before make_student adds LoRA adapters to it
         self.P, self.rank, self.A = acc.num_processes, acc.process_index, tc.gradient_accumulation_steps
         micro_batch_size(tc.batch_size, self.A, self.P)
 
@@ -102,6 +104,9 @@ class DistillTrainer(Trainer):
         # the optimizers' prepared models, filled in below; under FSDP the engine loads their states after set-up
         self.owners = {"optimizer_g": None, "optimizer_d": None}
         engine.restore(self.models, self.states)  # into the unsharded modules, before prepare
+        if engine.resumed_state.get("teacher_weights", self.teacher_weights) != self.teacher_weights:
+            raise DistillError(f"{engine.resume}: trained against other teacher weights than distill.teacher "
+                               f"'{dc.teacher}' has now; resume with that teacher, or distil into a new output_dir")
         student_w, opt_g = acc.prepare(student, opt_g)  # one model per call (FSDP2)
         with whole_fsdp_unit(acc):
             disc, opt_d = acc.prepare(disc, opt_d)
@@ -134,6 +139,9 @@ class DistillTrainer(Trainer):
             return lambda s: None
         ts = self.ts[[self.dc.student_timesteps.index(c) for c in chosen]].to(self.dev)  # in the teacher's units
         return lambda s: torch.isin(s, ts).float() * scale
+
+    def checkpoint_extra(self) -> dict:
+        return {"teacher_weights": self.teacher_weights}
 
     def ema_parameters(self):
         return self.trainable

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from ..eval.evaluate import _fmt, cached_rows, evaluate_pipeline, weights_fingerprint
+from ..engine.checkpoint import weights_fingerprint
+from ..eval.evaluate import _fmt, cached_rows, evaluate_pipeline
 from ..diffusion.pipelines import DistillPipeline
 from ..diffusion.sampling import default_sampler, make_scheduler, sample
 from ..diffusion.teachers import load_teacher, resolve_teacher_path

@@ -37,6 +37,19 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from ..errors import DistillError
 
 
+def weights_fingerprint(net: torch.nn.Module) -> str:
+    """A short hash of a network's parameters and buffers: an eval row names the weights it scored, so a
+    later run in the same folder (resumed, retrained) never reuses another model's numbers, and a distillation
+    checkpoint names the teacher it was trained against."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(net.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().to("cpu").reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
     """`checkpoints/checkpoint-<step>/` folders holding a state.json, oldest first."""
     root = Path(run_dir) / "checkpoints"

@@ -17,6 +17,7 @@ import torch
 
 from ..data import load_images, to_uint8_images
 from ..diffusion.sampling import make_scheduler, resolve_sampler, sample
+from ..engine.checkpoint import weights_fingerprint
 from ..engine.randomness import rng
 from ..viz import line_plot, save_grid, upscale_for_view
 from .fid import extract, feature_extractor, fid_kid, pairwise_distance
@@ -118,18 +119,6 @@ def evaluate_pipeline(pipe, eval_cfg, data_cfg, out_dir, tag: str = "teacher", s
     bar.close()
     write_eval(rows, out_dir, tag)
     return rows
-
-
-def weights_fingerprint(net: torch.nn.Module) -> str:
-    """A short hash of a network's parameters and buffers: an eval row names the weights it scored, so a
-    later run in the same folder (resumed, retrained) never reuses another model's numbers."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, t in sorted(net.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().to("cpu").reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def matching_rows(path, eval_cfg, key: str, values, **fields) -> Optional[list[dict]]:
