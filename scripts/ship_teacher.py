@@ -7,6 +7,7 @@ plot and a model card (recipe, commit, wall time, parameter count, FID at each s
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from distill.config import dump_recipe, load_recipe  # noqa: E402
 from distill.eval.classifier import ASSETS  # noqa: E402
 from distill.eval.evaluate import evaluate_pipeline  # noqa: E402
+from distill.engine.hardware import cpu_model  # noqa: E402
 from distill.engine.run_dir import read_metrics, wall_seconds  # noqa: E402
 from distill.diffusion.teachers import load_teacher  # noqa: E402
 
@@ -37,10 +39,17 @@ def main():
     ap.add_argument("--data", default=None, help="override data.source for the FID reference")
     ap.add_argument("--num-samples", type=int, default=None)
     ap.add_argument("--skip-eval", action="store_true")
+    ap.add_argument("--paused-min", type=float, default=0.0,
+                    help="minutes the run was paused (SIGSTOP) for other jobs: subtracted from its wall time")
+    ap.add_argument("--note", action="append", default=[], help="a line added to the card's facts (repeatable)")
     a = ap.parse_args()
     run = Path(a.run_dir)
     recipe = load_recipe(run / "recipe.yaml")
     dest = ASSETS / "teachers" / a.name
+    metrics = read_metrics(run / "metrics.jsonl")
+    wall_min = wall_seconds(metrics) / 60
+    if not 0 <= a.paused_min < wall_min:
+        ap.error(f"--paused-min {a.paused_min}: must be in [0, {wall_min:.1f}) (the run's wall time in minutes)")
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(run / "pipeline", dest)
@@ -55,7 +64,6 @@ def main():
         eval_cfg = dataclasses.replace(eval_cfg, num_samples=rows[0]["num_samples"])
     else:
         rows = [] if a.skip_eval else evaluate_pipeline(pipe, eval_cfg, data_cfg, dest / "eval", tag="teacher")
-    metrics = read_metrics(run / "metrics.jsonl")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     n_params = sum(p.numel() for p in pipe.unet.parameters())
     last = [r for r in metrics if "loss" in r][-1]
@@ -67,7 +75,9 @@ def main():
             f"- recipe: `recipe.yaml` (task teacher; data `{recipe.data.source}`{' trained from ' + a.data if a.data and a.data != recipe.data.source else ''})",
             f"- shipped at commit `{commit}`",
             f"- training: {last['step']} steps of batch {recipe.train.batch_size}, final loss {last['loss']:.4f}, "
-            f"wall time {wall_seconds(metrics) / 60:.1f} min on a 2-core CPU (AMD EPYC, shared with other jobs)",
+            f"wall time {wall_min - a.paused_min:.1f} min ({cpu_model()}, {os.cpu_count()} CPU cores)"
+            + (f", {a.paused_min:.1f} min of pauses for other jobs subtracted" if a.paused_min else ""),
+            *[f"- {n}" for n in a.note],
             "- load: `DistillPipeline.from_pretrained(path)` or `DiffusionPipeline.from_pretrained(path)` after `import distill`", ""]
     if rows:
         card += [f"## FID versus {rows[0]['scheduler']} steps ({eval_cfg.num_samples} samples, features `{eval_cfg.features}`, "
