@@ -46,7 +46,7 @@ def weights_fingerprint(net: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for name, t in sorted(net.state_dict().items()):
         h.update(name.encode())
-        h.update(t.detach().to("cpu").reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(t.detach().to("cpu").reshape(-1).contiguous().view(torch.uint8).numpy())  # the buffer, not a copy
     return h.hexdigest()[:16]
 
 
