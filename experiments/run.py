@@ -87,7 +87,8 @@ def run(group: str, name: str, data: str, steps, student_steps, extra=()) -> Non
     rows = evaluate_pipeline(pipe, recipe.eval, recipe.data, out_dir / "eval", tag="student", scheduler="pipeline",
                              steps=student_steps, guidance_scale=1.0)
     res = {"name": name, "description": entry["about"], "overrides": entry["overrides"],
-           "teacher": teacher_identity(recipe.distill.teacher), "train_steps": steps, "train_wall_s": round(wall, 1), "threads": torch.get_num_threads(), "rows": rows}
+           "teacher": teacher_identity(recipe.distill.teacher), "train_steps": steps, "train_wall_s": round(wall, 1),
+           "threads": torch.get_num_threads(), "rows": rows}
     store(group, name, res)
     print(json.dumps({"name": name, "fid": [(r["steps"], round(r["fid"], 3)) for r in rows], "wall_s": round(wall)}))
 
@@ -109,11 +110,12 @@ def collect(group: str) -> None:
     res_dir = HERE / "results"
     runs = [json.loads(p.read_text()) for p in sorted((res_dir / group).glob("*.json"))]
     teacher = json.loads((ROOT / GROUPS[group]["teacher_eval"]).read_text())
-    current = teacher_identity(load_entry(group, runs[0]["name"]).distill.teacher)["weights"] if runs else None
+    first = load_entry(group, runs[0]["name"]) if runs else None
+    current = teacher_identity(first.distill.teacher)["weights"] if runs else None
     t = {r["steps"]: r for r in teacher}
     best = min(teacher, key=lambda r: r["fid"])
     real_div = runs[0]["rows"][0]["real_intra_class_dist"] if runs else float("nan")
-    split = load_entry(group, runs[0]["name"]).eval.reference_split if runs else "-"
+    split = first.eval.reference_split if runs else "-"
     lines = [f"Teacher (DDIM, guidance 1): 1 step FID {t[1]['fid']:.3f}, 50 steps FID "
              f"{t[50]['fid']:.3f}, best {best['steps']} steps FID {best['fid']:.3f}. Real within-class distance "
              f"({split} split) {real_div:.2f}.", "", *run_table([r for r in runs if r["teacher"]["weights"] == current])]
