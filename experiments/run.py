@@ -43,15 +43,16 @@ def load_entry(group: str, name: str, extra=()):
     return load_recipe(ROOT / GROUPS[group]["recipe"], [*entries(group)[name]["overrides"], *extra])
 
 
-def teacher_identity(spec: str) -> dict:
-    """The teacher a result was measured against: its recipe spec, a fingerprint of its network's weights and its
-    best FID (from the teacher folder's eval/eval-teacher.json where it has one), so results against different
-    teacher weights are never tabled together."""
+def teacher_identity(spec: str, weights: str | None = None) -> dict:
+    """The teacher a result was measured against: its recipe spec, a fingerprint of its network's weights (`weights`
+    where the caller has it, else the teacher is loaded and hashed) and its best FID (from the teacher folder's
+    eval/eval-teacher.json where it has one), so results against different teacher weights are never tabled
+    together."""
     from distill.diffusion.teachers import load_teacher, resolve_teacher_path
     from distill.engine.checkpoint import weights_fingerprint
 
     path = Path(resolve_teacher_path(spec))
-    out = {"source": spec, "weights": weights_fingerprint(load_teacher(str(path)).unet)}
+    out = {"source": spec, "weights": weights or weights_fingerprint(load_teacher(str(path)).unet)}
     if (path / "eval" / "eval-teacher.json").is_file():
         best = min(json.loads((path / "eval" / "eval-teacher.json").read_text()), key=lambda r: r["fid"])
         out.update(best_fid=best["fid"], best_steps=best["steps"])
@@ -73,6 +74,7 @@ def run(group: str, name: str, data: str, steps, student_steps, extra=()) -> Non
 
     from distill.diffusion.pipelines import DistillPipeline
     from distill.distillation.loop import train_distill
+    from distill.engine.checkpoint import checkpoint_dirs
     from distill.eval.evaluate import evaluate_pipeline
 
     entry = entries(group)[name]
@@ -83,12 +85,14 @@ def run(group: str, name: str, data: str, steps, student_steps, extra=()) -> Non
     t0 = time.time()
     train_distill(recipe)
     wall = time.time() - t0
+    # the last step always checkpoints, and its state.json names the teacher weights the student was trained against
+    trained_against = json.loads((checkpoint_dirs(out_dir)[-1] / "state.json").read_text())["teacher_weights"]
     pipe = DistillPipeline.from_pretrained(str(out_dir / "pipeline"))
     rows = evaluate_pipeline(pipe, recipe.eval, recipe.data, out_dir / "eval", tag="student", scheduler="pipeline",
                              steps=student_steps, guidance_scale=1.0)
     res = {"name": name, "description": entry["about"], "overrides": entry["overrides"],
-           "teacher": teacher_identity(recipe.distill.teacher), "train_steps": steps, "train_wall_s": round(wall, 1),
-           "threads": torch.get_num_threads(), "rows": rows}
+           "teacher": teacher_identity(recipe.distill.teacher, trained_against), "train_steps": steps,
+           "train_wall_s": round(wall, 1), "threads": torch.get_num_threads(), "rows": rows}
     store(group, name, res)
     print(json.dumps({"name": name, "fid": [(r["steps"], round(r["fid"], 3)) for r in rows], "wall_s": round(wall)}))
 
