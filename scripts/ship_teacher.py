@@ -42,10 +42,11 @@ def main():
     ap.add_argument("--paused-min", type=float, default=0.0,
                     help="minutes the run was paused (SIGSTOP) for other jobs: subtracted from its wall time")
     ap.add_argument("--note", action="append", default=[], help="a line added to the card's facts (repeatable)")
+    ap.add_argument("--dest", default=None, help="the folder to ship into (default: distill/assets/teachers/<name>)")
     a = ap.parse_args()
     run = Path(a.run_dir)
     recipe = load_recipe(run / "recipe.yaml")
-    dest = ASSETS / "teachers" / a.name
+    dest = Path(a.dest) if a.dest else ASSETS / "teachers" / a.name
     metrics = read_metrics(run / "metrics.jsonl")
     wall_min = wall_seconds(metrics) / 60
     if not 0 <= a.paused_min < wall_min:

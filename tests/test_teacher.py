@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 import distill  # noqa: F401  (registers DistillPipeline with diffusers)
 from distill.config import recipe_from_dict
 from distill.errors import DistillError
-from distill.engine.run_dir import read_metrics
+from distill.engine.run_dir import read_metrics, wall_seconds
 from distill.diffusion.sampling import make_scheduler
 from distill.diffusion.train import train_teacher
 
@@ -103,3 +103,39 @@ def test_sample_cli_writes_grid(tmp_path):
     assert im.size[0] > im.size[1] > 0  # 10 columns x 2 rows
     res = subprocess.run([sys.executable, "-m", "distill.cli", "sample", str(tmp_path / "missing")], capture_output=True, text=True)
     assert res.returncode == 2 and "Traceback" not in res.stderr
+
+
+def test_ship_teacher_card_and_paused_minutes(tmp_path):
+    """scripts/ship_teacher.py: --paused-min out of range is a one-line error before the old folder is touched;
+    in range it is subtracted from the card's wall time, and --note lines land on the card."""
+    import json
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    run_dir = run(tmp_path, max_steps=4)
+    dest = tmp_path / "shipped"
+    dest.mkdir()
+    (dest / "keep.txt").write_text("old teacher")
+    rows = read_metrics(run_dir / "metrics.jsonl")  # stretched to a 10-minute run, so minutes show on the card
+    scale = 600 / max(r["time"] for r in rows if "time" in r)
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps({**r, **({"time": r["time"] * scale} if "time" in r else {})})
+                                                   + "\n" for r in rows))
+    wall_min = wall_seconds(read_metrics(run_dir / "metrics.jsonl")) / 60
+    assert abs(wall_min - 10) < 1e-6
+    cmd = [sys.executable, str(ROOT / "scripts" / "ship_teacher.py"), str(run_dir), "--name", "tiny", "--dest", str(dest),
+           "--skip-eval"]
+    bad = subprocess.run([*cmd, "--paused-min", "1e6"], capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode == 2 and "--paused-min" in bad.stderr and "Traceback" not in bad.stderr
+    assert (dest / "keep.txt").read_text() == "old teacher"
+    paused = 4.0
+    ok = subprocess.run([*cmd, "--paused-min", str(paused), "--note", "scored on few samples"], capture_output=True,
+                        text=True, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout.strip().splitlines()[-1])["params"] > 0
+    assert not (dest / "keep.txt").exists() and (dest / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    card = (dest / "README.md").read_text()
+    assert "wall time 6.0 min" in card and "4.0 min of pauses" in card
+    assert "- scored on few samples" in card and "4 steps of batch 16" in card
+    assert DiffusionPipeline.from_pretrained(str(dest)).unet.config.sample_size == 8
