@@ -120,12 +120,12 @@ def test_ship_teacher_card_and_paused_minutes(tmp_path):
     (dest / "keep.txt").write_text("old teacher")
     rows = read_metrics(run_dir / "metrics.jsonl")  # stretched to a 10-minute run, so minutes show on the card
     scale = 600 / max(r["time"] for r in rows if "time" in r)
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps({**r, **({"time": r["time"] * scale} if "time" in r else {})})
-                                                   + "\n" for r in rows))
+    stretched = [{**r, **({"time": r["time"] * scale} if "time" in r else {})} for r in rows]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stretched))
     wall_min = wall_seconds(read_metrics(run_dir / "metrics.jsonl")) / 60
     assert abs(wall_min - 10) < 1e-6
-    cmd = [sys.executable, str(ROOT / "scripts" / "ship_teacher.py"), str(run_dir), "--name", "tiny", "--dest", str(dest),
-           "--skip-eval"]
+    cmd = [sys.executable, str(ROOT / "scripts" / "ship_teacher.py"), str(run_dir), "--name", "tiny",
+           "--dest", str(dest), "--skip-eval"]
     bad = subprocess.run([*cmd, "--paused-min", "1e6"], capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 2 and "--paused-min" in bad.stderr and "Traceback" not in bad.stderr
     assert (dest / "keep.txt").read_text() == "old teacher"
