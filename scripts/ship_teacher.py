@@ -29,7 +29,8 @@ def objective(t) -> str:
         return (f"rectified flow (velocity), {t.timestep_sampling} sigmas"
                 f"{f' (mean {t.logit_mean}, std {t.logit_std})' if t.timestep_sampling == 'logit_normal' else ''}, "
                 f"shift {t.flow_shift}")
-    return f"{t.prediction_type} prediction, {t.beta_schedule} schedule"
+    target = {"epsilon": "epsilon prediction", "v_prediction": "v-prediction", "sample": "x0 prediction"}
+    return f"{target.get(t.prediction_type, t.prediction_type)}, {t.beta_schedule} schedule"
 
 
 def main():

@@ -211,15 +211,22 @@ def test_disc_timesteps_run_and_validation(tmp_path, tiny_teacher):
         distill_recipe(tmp_path / "b", tiny_teacher, experimental={"disc_timesteps": [500]})
 
 
-def test_distill_timesteps_mask_the_regression_term(tmp_path, tiny_teacher):
-    """experimental.distill_timesteps: samples of the other student timesteps get no ADD regression term."""
+def test_distill_timesteps_mask_the_regression_term(tmp_path, tiny_teacher, monkeypatch):
+    """experimental.distill_timesteps: samples of the other student timesteps get no ADD regression term, and a
+    batch with none of them (and no DMD term) costs no teacher call."""
+    from distill.distillation import loop
+
+    calls, real = [], loop.teacher_target
+    monkeypatch.setattr(loop, "teacher_target", lambda *a, **k: calls.append(1) or real(*a, **k))
+
     def loss_distill(weights, ts):
+        calls.clear()
         rec = distill_recipe(tmp_path / f"{weights}{ts}", tiny_teacher, max_steps=2, checkpoint_every=2, log_every=1,
                              distill={"timestep_weights": weights}, experimental={"distill_timesteps": ts})
         return [r["loss_distill"] for r in read_metrics(train_distill(rec) / "metrics.jsonl") if "loss_distill" in r]
 
-    assert loss_distill([0, 1, 0, 0], [999]) == [0.0, 0.0]  # every sample at 749: masked
-    assert all(v > 0 for v in loss_distill([0, 1, 0, 0], [749, 249]))
+    assert loss_distill([0, 1, 0, 0], [999]) == [0.0, 0.0] and not calls  # every sample at 749: masked
+    assert all(v > 0 for v in loss_distill([0, 1, 0, 0], [749, 249])) and len(calls) >= 2
     with pytest.raises(DistillError, match="distill_timesteps"):
         distill_recipe(tmp_path / "b", tiny_teacher, experimental={"distill_timesteps": [500]})
 

@@ -138,4 +138,6 @@ def test_ship_teacher_card_and_paused_minutes(tmp_path):
     card = (dest / "README.md").read_text()
     assert "wall time 6.0 min" in card and "4.0 min of pauses" in card
     assert "- scored on few samples" in card and "4 steps of batch 16" in card
+    assert "prediction prediction" not in card
+    assert any(o in card for o in ("v-prediction,", "epsilon prediction,", "x0 prediction,", "rectified flow"))
     assert DiffusionPipeline.from_pretrained(str(dest)).unet.config.sample_size == 8

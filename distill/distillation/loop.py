@@ -284,14 +284,18 @@ class DistillTrainer(Trainer):
                     if (w_adv := self.d_weight(b["s"])) is not None:  # only the outputs the discriminator judges
                         loss_adv = loss_adv * w_adv
                 loss_distill, loss_dmd = None, torch.zeros(fake.shape[0], device=self.dev)
-                if dc.lambda_distill > 0 or self.fake is not None:  # LADD (adversarial only): no teacher call
+                w_r = self.r_weight(b["s"]) if dc.lambda_distill > 0 else None
+                regress = dc.lambda_distill > 0 and (w_r is None or bool(w_r.any()))
+                if regress or self.fake is not None:  # no teacher call in LADD or where no sample is regressed
                     with sp.teacher_mode():
                         target, c_t, x_t = teacher_target(sp.teacher, fake.detach(), b["cond"], b["t"], b["eps2"],
                                                           dc.teacher_guidance, dc.distill_weighting)
-                if dc.lambda_distill > 0:
+                if dc.lambda_distill > 0 and not regress:
+                    loss_distill = torch.zeros(fake.shape[0], device=self.dev)  # logged as 0, not dropped
+                if regress:
                     fake_r, target_r = sp.regression_pair(fake, target)
                     loss_distill = distillation_loss(fake_r, target_r, c_t)
-                    if (w_r := self.r_weight(b["s"])) is not None:
+                    if w_r is not None:
                         loss_distill = loss_distill * w_r
                 if self.fake is not None:
                     with torch.no_grad():  # at the x_t the teacher's target came from
