@@ -226,6 +226,10 @@ def test_distill_timesteps_mask_the_regression_term(tmp_path, tiny_teacher, monk
         return [r["loss_distill"] for r in read_metrics(train_distill(rec) / "metrics.jsonl") if "loss_distill" in r]
 
     assert loss_distill([0, 1, 0, 0], [999]) == [0.0, 0.0] and not calls  # every sample at 749: masked
+    rec = distill_recipe(tmp_path / "noadv", tiny_teacher, max_steps=1, checkpoint_every=1,
+                         distill={"timestep_weights": [0, 1, 0, 0], "lambda_adv": 0.0},
+                         experimental={"distill_timesteps": [999]})
+    assert (train_distill(rec) / "pipeline" / "model_index.json").exists()  # a loss of zeros still backpropagates
     assert all(v > 0 for v in loss_distill([0, 1, 0, 0], [749, 249])) and len(calls) >= 2
     with pytest.raises(DistillError, match="distill_timesteps"):
         distill_recipe(tmp_path / "b", tiny_teacher, experimental={"distill_timesteps": [500]})

@@ -291,7 +291,7 @@ class DistillTrainer(Trainer):
                         target, c_t, x_t = teacher_target(sp.teacher, fake.detach(), b["cond"], b["t"], b["eps2"],
                                                           dc.teacher_guidance, dc.distill_weighting)
                 if dc.lambda_distill > 0 and not regress:
-                    loss_distill = torch.zeros(fake.shape[0], device=self.dev)  # logged as 0, not dropped
+                    loss_distill = (fake * 0).flatten(1).sum(1)  # (B,) zeros on the student's graph: backward runs
                 if regress:
                     fake_r, target_r = sp.regression_pair(fake, target)
                     loss_distill = distillation_loss(fake_r, target_r, c_t)
