@@ -290,13 +290,13 @@ class DistillTrainer(Trainer):
                     with sp.teacher_mode():
                         target, c_t, x_t = teacher_target(sp.teacher, fake.detach(), b["cond"], b["t"], b["eps2"],
                                                           dc.teacher_guidance, dc.distill_weighting)
-                if dc.lambda_distill > 0 and not regress:
-                    loss_distill = (fake * 0).flatten(1).sum(1)  # (B,) zeros on the student's graph: backward runs
                 if regress:
                     fake_r, target_r = sp.regression_pair(fake, target)
                     loss_distill = distillation_loss(fake_r, target_r, c_t)
                     if w_r is not None:
                         loss_distill = loss_distill * w_r
+                elif dc.lambda_distill > 0:  # every sample masked
+                    loss_distill = (fake * 0).flatten(1).sum(1)  # (B,) zeros on the student's graph: backward runs
                 if self.fake is not None:
                     with torch.no_grad():  # at the x_t the teacher's target came from
                         fake_x0 = self.fake.x0(x_t, b["t"], b["cond"])
