@@ -50,12 +50,13 @@ def teacher_identity(spec: str, weights: str | None = None) -> dict:
     together."""
     from distill.diffusion.teachers import load_teacher, resolve_teacher_path
     from distill.engine.checkpoint import weights_fingerprint
+    from distill.eval.evaluate import best_row
 
     path = Path(resolve_teacher_path(spec))
     out = {"source": spec, "weights": weights or weights_fingerprint(load_teacher(str(path)).unet)}
     if (path / "eval" / "eval-teacher.json").is_file():
-        best = min(json.loads((path / "eval" / "eval-teacher.json").read_text()), key=lambda r: r["fid"])
-        out.update(best_fid=best["fid"], best_steps=best["steps"])
+        best = best_row(json.loads((path / "eval" / "eval-teacher.json").read_text()))  # guided rows count too
+        out.update(best_fid=best["fid"], best_steps=best["steps"], best_guidance=best.get("guidance_scale", 1.0))
     return out
 
 
@@ -116,12 +117,14 @@ def collect(group: str) -> None:
     teacher = json.loads((ROOT / GROUPS[group]["teacher_eval"]).read_text())
     first = load_entry(group, runs[0]["name"]) if runs else None
     current = teacher_identity(first.distill.teacher)["weights"] if runs else None
-    t = {r["steps"]: r for r in teacher}
-    best = min(teacher, key=lambda r: r["fid"])
+    from distill.eval.evaluate import best_row, setting_name
+
+    t = {r["steps"]: r for r in teacher if r.get("guidance_scale", 1.0) == 1.0}
+    best = best_row(teacher)  # guided rows count
     real_div = runs[0]["rows"][0]["real_intra_class_dist"] if runs else float("nan")
     split = first.eval.reference_split if runs else "-"
-    lines = [f"Teacher (DDIM, guidance 1): 1 step FID {t[1]['fid']:.3f}, 50 steps FID "
-             f"{t[50]['fid']:.3f}, best {best['steps']} steps FID {best['fid']:.3f}. Real within-class distance "
+    lines = [f"Teacher (DDIM): 1 step FID {t[1]['fid']:.3f}, 50 steps FID {t[50]['fid']:.3f} (guidance 1); "
+             f"best {setting_name(best)}, FID {best['fid']:.3f}. Real within-class distance "
              f"({split} split) {real_div:.2f}.", "", *run_table([r for r in runs if r["teacher"]["weights"] == current])]
     others = {}
     for r in runs:
@@ -130,7 +133,7 @@ def collect(group: str) -> None:
     for rs in others.values():
         tid = rs[0]["teacher"]
         lines += ["", f"Against other teacher weights ({tid['source']} with best FID {tid.get('best_fid', float('nan')):.3f} "
-                      f"at {tid.get('best_steps', '-')} steps):", "", *run_table(rs)]
+                      f"at {tid.get('best_steps', '-')} steps, guidance {tid.get('best_guidance', 1.0):g}):", "", *run_table(rs)]
     md = "\n".join(lines) + "\n"
     (res_dir / f"{group}.md").write_text(md)
     (res_dir / f"{group}.json").write_text(json.dumps({"teacher": teacher, "runs": runs}, indent=1))

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from distill.config import dump_recipe, load_recipe  # noqa: E402
 from distill.eval.classifier import ASSETS  # noqa: E402
-from distill.eval.evaluate import evaluate_pipeline  # noqa: E402
+from distill.eval.evaluate import best_row, evaluate_pipeline, setting_name  # noqa: E402
 from distill.engine.hardware import cpu_model  # noqa: E402
 from distill.engine.run_dir import read_metrics, wall_seconds  # noqa: E402
 from distill.diffusion.teachers import load_teacher  # noqa: E402
@@ -65,7 +65,8 @@ def main():
         rows = json.loads((dest / "eval" / "eval-teacher.json").read_text())
         eval_cfg = dataclasses.replace(eval_cfg, num_samples=rows[0]["num_samples"])
     else:
-        rows = [] if a.skip_eval else evaluate_pipeline(pipe, eval_cfg, data_cfg, dest / "eval", tag="teacher")
+        rows = [] if a.skip_eval else evaluate_pipeline(pipe, eval_cfg, data_cfg, dest / "eval", tag="teacher",
+                                                        sweep_guidance=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     n_params = sum(p.numel() for p in pipe.unet.parameters())
     last = [r for r in metrics if "loss" in r][-1]
@@ -85,8 +86,8 @@ def main():
         card += [f"## FID versus {rows[0]['scheduler']} steps ({eval_cfg.num_samples} samples, features `{eval_cfg.features}`, "
                  f"reference split `{eval_cfg.reference_split}`, guidance {eval_cfg.guidance_scale})", "",
                  (dest / "eval" / "eval-teacher.md").read_text(), "![FID vs steps](eval/fid-vs-steps-teacher.png)", ""]
-        best = min(rows, key=lambda r: r["fid"])
-        card += [f"Best: {best['steps']} steps, FID {best['fid']:.3f}.", ""]
+        best = best_row(rows)  # the steps sweep and eval.guidance_sweep's rows
+        card += [f"Best: {setting_name(best)}, FID {best['fid']:.3f}.", ""]
     (dest / "README.md").write_text("\n".join(card))
     print(json.dumps({"dest": str(dest), "params": n_params, "rows": [(r["steps"], r["fid"]) for r in rows]}))
 

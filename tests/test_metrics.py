@@ -99,3 +99,38 @@ def test_kid_is_reproducible_and_leaves_the_global_rng_alone():
     assert a["kid"] == b["kid"] and a["kid_std"] == b["kid_std"]
     torch.manual_seed(1)
     assert torch.equal(torch.rand(1), after)  # the caller's stream continues as if KID drew nothing
+
+
+def test_teacher_evaluation_sweeps_guidance(tmp_path):
+    """eval.guidance_sweep adds rows at eval.guidance_steps; the best setting may be a guided one, the FID-vs-steps
+    line keeps the steps sweep, a cached table answers only for the sweep it holds, an unconditional model has none."""
+    import dataclasses
+    import json
+
+    from distill.config import EvalConfig
+    from distill.diffusion.recipe import TeacherConfig
+    from distill.eval import evaluate
+    from distill.diffusion.pipelines import DistillPipeline
+    from distill.diffusion.teachers import build_noise_scheduler, build_unet2d
+
+    tc = TeacherConfig(block_out_channels=[8, 8], norm_num_groups=4)
+    torch.manual_seed(0)
+    pipe = DistillPipeline(unet=build_unet2d(tc, 8, 1, 10).eval(), scheduler=build_noise_scheduler(tc))
+    assert pipe.num_classes == 10
+    ec = EvalConfig(num_samples=20, batch_size=10, steps=[1, 2], features="classifier:digits",
+                    guidance_sweep=[1.0, 3.0], guidance_steps=2)  # (2, 1.0) is a row of the steps sweep already
+    data = DataConfig(source="digits", resolution=8)
+    rows = evaluate.evaluate_pipeline(pipe, ec, data, tmp_path / "eval", sweep_guidance=True)
+    assert [(r["steps"], r["guidance_scale"]) for r in rows] == [(1, 1.0), (2, 1.0), (2, 3.0)]
+    assert rows[2]["fid"] != rows[1]["fid"]  # guided samples differ
+    assert (tmp_path / "eval" / "teacher-2steps-guidance3.png").is_file()
+    assert json.loads((tmp_path / "eval" / "eval-teacher.json").read_text()) == rows
+    assert evaluate.best_row(rows) is min(rows, key=lambda r: r["fid"])
+    assert evaluate.setting_name(rows[2]) == "2 steps at guidance 3" and evaluate.setting_name(rows[0]) == "1 steps"
+    assert evaluate.cached_rows(tmp_path, "teacher", ec, [1, 2], 1.0, "ddim", sweep_guidance=True) == rows
+    assert evaluate.cached_rows(tmp_path, "teacher", ec, [1, 2], 1.0, "ddim") == rows[:2]
+    other = dataclasses.replace(ec, guidance_sweep=[1.5])  # a scale never measured: the table does not answer
+    assert evaluate.cached_rows(tmp_path, "teacher", other, [1, 2], 1.0, "ddim", sweep_guidance=True) is None
+    uncond = DistillPipeline(unet=build_unet2d(tc, 8, 1, None).eval(), scheduler=build_noise_scheduler(tc))
+    rows_u = evaluate.evaluate_pipeline(uncond, ec, data, tmp_path / "u", sweep_guidance=True)
+    assert [(r["steps"], r["guidance_scale"]) for r in rows_u] == [(1, 1.0), (2, 1.0)]

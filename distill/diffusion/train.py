@@ -166,7 +166,7 @@ class TeacherTrainer(Trainer):
         if recipe.eval.num_samples > 0:
             from ..eval.evaluate import evaluate_pipeline
 
-            evaluate_pipeline(pipe, recipe.eval, recipe.data, engine.run_dir / "eval")
+            evaluate_pipeline(pipe, recipe.eval, recipe.data, engine.run_dir / "eval", sweep_guidance=True)
 
 
 def train_teacher(recipe) -> Path:

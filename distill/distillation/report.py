@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from ..engine.checkpoint import weights_fingerprint
-from ..eval.evaluate import _fmt, cached_rows, evaluate_pipeline
+from ..eval.evaluate import _fmt, best_row, cached_rows, evaluate_pipeline, setting_name
 from ..diffusion.pipelines import DistillPipeline
 from ..diffusion.sampling import default_sampler, make_scheduler, sample
 from ..diffusion.teachers import load_teacher, resolve_teacher_path
@@ -78,16 +78,18 @@ def write_distill_report(recipe, run_dir: Path) -> Path:
     side_by_side(teacher, student, run_dir / "side_by_side.png", seed=ec.seed,
                  student_timesteps=len(recipe.distill.student_timesteps))
     sampler = default_sampler(teacher.scheduler.config)  # ddim, or flow-euler for a flow teacher
-    t_rows = cached_rows(teacher_path, "teacher", ec, rc.teacher_steps, ec.guidance_scale, sampler)
-    if t_rows is None:
-        t_rows = evaluate_pipeline(teacher, ec, data_cfg, out, tag="teacher", scheduler=sampler, steps=rc.teacher_steps)
+    t_rows = cached_rows(teacher_path, "teacher", ec, rc.teacher_steps, ec.guidance_scale, sampler, sweep_guidance=True)
+    if t_rows is None:  # the steps sweep, then eval.guidance_sweep: the teacher's best setting may be guided
+        t_rows = evaluate_pipeline(teacher, ec, data_cfg, out, tag="teacher", scheduler=sampler, steps=rc.teacher_steps,
+                                   sweep_guidance=True)
     # only rows of these very weights: a run resumed to more steps in this folder re-scores its student
     weights = weights_fingerprint(student.unet)
     s_rows = cached_rows(run_dir, "student", ec, rc.student_steps, 1.0, scheduler="pipeline", weights=weights)
     if s_rows is None:
         s_rows = evaluate_pipeline(student, ec, data_cfg, out, tag="student", scheduler="pipeline",
                                    steps=rc.student_steps, guidance_scale=1.0, weights=weights)
-    line_plot({f"teacher ({sampler})": ([r["steps"] for r in t_rows], [r["fid"] for r in t_rows]),
+    t_line = [r for r in t_rows if r["guidance_scale"] == ec.guidance_scale]
+    line_plot({f"teacher ({sampler})": ([r["steps"] for r in t_line], [r["fid"] for r in t_line]),
                "student": ([r["steps"] for r in s_rows], [r["fid"] for r in s_rows])},
               run_dir / "fid_vs_steps.png", "sampling steps", "FID (classifier features)", logx=True,
               xticks=sorted({r["steps"] for r in t_rows + s_rows}))
@@ -95,25 +97,25 @@ def write_distill_report(recipe, run_dir: Path) -> Path:
     b, n = rc.latency_batch, rc.latency_repeats
     lat = [(r["model"] + (" + guidance" if r["guidance"] != 1.0 else ""), r["steps"], r["guidance"], r["nfe"], r["median_s"])
            for r in latency_rows(teacher_path, str(run_dir / "pipeline"), rc.student_steps, b, n)]
-    best = min(t_rows, key=lambda r: r["fid"])
+    best = best_row(t_rows)
     s1 = next((r for r in s_rows if r["steps"] == 1), s_rows[0])
-    t1 = next((r for r in t_rows if r["steps"] == 1), None)
-    summary = {"teacher_best": {"steps": best["steps"], "fid": best["fid"]}, "teacher_50": next((r["fid"] for r in t_rows if r["steps"] == 50), None),
+    t1 = next((r for r in t_line if r["steps"] == 1), None)
+    summary = {"teacher_best": {"steps": best["steps"], "guidance": best["guidance_scale"], "fid": best["fid"]},
+               "teacher_50": next((r["fid"] for r in t_line if r["steps"] == 50), None),
                "teacher_1": t1["fid"] if t1 else None, "student_1": s1["fid"],
                "student": {r["steps"]: r["fid"] for r in s_rows},
                "latency_s": [dict(model=m, steps=s, guidance=g, nfe=nfe, seconds=sec, per_image_ms=1000 * sec / b) for m, s, g, nfe, sec in lat]}
     (run_dir / "report.json").write_text(json.dumps(summary, indent=1))
-    cols = ["model", "steps", "fid", "kid", "class_acc", "intra_class_dist", "class_coverage"]
+    cols = ["model", "steps", "guidance_scale", "fid", "kid", "class_acc", "intra_class_dist", "class_coverage"]
     lines = [f"# Distillation report: {recipe.name}", "",
              f"Teacher `{recipe.distill.teacher}`; FID/KID on {ec.num_samples} class-balanced samples against the "
              f"`{ec.reference_split}` split, features `{ec.features}` (a classifier never used in training). "
-             f"Teacher sampled with {sampler}, guidance {ec.guidance_scale}; student with its own "
-             f"scheduler, no guidance.", "",
+             f"Teacher sampled with {sampler}; student with its own scheduler, no guidance.", "",
              "![side by side](side_by_side.png)", "", "## FID", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in t_rows + s_rows:
         lines.append("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
-    lines += ["", f"Teacher's best: {best['steps']} steps, FID {best['fid']:.3f}. Student 1 step: FID {s1['fid']:.3f}"
+    lines += ["", f"Teacher's best: {setting_name(best)}, FID {best['fid']:.3f}. Student 1 step: FID {s1['fid']:.3f}"
               + (f" ({s1['fid'] / t1['fid']:.2f}x the teacher's own 1-step FID)." if t1 else "."),
               f"Within-class diversity (mean pairwise feature distance; real data: {s1.get('real_intra_class_dist', float('nan')):.3f}) "
               "guards against a student that draws one image per class.", "",

@@ -81,10 +81,16 @@ def score(fake: torch.Tensor, labels, real_feats, real_labels, extractor) -> dic
     return res
 
 
+def guided_settings(eval_cfg) -> list[tuple[int, float]]:
+    """The (steps, guidance) settings of `eval.guidance_sweep`, scored besides the steps sweep for a teacher."""
+    return [(eval_cfg.guidance_steps, float(g)) for g in eval_cfg.guidance_sweep]
+
+
 def evaluate_pipeline(pipe, eval_cfg, data_cfg, out_dir, tag: str = "teacher", scheduler: Optional[str] = None,
                       steps: Optional[list[int]] = None, guidance_scale: Optional[float] = None,
-                      weights: Optional[str] = None) -> list[dict]:
-    """FID/KID etc. of `pipe` at each step count; files go to `out_dir` (eval.json, eval.md, plot, grids).
+                      weights: Optional[str] = None, sweep_guidance: bool = False) -> list[dict]:
+    """FID/KID etc. of `pipe` at each step count (at `guidance_scale`), then, with `sweep_guidance`, at each
+    setting of `guided_settings(eval_cfg)`; files go to `out_dir` (eval.json, eval.md, plot, grids).
     `weights`: `weights_fingerprint(pipe.unet)` where the caller already has it (hashing a large UNet twice)."""
     from tqdm.auto import tqdm
 
@@ -102,18 +108,21 @@ def evaluate_pipeline(pipe, eval_cfg, data_cfg, out_dir, tag: str = "teacher", s
     w = eval_cfg.guidance_scale if guidance_scale is None else guidance_scale
     extractor, ref, real_feats, real_div = reference_at(pipe.unet.config, eval_cfg, data_cfg)
     rows, weights = [], weights or weights_fingerprint(pipe.unet)
-    bar = tqdm(total=eval_cfg.num_samples * len(steps), desc=f"eval {tag}", unit="img")
-    for s in steps:
+    settings = [(s, w) for s in steps]
+    if sweep_guidance and pipe.num_classes:  # an unconditional model has nothing to guide
+        settings += [sg for sg in guided_settings(eval_cfg) if sg not in settings]
+    bar = tqdm(total=eval_cfg.num_samples * len(settings), desc=f"eval {tag}", unit="img")
+    for s, g in settings:
         t0 = time.time()
-        x, labels = generate(pipe, eval_cfg.num_samples, s, scheduler if scheduler != "pipeline" else None, w,
+        x, labels = generate(pipe, eval_cfg.num_samples, s, scheduler if scheduler != "pipeline" else None, g,
                              eval_cfg.batch_size, eval_cfg.seed, bar)
-        row = {"model": tag, "steps": s, "scheduler": scheduler, "guidance_scale": w,
+        row = {"model": tag, "steps": s, "scheduler": scheduler, "guidance_scale": g,
                "num_samples": eval_cfg.num_samples, "features": eval_cfg.features, "seed": eval_cfg.seed,
                "weights": weights,
                **score(x, labels, real_feats, ref.labels, extractor),
                "real_intra_class_dist": real_div, "sample_seconds": round(time.time() - t0, 2)}
         rows.append(row)
-        save_grid(x[:80], out_dir / f"{tag}-{s}steps.png", nrow=pipe.num_classes or 10,
+        save_grid(x[:80], out_dir / f"{tag}-{s}steps{'' if g == w else f'-guidance{g:g}'}.png", nrow=pipe.num_classes or 10,
                   scale=upscale_for_view(x.shape[-1]))
         bar.set_postfix(steps=s, fid=f"{row['fid']:.3f}")
     bar.close()
@@ -141,13 +150,30 @@ def matching_rows(path, eval_cfg, key: str, values, **fields) -> Optional[list[d
     return [keep[v] for v in values] if set(keep) == set(values) else None
 
 
+def best_row(rows: list[dict]) -> dict:
+    """The row of lowest FID: a teacher's best setting (steps and guidance)."""
+    return min(rows, key=lambda r: r["fid"])
+
+
+def setting_name(row: dict) -> str:
+    """"25 steps" or "25 steps at guidance 2": how a row's setting reads in reports and cards."""
+    g = float(row.get("guidance_scale", 1.0) or 1.0)
+    return f"{row['steps']} steps" + (f" at guidance {g:g}" if g != 1.0 else "")
+
+
 def cached_rows(folder, tag: str, eval_cfg, steps, guidance, scheduler: str = "ddim",
-                weights: Optional[str] = None) -> Optional[list[dict]]:
+                weights: Optional[str] = None, sweep_guidance: bool = False) -> Optional[list[dict]]:
     """Reuse an FID table (folder/eval/eval-<tag>.json, e.g. the teacher's shipped one) when it was
     measured with the same samples, features, seed, sampler and guidance (and, given `weights`, of the
-    same weights: `weights_fingerprint`)."""
-    return matching_rows(Path(folder) / "eval" / f"eval-{tag}.json", eval_cfg, "steps", list(steps),
-                         scheduler=scheduler, guidance_scale=guidance, **({"weights": weights} if weights else {}))
+    same weights: `weights_fingerprint`); with `sweep_guidance`, also the rows of `guided_settings(eval_cfg)`."""
+    path, extra = Path(folder) / "eval" / f"eval-{tag}.json", {"weights": weights} if weights else {}
+    rows = matching_rows(path, eval_cfg, "steps", list(steps), scheduler=scheduler, guidance_scale=guidance, **extra)
+    guided = [sg for sg in guided_settings(eval_cfg) if sg not in [(s, guidance) for s in steps]] if sweep_guidance else []
+    if rows is None or not guided:
+        return rows
+    more = matching_rows(path, eval_cfg, "guidance_scale", [g for _, g in guided], scheduler=scheduler,
+                         steps=eval_cfg.guidance_steps, **extra)
+    return None if more is None else rows + more
 
 
 def write_eval(rows: list[dict], out_dir: Path, tag: str) -> None:
@@ -158,9 +184,10 @@ def write_eval(rows: list[dict], out_dir: Path, tag: str) -> None:
     for r in rows:
         lines.append("| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
     (out_dir / f"eval-{tag}.md").write_text("\n".join(lines) + "\n")
-    line_plot({tag: ([r["steps"] for r in rows], [r["fid"] for r in rows])}, out_dir / f"fid-vs-steps-{tag}.png",
+    line = [r for r in rows if r.get("guidance_scale") == rows[0].get("guidance_scale")]  # the steps sweep
+    line_plot({tag: ([r["steps"] for r in line], [r["fid"] for r in line])}, out_dir / f"fid-vs-steps-{tag}.png",
               "sampling steps", "FID (classifier features)", title=f"{tag}: FID vs steps", logx=True,
-              xticks=[r["steps"] for r in rows])
+              xticks=[r["steps"] for r in line])
 
 
 def _fmt(v) -> str:
