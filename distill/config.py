@@ -112,10 +112,9 @@ class EvalConfig(ScoringConfig):
     # registry key in distill.diffusion.sampling.SCHEDULERS; "auto": ddim for a DDPM-schedule model, flow-euler for flow
     scheduler: str = "auto"
     guidance_scale: float = ranged(1.0, ge=0)  # classifier-free guidance when sampling the teacher; 1: none
-    # a teacher's best setting may be guided: these scales are scored too (teacher evaluations only), each at
-    # `guidance_steps` sampler steps, and its best FID is the lowest of all rows
+    # guidance scales a teacher's evaluation also scores: its best setting (lowest FID of all rows) may be guided
     guidance_sweep: list[float] = ranged(factory=list, ge=0)
-    guidance_steps: int = ranged(25, ge=1)
+    guidance_steps: int = ranged(25, ge=1)  # the sampler steps of the guidance_sweep rows
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Evaluate a pipeline's FID-versus-steps table with the sampling split over processes.
+"""Evaluate a pipeline's FID-versus-steps table (and the guided rows of eval.guidance_sweep) with the sampling
+split over processes.
 
 Shard k of N generates batches i = k, k+N, ... with the same per-batch seeds as
 `distill.eval.evaluate.generate`, so the merged samples equal a single-process run's.
@@ -19,7 +20,7 @@ import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 from distill.config import load_recipe  # noqa: E402
-from distill.eval.evaluate import reference_at, sample_batch, score, write_eval  # noqa: E402
+from distill.eval.evaluate import guided_settings, reference_at, sample_batch, score, write_eval  # noqa: E402
 from distill.diffusion.sampling import make_scheduler  # noqa: E402
 from distill.diffusion.teachers import load_teacher  # noqa: E402
 from distill.viz import save_grid, upscale_for_view  # noqa: E402
@@ -46,33 +47,40 @@ def main():
     n_batches = (ec.num_samples + ec.batch_size - 1) // ec.batch_size
     k = pipe.num_classes
     labels = torch.arange(ec.num_samples) % k if k else None
+    settings = [(s, ec.guidance_scale) for s in ec.steps]
+    settings += [sg for sg in guided_settings(ec) if k and sg not in settings]  # as evaluate_pipeline's sweep
+
+    def part(s, g, i):  # one batch's samples
+        return work / (f"s{s}-b{i}.safetensors" if g == ec.guidance_scale else f"s{s}-g{g:g}-b{i}.safetensors")
+
     if not a.merge:
         sched = make_scheduler(ec.scheduler, pipe.scheduler.config)
-        for s in ec.steps:
+        for s, g in settings:
             for i in range(a.shard, n_batches, a.of):
-                f = work / f"s{s}-b{i}.safetensors"
+                f = part(s, g, i)
                 if f.exists():
                     continue
                 start = i * ec.batch_size
                 t0 = time.time()
                 x = sample_batch(pipe.unet, sched, i, labels, start, min(ec.batch_size, ec.num_samples - start), s,
-                                 ec.guidance_scale, ec.seed)
+                                 g, ec.seed)
                 save_file({"x": x}, str(f))
-                print(f"steps {s} batch {i}: {time.time() - t0:.1f}s", flush=True)
+                print(f"steps {s} guidance {g:g} batch {i}: {time.time() - t0:.1f}s", flush=True)
         return
     data_cfg = dataclasses.replace(r.data, **({"source": a.data} if a.data else {}))
     extractor, ref, real_feats, real_div = reference_at(cfg, ec, data_cfg)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for s in ec.steps:
-        x = torch.cat([load_file(str(work / f"s{s}-b{i}.safetensors"))["x"] for i in range(n_batches)])
+    for s, g in settings:
+        x = torch.cat([load_file(str(part(s, g, i)))["x"] for i in range(n_batches)])
         xf = x.float() / 127.5 - 1
-        rows.append({"model": a.tag, "steps": s, "scheduler": ec.scheduler, "guidance_scale": ec.guidance_scale,
+        rows.append({"model": a.tag, "steps": s, "scheduler": ec.scheduler, "guidance_scale": g,
                      "num_samples": ec.num_samples, "features": ec.features, "seed": ec.seed,
                      **score(xf, labels, real_feats, ref.labels, extractor), "real_intra_class_dist": real_div})
-        save_grid(xf[:80], out / f"{a.tag}-{s}steps.png", nrow=k or 10, scale=upscale_for_view(x.shape[-1]))
-        print(s, rows[-1]["fid"], flush=True)
+        name = f"{a.tag}-{s}steps" + ("" if g == ec.guidance_scale else f"-guidance{g:g}")
+        save_grid(xf[:80], out / f"{name}.png", nrow=k or 10, scale=upscale_for_view(x.shape[-1]))
+        print(s, g, rows[-1]["fid"], flush=True)
     write_eval(rows, out, a.tag)
 
 

@@ -71,6 +71,8 @@ CASES = [
     Case("eval-batch-0", E + ["--batch-size", "0"], "argument --batch-size: must be >= 1"),
     Case("eval-num-samples-negative", E + ["--num-samples", "-3"], "argument --num-samples: must be >= 1"),
     Case("eval-guidance-negative", E + ["--guidance", "-0.5"], "argument --guidance: must be >= 0"),
+    Case("eval-guidance-sweep-negative", E + ["--guidance-sweep", "2", "-1"], "argument --guidance-sweep: must be >= 0"),
+    Case("eval-guidance-steps-0", E + ["--guidance-steps", "0"], "argument --guidance-steps: must be >= 1"),
     Case("eval-out-below-file", E + ["--out", "{afile}/eval"], "is a file"),
     Case("eval-recipe-missing", E + ["--recipe", "{root}/missing.yaml"], "--recipe {root}/missing.yaml: not found"),
     Case("eval-pipeline-missing", ["eval", "{root}/nope"], "not found"),

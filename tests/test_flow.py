@@ -245,6 +245,7 @@ def test_flow_dit_teacher_samples_and_evaluates_after_reloading(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.endswith("flow-matching model: use flow-euler, flow-heun, flow-dpm++") and "Traceback" not in err
     assert cli(["eval", pipe, "--steps", "1", "2", "--num-samples", "20", "--batch-size", "10",
-                "--out", str(tmp_path / "eval")]) == 0
+                "--guidance-sweep", "2", "--guidance-steps", "2", "--out", str(tmp_path / "eval")]) == 0
     rows = json.loads((tmp_path / "eval/eval-model.json").read_text())
-    assert [r["scheduler"] for r in rows] == ["flow-euler"] * 2 and all(math.isfinite(r["fid"]) for r in rows)
+    assert [r["scheduler"] for r in rows] == ["flow-euler"] * 3 and all(math.isfinite(r["fid"]) for r in rows)
+    assert [(r["steps"], r["guidance_scale"]) for r in rows] == [(1, 1.0), (2, 1.0), (2, 2.0)]

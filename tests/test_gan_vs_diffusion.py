@@ -156,6 +156,7 @@ def test_compare_plan_without_a_teacher_eval(runs, tmp_path):
      "--gan"),
     (["bench", "compare", "--teacher", "{gan}", "--student", "{student}", "--gan", "{gan}"], "--teacher"),
     (["eval", "{gan}/generator", "--steps", "4"], "--steps: for diffusion pipelines"),
+    (["eval", "{gan}/generator", "--guidance-sweep", "2"], "--guidance-sweep: for diffusion pipelines"),
     (["eval", "{teacher}/pipeline", "--truncation", "0.7"], "--truncation: for GAN generator folders"),
 ])
 def test_bad_input_is_one_line(runs, tmp_path, capsys, argv, msg):

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from distill.engine.checkpoint import weights_fingerprint
@@ -134,3 +135,41 @@ def test_teacher_evaluation_sweeps_guidance(tmp_path):
     uncond = DistillPipeline(unet=build_unet2d(tc, 8, 1, None).eval(), scheduler=build_noise_scheduler(tc))
     rows_u = evaluate.evaluate_pipeline(uncond, ec, data, tmp_path / "u", sweep_guidance=True)
     assert [(r["steps"], r["guidance_scale"]) for r in rows_u] == [(1, 1.0), (2, 1.0)]
+
+
+def test_sharded_evaluation_equals_one_process(tmp_path):
+    """scripts/eval_sharded.py, two shards then --merge, scores the steps sweep and the guided rows exactly as
+    evaluate_pipeline(sweep_guidance=True) does in one process."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from distill.config import load_recipe
+    from distill.diffusion.recipe import TeacherConfig
+    from distill.eval import evaluate
+    from distill.diffusion.pipelines import DistillPipeline
+    from distill.diffusion.teachers import build_noise_scheduler, build_unet2d
+
+    tc = TeacherConfig(block_out_channels=[8, 8], norm_num_groups=4)
+    torch.manual_seed(0)
+    DistillPipeline(unet=build_unet2d(tc, 8, 1, 10).eval(), scheduler=build_noise_scheduler(tc)).save_pretrained(
+        tmp_path / "teacher")
+    (tmp_path / "r.yaml").write_text(
+        "task: teacher\ndata: {source: digits, resolution: 8}\neval: {num_samples: 30, batch_size: 10, steps: [1], "
+        "scheduler: ddim, features: 'classifier:digits', guidance_sweep: [2], guidance_steps: 1}\n")
+    script = [sys.executable, str(Path(__file__).resolve().parent.parent / "scripts" / "eval_sharded.py"),
+              str(tmp_path / "teacher"), "--recipe", str(tmp_path / "r.yaml"), "--of", "2", "--work", str(tmp_path / "w")]
+    for k in (1, 0):
+        subprocess.run([*script, "--shard", str(k)], check=True, capture_output=True)
+    subprocess.run([*script, "--merge", "--out", str(tmp_path / "sharded")], check=True, capture_output=True)
+    sharded = json.loads((tmp_path / "sharded" / "eval-teacher.json").read_text())
+    from distill.diffusion.teachers import load_teacher
+
+    recipe = load_recipe(tmp_path / "r.yaml")
+    one = evaluate.evaluate_pipeline(load_teacher(str(tmp_path / "teacher")), recipe.eval, recipe.data,
+                                     tmp_path / "one", sweep_guidance=True)
+    assert [(r["steps"], r["guidance_scale"]) for r in sharded] == [(1, 1.0), (1, 2.0)]
+    for a, b in zip(sharded, one):
+        assert a["fid"] == pytest.approx(b["fid"], rel=1e-5) and a["guidance_scale"] == b["guidance_scale"]
+    assert (tmp_path / "sharded" / "teacher-1steps-guidance2.png").is_file()

@@ -11,7 +11,7 @@ from .arguments import (check_input_path, check_output_path, check_pipeline_path
                         non_negative_int, positive_int)
 
 HELP = "evaluate a pipeline (vs steps) or a GAN generator (vs truncation): FID/KID, class accuracy, diversity"
-DIFFUSION_ONLY = ("steps", "scheduler", "guidance")
+DIFFUSION_ONLY = ("steps", "scheduler", "guidance", "guidance_sweep", "guidance_steps")
 
 
 def add_arguments(p):
@@ -23,6 +23,11 @@ def add_arguments(p):
     p.add_argument("--scheduler", default=None, help="ddim | ddpm | dpm++ | euler | lcm (DDPM schedule); flow-euler | flow-heun | flow-dpm++ (flow); "
                    "pipeline (its own); auto (the schedule's default); default: eval.scheduler")
     p.add_argument("--guidance", type=non_negative_float, default=None)
+    p.add_argument("--guidance-sweep", type=non_negative_float, nargs="+", default=None,
+                   help="guidance scales also scored, at --guidance-steps (a teacher's best setting may be guided; "
+                        "default: eval.guidance_sweep)")
+    p.add_argument("--guidance-steps", type=positive_int, default=None,
+                   help="sampler steps of the --guidance-sweep rows (default: eval.guidance_steps)")
     p.add_argument("--num-samples", type=positive_int, default=None)
     p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--features", default=None, help="classifier:<name|path> | inception")
@@ -51,12 +56,13 @@ def main(args) -> int:
     from ..diffusion.teachers import load_teacher
 
     check_pipeline_path(args.pipeline)
-    data_cfg, eval_cfg = settings(args, EvalConfig())
+    data_cfg, eval_cfg = settings(args, EvalConfig(), guidance_sweep=args.guidance_sweep,
+                                  guidance_steps=args.guidance_steps)
     pipe = load_teacher(args.pipeline)
     rows = evaluate_pipeline(pipe, eval_cfg, data_cfg, args.out, tag=args.tag, scheduler=args.scheduler,
-                             steps=args.steps, guidance_scale=args.guidance)
+                             steps=args.steps, guidance_scale=args.guidance, sweep_guidance=True)
     for r in rows:
-        print(f"steps={r['steps']:>3} fid={r['fid']:.4f} kid={r['kid']:.5f} class_acc={r.get('class_acc', float('nan')):.3f}")
+        print(f"steps={r['steps']:>3} guidance={r['guidance_scale']:g} fid={r['fid']:.4f} kid={r['kid']:.5f} class_acc={r.get('class_acc', float('nan')):.3f}")
     print(f"wrote {args.out}/eval-{args.tag}.json")
     return 0
 
@@ -91,7 +97,7 @@ def evaluate_gan(args) -> int:
     from ..gan.generator import load_generator
     from ..gan.recipe import GANEvalConfig
 
-    given = [f"--{k}" for k in DIFFUSION_ONLY if getattr(args, k) is not None]
+    given = [f"--{k.replace('_', '-')}" for k in DIFFUSION_ONLY if getattr(args, k) is not None]
     if given:
         raise DistillError(f"{', '.join(given)}: for diffusion pipelines; {args.pipeline} is a GAN generator "
                            "(use --truncation)")
