@@ -130,6 +130,8 @@ def test_teacher_evaluation_sweeps_guidance(tmp_path):
     assert evaluate.setting_name(rows[2]) == "2 steps at guidance 3" and evaluate.setting_name(rows[0]) == "1 steps"
     assert evaluate.cached_rows(tmp_path, "teacher", ec, [1, 2], 1.0, "ddim", sweep_guidance=True) == rows
     assert evaluate.cached_rows(tmp_path, "teacher", ec, [1, 2], 1.0, "ddim") == rows[:2]
+    none = dataclasses.replace(ec, guidance_sweep=[])  # the table's own guided rows follow, asked for or not
+    assert evaluate.cached_rows(tmp_path, "teacher", none, [1, 2], 1.0, "ddim", sweep_guidance=True) == rows
     other = dataclasses.replace(ec, guidance_sweep=[1.5])  # a scale never measured: the table does not answer
     assert evaluate.cached_rows(tmp_path, "teacher", other, [1, 2], 1.0, "ddim", sweep_guidance=True) is None
     uncond = DistillPipeline(unet=build_unet2d(tc, 8, 1, None).eval(), scheduler=build_noise_scheduler(tc))

@@ -130,10 +130,9 @@ def evaluate_pipeline(pipe, eval_cfg, data_cfg, out_dir, tag: str = "teacher", s
     return rows
 
 
-def matching_rows(path, eval_cfg, key: str, values, **fields) -> Optional[list[dict]]:
-    """The rows of an eval JSON (eval-<tag>.json) measured with `eval_cfg`'s number of samples,
-    features and seed and with `fields` equal (scheduler, guidance_scale), one for each of `values`
-    of `key` (steps, truncation); None unless every value has one. A missing or unreadable file: None."""
+def alike_rows(path, eval_cfg, **fields) -> Optional[list[dict]]:
+    """The rows of an eval JSON (eval-<tag>.json) measured with `eval_cfg`'s number of samples, features and seed
+    and with `fields` equal (scheduler, guidance_scale, weights). A missing or unreadable file: None."""
     path = Path(path)
     try:
         rows = json.loads(path.read_text()) if path.is_file() else None
@@ -142,10 +141,15 @@ def matching_rows(path, eval_cfg, key: str, values, **fields) -> Optional[list[d
     if not isinstance(rows, list):
         return None
     want = {"num_samples": eval_cfg.num_samples, "features": eval_cfg.features, **fields}
+    return [r for r in rows if isinstance(r, dict) and "fid" in r and all(r.get(k) == v for k, v in want.items())
+            and r.get("seed", eval_cfg.seed) == eval_cfg.seed]
+
+
+def matching_rows(path, eval_cfg, key: str, values, **fields) -> Optional[list[dict]]:
+    """`alike_rows`, one for each of `values` of `key` (steps, truncation); None unless every value has one."""
     keep = {}
-    for r in rows:
-        if (isinstance(r, dict) and r.get(key) in values and all(r.get(k) == v for k, v in want.items())
-                and r.get("seed", eval_cfg.seed) == eval_cfg.seed and "fid" in r):
+    for r in alike_rows(path, eval_cfg, **fields) or []:
+        if r.get(key) in values:
             keep.setdefault(r[key], r)
     return [keep[v] for v in values] if set(keep) == set(values) else None
 
@@ -165,15 +169,16 @@ def cached_rows(folder, tag: str, eval_cfg, steps, guidance, scheduler: str = "d
                 weights: Optional[str] = None, sweep_guidance: bool = False) -> Optional[list[dict]]:
     """Reuse an FID table (folder/eval/eval-<tag>.json, e.g. the teacher's shipped one) when it was
     measured with the same samples, features, seed, sampler and guidance (and, given `weights`, of the
-    same weights: `weights_fingerprint`); with `sweep_guidance`, also the rows of `guided_settings(eval_cfg)`."""
+    same weights: `weights_fingerprint`). With `sweep_guidance`, the table's rows at other guidance scales measured
+    alike follow (the teacher's own guidance sweep), and every setting of `guided_settings(eval_cfg)` must be
+    among them."""
     path, extra = Path(folder) / "eval" / f"eval-{tag}.json", {"weights": weights} if weights else {}
     rows = matching_rows(path, eval_cfg, "steps", list(steps), scheduler=scheduler, guidance_scale=guidance, **extra)
-    guided = [sg for sg in guided_settings(eval_cfg) if sg not in [(s, guidance) for s in steps]] if sweep_guidance else []
-    if rows is None or not guided:
+    if rows is None or not sweep_guidance:
         return rows
-    more = matching_rows(path, eval_cfg, "guidance_scale", [g for _, g in guided], scheduler=scheduler,
-                         steps=eval_cfg.guidance_steps, **extra)
-    return None if more is None else rows + more
+    guided = [r for r in alike_rows(path, eval_cfg, scheduler=scheduler, **extra) if r.get("guidance_scale") != guidance]
+    have = {(r["steps"], r["guidance_scale"]) for r in guided}
+    return None if any(g != guidance and (s, g) not in have for s, g in guided_settings(eval_cfg)) else rows + guided
 
 
 def write_eval(rows: list[dict], out_dir: Path, tag: str) -> None:
