@@ -20,7 +20,7 @@ import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 from distill.config import load_recipe  # noqa: E402
-from distill.eval.evaluate import guided_settings, reference_at, sample_batch, score, write_eval  # noqa: E402
+from distill.eval.evaluate import eval_settings, grid_name, reference_at, sample_batch, score, write_eval  # noqa: E402
 from distill.diffusion.sampling import make_scheduler  # noqa: E402
 from distill.diffusion.teachers import load_teacher  # noqa: E402
 from distill.viz import save_grid, upscale_for_view  # noqa: E402
@@ -47,8 +47,7 @@ def main():
     n_batches = (ec.num_samples + ec.batch_size - 1) // ec.batch_size
     k = pipe.num_classes
     labels = torch.arange(ec.num_samples) % k if k else None
-    settings = [(s, ec.guidance_scale) for s in ec.steps]
-    settings += [sg for sg in guided_settings(ec) if k and sg not in settings]  # as evaluate_pipeline's sweep
+    settings = eval_settings(ec, ec.steps, ec.guidance_scale, bool(k), sweep_guidance=True)  # as evaluate_pipeline's
 
     def part(s, g, i):  # one batch's samples
         return work / (f"s{s}-b{i}.safetensors" if g == ec.guidance_scale else f"s{s}-g{g:g}-b{i}.safetensors")
@@ -78,8 +77,8 @@ def main():
         rows.append({"model": a.tag, "steps": s, "scheduler": ec.scheduler, "guidance_scale": g,
                      "num_samples": ec.num_samples, "features": ec.features, "seed": ec.seed,
                      **score(xf, labels, real_feats, ref.labels, extractor), "real_intra_class_dist": real_div})
-        name = f"{a.tag}-{s}steps" + ("" if g == ec.guidance_scale else f"-guidance{g:g}")
-        save_grid(xf[:80], out / f"{name}.png", nrow=k or 10, scale=upscale_for_view(x.shape[-1]))
+        save_grid(xf[:80], out / grid_name(a.tag, s, g, ec.guidance_scale), nrow=k or 10,
+                  scale=upscale_for_view(x.shape[-1]))
         print(s, g, rows[-1]["fid"], flush=True)
     write_eval(rows, out, a.tag)
 

@@ -86,6 +86,20 @@ def guided_settings(eval_cfg) -> list[tuple[int, float]]:
     return [(eval_cfg.guidance_steps, float(g)) for g in eval_cfg.guidance_sweep]
 
 
+def eval_settings(eval_cfg, steps, guidance: float, conditional: bool, sweep_guidance: bool) -> list[tuple[int, float]]:
+    """(steps, guidance) of each row: the steps sweep at `guidance`, then, for a conditional model with
+    `sweep_guidance`, the settings of `guided_settings(eval_cfg)` not already among them."""
+    settings = [(s, guidance) for s in steps]
+    if sweep_guidance and conditional:  # an unconditional model has nothing to guide
+        settings += [sg for sg in guided_settings(eval_cfg) if sg not in settings]
+    return settings
+
+
+def grid_name(tag: str, steps: int, guidance: float, base: float) -> str:
+    """The sample grid of a row: <tag>-<steps>steps.png, with -guidance<g> for a row of the guidance sweep."""
+    return f"{tag}-{steps}steps" + ("" if guidance == base else f"-guidance{guidance:g}") + ".png"
+
+
 def evaluate_pipeline(pipe, eval_cfg, data_cfg, out_dir, tag: str = "teacher", scheduler: Optional[str] = None,
                       steps: Optional[list[int]] = None, guidance_scale: Optional[float] = None,
                       weights: Optional[str] = None, sweep_guidance: bool = False) -> list[dict]:
@@ -108,9 +122,7 @@ def evaluate_pipeline(pipe, eval_cfg, data_cfg, out_dir, tag: str = "teacher", s
     w = eval_cfg.guidance_scale if guidance_scale is None else guidance_scale
     extractor, ref, real_feats, real_div = reference_at(pipe.unet.config, eval_cfg, data_cfg)
     rows, weights = [], weights or weights_fingerprint(pipe.unet)
-    settings = [(s, w) for s in steps]
-    if sweep_guidance and pipe.num_classes:  # an unconditional model has nothing to guide
-        settings += [sg for sg in guided_settings(eval_cfg) if sg not in settings]
+    settings = eval_settings(eval_cfg, steps, w, bool(pipe.num_classes), sweep_guidance)
     bar = tqdm(total=eval_cfg.num_samples * len(settings), desc=f"eval {tag}", unit="img")
     for s, g in settings:
         t0 = time.time()
@@ -122,7 +134,7 @@ def evaluate_pipeline(pipe, eval_cfg, data_cfg, out_dir, tag: str = "teacher", s
                **score(x, labels, real_feats, ref.labels, extractor),
                "real_intra_class_dist": real_div, "sample_seconds": round(time.time() - t0, 2)}
         rows.append(row)
-        save_grid(x[:80], out_dir / f"{tag}-{s}steps{'' if g == w else f'-guidance{g:g}'}.png", nrow=pipe.num_classes or 10,
+        save_grid(x[:80], out_dir / grid_name(tag, s, g, w), nrow=pipe.num_classes or 10,
                   scale=upscale_for_view(x.shape[-1]))
         bar.set_postfix(steps=s, fid=f"{row['fid']:.3f}")
     bar.close()
@@ -145,13 +157,18 @@ def alike_rows(path, eval_cfg, **fields) -> Optional[list[dict]]:
             and r.get("seed", eval_cfg.seed) == eval_cfg.seed]
 
 
-def matching_rows(path, eval_cfg, key: str, values, **fields) -> Optional[list[dict]]:
-    """`alike_rows`, one for each of `values` of `key` (steps, truncation); None unless every value has one."""
+def one_each(rows: list[dict], key: str, values) -> Optional[list[dict]]:
+    """The first of `rows` for each of `values` of `key`; None unless every value has one."""
     keep = {}
-    for r in alike_rows(path, eval_cfg, **fields) or []:
+    for r in rows:
         if r.get(key) in values:
             keep.setdefault(r[key], r)
     return [keep[v] for v in values] if set(keep) == set(values) else None
+
+
+def matching_rows(path, eval_cfg, key: str, values, **fields) -> Optional[list[dict]]:
+    """`alike_rows`, one for each of `values` of `key` (steps, truncation); None unless every value has one."""
+    return one_each(alike_rows(path, eval_cfg, **fields) or [], key, values)
 
 
 def best_row(rows: list[dict]) -> dict:
@@ -173,10 +190,11 @@ def cached_rows(folder, tag: str, eval_cfg, steps, guidance, scheduler: str = "d
     alike follow (the teacher's own guidance sweep), and every setting of `guided_settings(eval_cfg)` must be
     among them."""
     path, extra = Path(folder) / "eval" / f"eval-{tag}.json", {"weights": weights} if weights else {}
-    rows = matching_rows(path, eval_cfg, "steps", list(steps), scheduler=scheduler, guidance_scale=guidance, **extra)
+    alike = alike_rows(path, eval_cfg, scheduler=scheduler, **extra) or []  # the table, read once
+    rows = one_each([r for r in alike if r.get("guidance_scale") == guidance], "steps", list(steps))
     if rows is None or not sweep_guidance:
         return rows
-    guided = [r for r in alike_rows(path, eval_cfg, scheduler=scheduler, **extra) if r.get("guidance_scale") != guidance]
+    guided = [r for r in alike if r.get("guidance_scale") != guidance]
     have = {(r["steps"], r["guidance_scale"]) for r in guided}
     return None if any(g != guidance and (s, g) not in have for s, g in guided_settings(eval_cfg)) else rows + guided
 
