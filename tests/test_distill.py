@@ -500,3 +500,17 @@ def test_teacher_t_below_s_rescales_the_teacher_timestep_draw(tmp_path, tiny_tea
         keep = on["s"] >= dc.t_max
         assert keep.any() and (~keep).any() and torch.equal(on["t"][keep], off["t"][keep])
         assert (off["t"][~keep] > off["s"][~keep]).any()  # off: noise levels above the student's own
+
+
+@pytest.mark.parametrize("student_first", [False, True])
+def test_two_time_scale_update(tmp_path, tiny_teacher, student_first):
+    """discriminator.steps = k (DMD2's TTUR): the heads and the fake score take k updates per student update,
+    with either phase order."""
+    k = 3
+    run_dir = train_distill(distill_recipe(tmp_path, tiny_teacher, max_steps=2, checkpoint_every=2,
+                                           distill={"lambda_dmd": 1.0, "student_first": student_first},
+                                           discriminator={"steps": k}))
+    ckpt = run_dir / "checkpoints" / "checkpoint-2"
+    updates = {name: {int(s["step"]) for s in torch.load(ckpt / f"{name}.pt", weights_only=True)["state"].values()}
+               for name in ["optimizer_g", "optimizer_d", "optimizer_fake"]}
+    assert updates == {"optimizer_g": {2}, "optimizer_d": {2 * k}, "optimizer_fake": {2 * k}}
