@@ -63,8 +63,10 @@ class LoopConfig:
     max_steps: int = ranged(2000, ge=1)  # optimizer steps
     batch_size: int = ranged(128, ge=1)  # global batch per optimizer step, split across processes
     gradient_accumulation_steps: int = ranged(1, ge=1)  # micro batches per optimizer step
-    # "auto": bf16 where the device runs it natively (CUDA with bf16, a CPU with avx512_bf16/amx_bf16), else "no"
-    mixed_precision: Literal["no", "fp16", "bf16", "auto"] = "no"
+    # "auto": bf16 where the device runs it natively (CUDA with bf16, a CPU with avx512_bf16/amx_bf16), else "no";
+    # unset (null): accelerate's setting (`accelerate launch --mixed_precision`, its config, ACCELERATE_MIXED_PRECISION),
+    # else "auto"; a set value that differs from accelerate's is used, with a warning
+    mixed_precision: Optional[Literal["no", "fp16", "bf16", "auto"]] = None
     seed: int = ranged(0, ge=0)  # every random draw is a function of (seed, step)
     log_every: int = ranged(50, ge=1)  # a metrics.jsonl / TensorBoard row every N steps
     sample_every: int = ranged(500, ge=1)  # sample grids (and, for students, the coverage check)
@@ -146,6 +148,8 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        if len(args) == 2 and type(None) in args:  # Optional[X]: X's own message (e.g. the allowed choices)
+            return _coerce(value, next(a for a in args if a is not type(None)), key, where)
         errors = []
         for a in args:
             if a is type(None):

@@ -131,3 +131,69 @@ def test_cpu_model_reads_cpuinfo_else_platform(monkeypatch):
     monkeypatch.setattr("platform.processor", lambda: "")
     monkeypatch.setattr("platform.machine", lambda: "x86_64")
     assert hardware.cpu_model() == "x86_64"
+
+
+# ---------------------------------------------------------------- unset: accelerate's setting, then auto
+
+
+def test_unset_takes_accelerate_setting_then_auto(cpu, monkeypatch, capsys):
+    cpu.add("avx512_bf16")
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert hardware.choose_mixed_precision(None) == "fp16"
+        monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "BF16")  # accelerate lower-cases it too
+        assert hardware.choose_mixed_precision(None) == "bf16"
+        monkeypatch.delenv("ACCELERATE_MIXED_PRECISION")
+        assert hardware.choose_mixed_precision(None) == "bf16"  # no launcher setting: auto
+    assert "auto: bf16" in capsys.readouterr().out
+    cpu.discard("avx512_bf16")
+    assert hardware.choose_mixed_precision(None) == "no"
+
+
+@pytest.mark.parametrize("asked,launcher,used", [("no", "bf16", "no"), ("bf16", "no", "bf16"), ("auto", "bf16", "no")])
+def test_recipe_value_against_launcher_is_used_with_one_warning(cpu, monkeypatch, asked, launcher, used):
+    cpu.add("avx2")
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", launcher)
+    with pytest.warns(UserWarning, match="not accelerate's mixed_precision=") as rec:
+        assert hardware.choose_mixed_precision(asked, notice=None) == used
+    ours = [w for w in rec if "not accelerate's" in str(w.message)]
+    assert len(ours) == 1 and "\n" not in str(ours[0].message)
+    assert f"train.mixed_precision={asked} ({used})" in str(ours[0].message)
+
+
+def test_recipe_value_agreeing_with_launcher_is_silent(cpu, monkeypatch):
+    cpu.add("avx512_bf16")
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert hardware.choose_mixed_precision("bf16") == "bf16"
+        assert hardware.choose_mixed_precision("auto", notice=None) == "bf16"
+
+
+def test_unset_recipe_trains_in_accelerates_bf16(cpu, monkeypatch, tmp_path):
+    """ACCELERATE_MIXED_PRECISION=bf16 (what `accelerate launch --mixed_precision bf16` sets) on a CPU where
+    auto picks fp32: the tiny teacher trains in bf16 (step-0 row), recipe.yaml keeps the key unset."""
+    import yaml
+
+    from distill.config import recipe_from_dict
+    from distill.diffusion.train import train_teacher
+    from distill.engine.run_dir import read_metrics
+
+    from .conftest import tiny_recipe_dict
+
+    cpu.add("avx2")  # auto would be fp32 here
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    recipe = recipe_from_dict(tiny_recipe_dict(tmp_path, max_steps=1))
+    assert recipe.train.mixed_precision is None
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)  # accelerate keeps one process-wide state (mixed precision)
+    try:
+        with pytest.warns(UserWarning, match="slower than fp32"):  # bf16 emulated on this (mocked) CPU: said, used
+            run_dir = train_teacher(recipe)
+    finally:
+        AcceleratorState._reset_state(True)
+    assert yaml.safe_load((run_dir / "recipe.yaml").read_text())["train"]["mixed_precision"] is None
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    assert rows[0]["step"] == 0 and rows[0]["mixed_precision"] == "bf16"

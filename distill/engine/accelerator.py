@@ -9,15 +9,16 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration
 
 from ..errors import DistillError, RecipeError
-from .hardware import resolve_mixed_precision
+from .hardware import choose_mixed_precision
 
 
 def make_accelerator(train_cfg, run_dir) -> Accelerator:
     """Accelerator with TensorBoard under `<run>/logs` when tensorboard is installed.
 
-    `train_cfg.mixed_precision` "auto" is resolved here (`hardware.resolve_mixed_precision`: bf16 where
-    the device runs it natively, fp32 elsewhere); the recipe keeps "auto" (recipe.yaml says what was
-    asked), `accelerator.mixed_precision` and the step-0 metrics row say what was used."""
+    `train_cfg.mixed_precision` is resolved here (`hardware.choose_mixed_precision`): unset, accelerate's
+    setting (`accelerate launch --mixed_precision`, its config file, ACCELERATE_MIXED_PRECISION), else "auto";
+    "auto" is bf16 where the device runs it natively, fp32 elsewhere. The recipe keeps what was asked
+    (recipe.yaml), `accelerator.mixed_precision` and the step-0 metrics row say what was used."""
     try:
         import tensorboard  # noqa: F401
 
@@ -25,7 +26,7 @@ def make_accelerator(train_cfg, run_dir) -> Accelerator:
     except ImportError:
         log_with = None
     accelerator = Accelerator(
-        mixed_precision=resolve_mixed_precision(
+        mixed_precision=choose_mixed_precision(
             train_cfg.mixed_precision, notice=print if os.environ.get("RANK", "0") == "0" else None),
         gradient_accumulation_steps=train_cfg.gradient_accumulation_steps,
         log_with=log_with,

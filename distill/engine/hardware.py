@@ -1,4 +1,5 @@
-"""What the device runs natively: `train.mixed_precision: auto` resolves to bf16 or fp32 here.
+"""What the device runs natively: `train.mixed_precision: auto` resolves to bf16 or fp32 here, and
+an unset `train.mixed_precision` takes accelerate's setting (`choose_mixed_precision`).
 
 bf16 autocast pays off only where the hardware computes in bf16: a CUDA GPU with
 `torch.cuda.is_bf16_supported()`, or a CPU with AVX512-BF16 or AMX (the `avx512_bf16` /
@@ -9,6 +10,7 @@ warns. Non-Linux CPUs (no /proc/cpuinfo) count as without native bf16.
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -40,8 +42,6 @@ def cpu_model() -> str:
 
 
 def _uses_cuda() -> bool:
-    import os
-
     if os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
         return False
     return torch.cuda.is_available()
@@ -79,3 +79,27 @@ def resolve_mixed_precision(value: str, notice: Optional[callable] = print) -> s
             warnings.warn(f"train.mixed_precision=bf16 without native bf16 ({why}): autocast emulates it, "
                           "about 10x slower than fp32; use auto or no", stacklevel=2)
     return value
+
+
+def launcher_mixed_precision() -> Optional[str]:
+    """accelerate's mixed precision as its launcher passes it: `accelerate launch --mixed_precision X` and the
+    launcher's config file both arrive as ACCELERATE_MIXED_PRECISION (set by hand, too); None where unset."""
+    value = os.environ.get("ACCELERATE_MIXED_PRECISION", "").strip().lower()
+    return value or None
+
+
+def choose_mixed_precision(asked: Optional[str], notice: Optional[callable] = print) -> str:
+    """What accelerate gets for `train.mixed_precision` = `asked`. Unset (None): accelerate's own setting
+    (`launcher_mixed_precision`), else "auto". A recipe value whose resolution differs from the launcher's
+    is used, with one warning line naming both."""
+    launcher = launcher_mixed_precision()
+    if asked is None:
+        if launcher is not None:
+            return resolve_mixed_precision(launcher, notice)
+        asked = "auto"
+    used = resolve_mixed_precision(asked, notice)
+    if launcher is not None and launcher != used:
+        warnings.warn(f"train.mixed_precision={asked} ({used}) is used, not accelerate's mixed_precision={launcher} "
+                      "(ACCELERATE_MIXED_PRECISION, from `accelerate launch` or its config); unset the recipe key "
+                      "to follow accelerate", stacklevel=2)
+    return used
