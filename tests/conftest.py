@@ -7,12 +7,16 @@ SHARED = ROOT.parent / "shared" / "data"
 MNIST_NPZ = SHARED / "mnist" / "mnist_full.npz"
 
 
-@pytest.fixture(autouse=True)
-def _accelerate_fp32(monkeypatch):
+@pytest.fixture(autouse=True, scope="session")
+def _accelerate_fp32():
     """Recipes that leave `train.mixed_precision` unset follow accelerate's setting: the suite gives them
     accelerate's own default (fp32, as `accelerate launch` without a flag does) whatever the shell or the
     CPU says, so their numbers do not depend on the machine; tests of the choice set the variable themselves."""
-    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    # session scope: module-scoped fixtures (a tiny teacher trained once per module) see it too
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    yield
+    mp.undo()
 
 
 
