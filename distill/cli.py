@@ -21,6 +21,7 @@ COMMANDS = {
     "bench": "distill.commands.bench",
     "translate": "distill.commands.translate",
     "classifier": "distill.commands.classifier",
+    "demo": "distill.commands.demo",
 }
 
 
