@@ -25,7 +25,14 @@ def tiny_teacher(tmp_path_factory):
     return str(run_dir / "pipeline")
 
 
-def distill_recipe(tmp_path, teacher, distill=None, discriminator=None, dmd=None, experimental=None, **train):
+def distill_recipe(tmp_path, teacher, distill=None, discriminator=None, dmd=None, experimental=None, consistency=None,
+                   **train):
+    return recipe_from_dict(distill_recipe_dict(tmp_path, teacher, distill, discriminator, dmd, experimental,
+                                                consistency, **train))
+
+
+def distill_recipe_dict(tmp_path, teacher, distill=None, discriminator=None, dmd=None, experimental=None,
+                        consistency=None, **train) -> dict:
     r = tiny_recipe_dict(tmp_path, max_steps=4, checkpoint_every=2, learning_rate=1e-4, lr_scheduler="constant",
                          lr_warmup_steps=0)
     del r["teacher"], r["data"]["resolution"]  # the distillation task takes both from the teacher
@@ -33,8 +40,10 @@ def distill_recipe(tmp_path, teacher, distill=None, discriminator=None, dmd=None
     r["distill"] = {"teacher": teacher, "coverage_classifier": None, **(distill or {})}
     r["discriminator"] = {"head_channels": 8, **(discriminator or {})}
     r["dmd"], r["experimental"] = dmd or {}, experimental or {}
+    if consistency:
+        r["consistency"] = consistency
     r["train"].update(train)
-    return recipe_from_dict(r)
+    return r
 
 
 def test_distill_run_files_and_metrics(tmp_path, tiny_teacher):

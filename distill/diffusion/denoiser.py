@@ -10,6 +10,9 @@ A Denoiser wraps a network, its noise schedule and its conditioning (k-diffusion
   eps(x_t, t, cond, w)        the noise estimate
   target(x0, eps, t)          what the network regresses onto in training
   loss(x0, eps, t, cond)      the denoising loss, (B,)  (Ho et al. 2020, Eq. 14, simple weighting)
+  consistency(x_t, t, cond)   f(x_t, t) = c_skip(t) x_t + c_out(t) x0(x_t, t), c_skip(0) = 1, c_out(0) = 0: the
+                              consistency function a consistency student is (Song et al. 2023, Eq. 5; LCM Eq. 9)
+  solver_grid(N)              t_0 = 0 < t_1 < ... < t_N, the grid a consistency student is distilled on
   t_max                       the largest timestep (T - 1 for the discrete DDPM schedule, T for flow)
   student_timesteps(ts)       a distilled student's timesteps as a tensor, checked against the schedule
 
@@ -30,11 +33,14 @@ from typing import Any, Callable, Optional
 import torch
 
 from ..errors import RecipeError
-from .flow import euler_sigmas, flow_shift_of
+from .flow import euler_sigmas, flow_shift_of, shift_sigma
 
 
 # ----------------------------------------------------------------------------------------------
 # Parameterisations
+
+
+LCM_SIGMA_DATA, LCM_TIMESTEP_SCALING = 0.5, 10.0  # LCMScheduler's defaults (diffusers)
 
 
 class DDPMParameterisation:
@@ -57,6 +63,22 @@ class DDPMParameterisation:
     def t_max(self) -> int:
         """The largest timestep of the schedule (the integer timesteps are 0 .. T - 1)."""
         return self.num_train_timesteps - 1
+
+    def boundary(self, t: torch.Tensor, device, dtype=torch.float32):
+        """(c_skip, c_out), each (B, 1, 1, 1): LCM's scalings (Luo et al. 2023, Eq. 9, sigma_data 0.5, timesteps scaled
+        by 10), which diffusers' LCMScheduler applies when it samples: c_skip(0) = 1, c_out(0) = 0, and from t = 19 on
+        c_skip < 1e-5, so the consistency function is the x0 estimate everywhere but at the boundary."""
+        u = torch.as_tensor(t, device=device, dtype=torch.float32).reshape(-1, 1, 1, 1) * LCM_TIMESTEP_SCALING
+        c_skip = LCM_SIGMA_DATA ** 2 / (u ** 2 + LCM_SIGMA_DATA ** 2)
+        return c_skip.to(dtype), (u / (u ** 2 + LCM_SIGMA_DATA ** 2).sqrt()).to(dtype)
+
+    def solver_grid(self, n: int) -> torch.Tensor:
+        """(N + 1,) long: 0, then LCMScheduler's origin timesteps for original_inference_steps = N
+        (k T / N - 1 for k = 1 .. N: 19, 39, ..., 999 for N = 50), so an exported LCMScheduler samples on this grid."""
+        T = self.num_train_timesteps
+        if not 1 <= n <= T:
+            raise RecipeError(f"consistency.solver_steps must be in [1, {T}] (the teacher's schedule), got {n}")
+        return torch.tensor([0] + [k * (T // n) - 1 for k in range(1, n + 1)], dtype=torch.long)
 
     def student_timesteps(self, ts: list) -> torch.Tensor:
         """The student's timesteps as the loop uses them: (K,) long, each within the schedule."""
@@ -137,6 +159,19 @@ class FlowPrediction:
             raise RecipeError(f"distill.student_timesteps {list(ts)}: a {K}-step flow student samples with "
                               f"FlowMatchEulerDiscreteScheduler(shift={self.shift:g}) at t = {want} (rounded); use those")
         return exact
+
+    def boundary(self, t, device, dtype=torch.float32):
+        """(c_skip, c_out) = (0, 1): x0 = x_t - sigma v is x_t at sigma = 0 already, and the exported
+        FlowMatchEulerDiscreteScheduler applies no scalings."""
+        n = torch.as_tensor(t).reshape(-1).shape[0]
+        return torch.zeros(n, 1, 1, 1, device=device, dtype=dtype), torch.ones(n, 1, 1, 1, device=device, dtype=dtype)
+
+    def solver_grid(self, n: int) -> torch.Tensor:
+        """(N + 1,) float: t_k = T shift(k / N), k = 0 .. N, Euler steps uniform in the shifted sigma."""
+        if n < 1:
+            raise RecipeError(f"consistency.solver_steps must be >= 1, got {n}")
+        sigma = shift_sigma(torch.linspace(0, 1, n + 1, dtype=torch.float64), self.shift)
+        return (sigma * self.num_train_timesteps).float()
 
     def alpha_sigma(self, t, device, dtype=torch.float32):
         """(alpha_t, sigma_t) = (1 - t / T, t / T), each (B, 1, 1, 1) (a scalar t broadcasts)."""
@@ -309,6 +344,14 @@ class Denoiser:
 
     def eps(self, x_t, t, cond=None, guidance: float = 1.0):
         return self.eps_from(x_t, t, self.out(x_t, t, cond, guidance))
+
+    def consistency(self, x_t, t, cond=None, guidance: float = 1.0):
+        """f(x_t, t) = c_skip(t) x_t + c_out(t) x0(x_t, t) (B, C, H, W): the student as a consistency function."""
+        c_skip, c_out = self.param.boundary(t, x_t.device, x_t.dtype)
+        return c_skip * x_t + c_out * self.x0(x_t, t, cond, guidance)
+
+    def solver_grid(self, n: int) -> torch.Tensor:
+        return self.param.solver_grid(n)
 
     def target(self, x0, eps, t):
         return self.param.target(x0, eps, t)

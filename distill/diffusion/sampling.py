@@ -74,11 +74,20 @@ def resolve_sampler(name: str, config) -> str:
 
 def flow_scheduler(cls, config, **overrides):
     """A flow scheduler of class `cls` on the flow schedule in `config`, whichever flow scheduler wrote it: the
-    shift under the name `cls` takes (shift / flow_shift), and only the keys `cls` accepts."""
+    shift under the name `cls` takes (shift / flow_shift), and of the config only the keys `cls` accepts. An
+    override `cls` does not accept (an older diffusers) is a DistillError naming it, never dropped."""
     cfg = dict(getattr(config, "config", config))
     shift = flow_shift_of(cfg)
     cfg.pop("flow_shift" if "flow_shift" in cfg else "shift", None)
     accepted = inspect.signature(cls.__init__).parameters
+    missing = [k for k in overrides if k not in accepted]
+    if missing:
+        import diffusers
+
+        since = {"stochastic_sampling": "0.34.0", "use_flow_sigmas": "0.32.0"}  # the release that added the key
+        k = missing[0]
+        raise DistillError(f"{cls.__name__} of diffusers {diffusers.__version__} does not accept '{k}': "
+                           f"needs diffusers>={since.get(k, 'a newer release')}")
     cfg["flow_shift" if "flow_shift" in accepted else "shift"] = shift
     return cls(**{k: v for k, v in {**cfg, **overrides}.items() if k in accepted})
 
@@ -138,13 +147,15 @@ def sample(
     return x
 
 
-def student_scheduler(schedule, student_timesteps) -> Any:
+def student_scheduler(schedule, student_timesteps, grid_steps: Optional[int] = None) -> Any:
     """x0-then-renoise sampling at the student timesteps (as ADD samples), a plain diffusers scheduler.
     `schedule`: the teacher's noise scheduler or its config.
-      ddpm: LCMScheduler with original_inference_steps = len(student_timesteps): 999, 749, 499, 249 for 4, 999 for 1.
+      ddpm: LCMScheduler with original_inference_steps = len(student_timesteps): 999, 749, 499, 249 for 4, 999 for 1;
+            a consistency student: grid_steps = its solver grid N (LCM's 50: 999, 759, 499, 259 for 4 steps).
       flow: FlowMatchEulerDiscreteScheduler(shift, stochastic_sampling=True): x0 = x_t - sigma v, then fresh noise
             to the next sigma; set_timesteps(k) visits the student's timesteps (FlowPrediction.student_timesteps)."""
     if family_of(schedule) == "flow":
         return flow_scheduler(FlowMatchEulerDiscreteScheduler, schedule, stochastic_sampling=True)
     cfg = dict(getattr(schedule, "config", schedule))
-    return LCMScheduler.from_config(cfg, original_inference_steps=len(student_timesteps), timestep_spacing="trailing")
+    return LCMScheduler.from_config(cfg, original_inference_steps=grid_steps or len(student_timesteps),
+                                    timestep_spacing="trailing")

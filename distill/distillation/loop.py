@@ -11,7 +11,9 @@ distill.backward_simulation (every noising and x0 estimate through the Denoiser)
       x_t = alpha_t sg(fake) + sigma_t eps',  target = teacher_x0(x_t, t, c, guidance)
       L_distill = c(t) || fake - sg(target) ||^2                                     (Eq. 4-5, ADD)
       L_dmd = 0.5 || fake - sg(fake - grad) ||^2, grad = (mu_fake(x_t) - target) / mean|fake - target|
-      L_G = lambda_adv L_adv + lambda_distill L_distill + lambda_dmd L_dmd
+      L_CD = d(f_theta(x_{t_n}, t_n), sg(f_theta-(solver(x_{t_n}), t_{n-k})))       (consistency; LCM Eq. 10)
+      L_G = lambda_adv L_adv + lambda_distill L_distill + lambda_dmd L_dmd + lambda_consistency L_CD
+  With only the consistency term (LCM) there is no D phase and no student pass at the student timesteps.
   distill.student_first: the G phase runs first and the first D update takes its sg(fake) (DMD2's order):
       one student forward (and one backward simulation) per step instead of two.
 The space (distill.distillation.pixel.PixelSpace, distill.sd.space.LatentSpace) supplies the
@@ -27,6 +29,7 @@ import copy
 from pathlib import Path
 
 import torch
+from accelerate.utils import DistributedType
 
 from ..discriminator import NUM_RANDOM, Discriminator
 from ..engine.randomness import EpochSampler, rng, shard
@@ -37,6 +40,7 @@ from ..engine.trainer import Engine, Trainer
 from ..errors import DistillError, RecipeError
 from ..gan.losses import get_adv_loss
 from .adversarial import d_loss_and_metrics, g_metrics, pair_logits, r1_gamma_at
+from .consistency import TargetNetwork, consistency_loss, ddim_step
 from .objectives import distillation_loss, dmd_loss, teacher_target
 from .recipe import check_noise_ranges
 
@@ -96,6 +100,14 @@ class DistillTrainer(Trainer):
         if fake is not None:  # with backbone fake_score its encoder also takes the discriminator loss (DMD2)
             opt_f = torch.optim.AdamW(fake.parameters(), lr=r.dmd.learning_rate, betas=betas)
             self.models["fake_score"], self.states["optimizer_fake"] = fake, opt_f
+        self.cd_target = None  # theta- of the consistency term, restored with the student
+        if dc.lambda_consistency > 0:
+            if r.consistency.target_decay > 0 and acc.distributed_type == DistributedType.FSDP:
+                raise RecipeError("consistency.target_decay > 0 keeps an EMA copy of the student, which FSDP shards: "
+                                  "use consistency.target_decay=0 under FSDP")
+            self.cd_target = TargetNetwork(student, r.consistency.target_decay)
+            if self.cd_target.net is not None:
+                self.models["consistency_target"] = self.cd_target.net
         self.lr_sched = make_lr_scheduler(opt_g, tc)
         self.schedulers = [self.lr_sched]
         self.states["lr_scheduler"] = self.lr_sched
@@ -121,6 +133,8 @@ class DistillTrainer(Trainer):
         self.raw_heads = acc.unwrap_model(disc).heads
         if self.ema is not None:
             self.ema.to(self.dev)
+        if self.cd_target is not None and self.cd_target.net is not None:
+            self.cd_target.net.to(self.dev)
         self.adv = get_adv_loss(dsc.loss)
         w = dc.timestep_weights
         self.p_s = torch.tensor(w, dtype=torch.float64) if w else None
@@ -130,6 +144,9 @@ class DistillTrainer(Trainer):
         self.d_weight = self.timestep_weight(ts_d, len(self.ts) / max(len(ts_d), 1))
         self.r_weight = self.timestep_weight(r.experimental.distill_timesteps)  # the regression term's 0/1 mask
         self.sampler = EpochSampler(len(sp.data), tc.seed)
+        # the ADD / DMD2 terms judge the student's samples at the student timesteps; LCM alone needs neither them nor critics
+        self.critics = dc.lambda_adv > 0 or dc.lambda_distill > 0 or self.fake is not None
+        self.cd_grid = sp.teacher.solver_grid(r.consistency.solver_steps).to(self.dev) if self.cd_target else None
         self.n = tc.batch_size // self.A  # global samples per accumulation slice
 
     def timestep_weight(self, chosen: list, scale: float = 1.0):
@@ -154,7 +171,9 @@ class DistillTrainer(Trainer):
         return dict(lr=self.lr_sched.get_last_lr()[0], lr_d=self.disc_cfg.learning_rate)
 
     def postfix(self, vals: dict) -> dict:
-        shown = dict(d=f"{vals['loss_d']:.3f}", g=f"{vals['loss_g']:.3f}")
+        shown = dict(d=f"{vals['loss_d']:.3f}", g=f"{vals['loss_g']:.3f}") if "loss_d" in vals else {}
+        if "loss_consistency" in vals:
+            shown["cd"] = f"{vals['loss_consistency']:.4f}"
         if "loss_distill" in vals:
             shown["dist"] = f"{vals['loss_distill']:.4f}"
         return shown
@@ -174,6 +193,9 @@ class DistillTrainer(Trainer):
                        eps_f=torch.randn(x0.shape, generator=g))
         if dc.backward_simulation and len(self.ts) > 1:  # the renoising of each simulated student step, (n, K-1, C, H, W)
             out.update(i_s=i_s, eps_bs=torch.randn((n, len(self.ts) - 1) + tuple(x0.shape[1:]), generator=g))
+        if self.cd_grid is not None:  # drawn after every other draw: those do not depend on lambda_consistency
+            k = self.recipe.consistency.skip
+            out.update(n_cd=torch.randint(k, len(self.cd_grid), (n,), generator=g), eps_cd=torch.randn(x0.shape, generator=g))
         if self.recipe.experimental.teacher_t_below_s:  # t in [t_min, min(t_max, s)], the same draw rescaled
             top = (out["s"].clamp(max=dc.t_max) - dc.t_min).clamp(min=0)  # s below t_min: t = t_min
             out["t"] = dc.t_min + torch.div((out["t"] - dc.t_min) * top, max(dc.t_max - dc.t_min, 1), rounding_mode="floor")
@@ -231,7 +253,9 @@ class DistillTrainer(Trainer):
     def step(self, step: int) -> dict:
         m = {}
         with self.accelerator.autocast():  # --mixed_precision bf16/fp16: the frozen teacher too (prepared models already are)
-            if self.dc.student_first:  # DMD2's order: the critics train on this step's student outputs, detached
+            if not self.critics:  # the consistency term alone (LCM)
+                self.student_phase(step, m)
+            elif self.dc.student_first:  # DMD2's order: the critics train on this step's student outputs, detached
                 outs = self.student_phase(step, m)
                 self.critic_phase(step, m, outs)
             else:
@@ -266,8 +290,9 @@ class DistillTrainer(Trainer):
                     m["loss_fake_score"] = loss_f.detach()
 
     def student_phase(self, step: int, m: dict) -> list:
-        """One student update (L_G of the module docstring) -> [(b, sg(fake))] per micro step."""
-        acc, sp, dc, dsc = self.accelerator, self.space, self.dc, self.disc_cfg
+        """One student update (L_G of the module docstring) -> [(b, sg(fake))] per micro step (fake None without
+        critics)."""
+        acc, dc, dsc = self.accelerator, self.dc, self.disc_cfg
         outs = []
         self.opt_g.zero_grad(set_to_none=True)
         fake_backbone = dsc.backbone == "fake_score"
@@ -276,46 +301,75 @@ class DistillTrainer(Trainer):
         for a in range(self.A):
             b = self.draw(step, "g", dsc.steps, a)
             with acc.accumulate(self.student_w.net):
-                fake = self.student_w.x0(self.student_input(b), b["s"], b["cond"])
-                loss_adv = torch.zeros(fake.shape[0], device=self.dev)
-                if dc.lambda_adv > 0:
-                    loss_adv = self.adv.g_loss(self.D(fake, b["cond"], b["t_d"], b["noise_d"][:, 1], b["u"][:, 1],
-                                                       head=b["head"])[0])
-                    if (w_adv := self.d_weight(b["s"])) is not None:  # only the outputs the discriminator judges
-                        loss_adv = loss_adv * w_adv
-                loss_distill, loss_dmd = None, torch.zeros(fake.shape[0], device=self.dev)
-                w_r = self.r_weight(b["s"]) if dc.lambda_distill > 0 else None
-                regress = dc.lambda_distill > 0 and (w_r is None or bool(w_r.any()))
-                if regress or self.fake is not None:  # no teacher call in LADD or where no sample is regressed
-                    with sp.teacher_mode():
-                        target, c_t, x_t = teacher_target(sp.teacher, fake.detach(), b["cond"], b["t"], b["eps2"],
-                                                          dc.teacher_guidance, dc.distill_weighting)
-                if regress:
-                    fake_r, target_r = sp.regression_pair(fake, target)
-                    loss_distill = distillation_loss(fake_r, target_r, c_t)
-                    if w_r is not None:
-                        loss_distill = loss_distill * w_r
-                elif dc.lambda_distill > 0:  # every sample masked
-                    loss_distill = (fake * 0).flatten(1).sum(1)  # (B,) zeros on the student's graph: backward runs
-                if self.fake is not None:
-                    with torch.no_grad():  # at the x_t the teacher's target came from
-                        fake_x0 = self.fake.x0(x_t, b["t"], b["cond"])
-                    loss_dmd = dmd_loss(fake, target, fake_x0)
-                    m["loss_dmd"] = loss_dmd.mean().detach()
-                loss_g = dc.lambda_adv * loss_adv  # L_G: the terms in the order of the module docstring
-                if loss_distill is not None:
-                    loss_g = loss_g + dc.lambda_distill * loss_distill
-                loss_g = (loss_g + dc.lambda_dmd * loss_dmd).mean()
+                fake, loss_adv, loss_distill, loss_g = None, None, None, 0.0
+                if self.critics:
+                    fake, loss_adv, loss_distill, loss_g = self.sample_terms(b, m)
+                if self.cd_target is not None:
+                    loss_cd = self.consistency_term(b)
+                    loss_g = loss_g + dc.lambda_consistency * loss_cd
+                    m["loss_consistency"] = loss_cd.mean().detach()
+                loss_g = loss_g.mean()
                 acc.backward(loss_g)
                 if acc.sync_gradients:
                     m["grad_norm_g"] = float(acc.clip_grad_norm_(self.trainable, self.recipe.train.max_grad_norm))
                 self.opt_g.step()
             self.opt_d.zero_grad(set_to_none=True)  # the G pass left gradients on the heads
-            outs.append((b, fake.detach()))
+            outs.append((b, fake.detach() if fake is not None else None))
+        if self.cd_target is not None:
+            self.cd_target.update(self.raw_student)  # theta- follows the updated student
         if fake_backbone:
             self.fake.net.requires_grad_(True)
-        m.update(g_metrics(loss_adv, loss_distill, loss_g))
+        if loss_adv is not None:
+            m.update(g_metrics(loss_adv, loss_distill, loss_g))
+        else:
+            m["loss"] = loss_g.detach()
         return outs
+
+    def sample_terms(self, b: dict, m: dict):
+        """The terms on the student's sample x = student_x0(x_s, s) at a student timestep: (fake (B, C, H, W),
+        L_adv (B,), L_distill (B,) or None when off, lambda-weighted sum (B,))."""
+        sp, dc = self.space, self.dc
+        fake = self.student_w.x0(self.student_input(b), b["s"], b["cond"])
+        loss_adv = torch.zeros(fake.shape[0], device=self.dev)
+        if dc.lambda_adv > 0:
+            loss_adv = self.adv.g_loss(self.D(fake, b["cond"], b["t_d"], b["noise_d"][:, 1], b["u"][:, 1],
+                                               head=b["head"])[0])
+            if (w_adv := self.d_weight(b["s"])) is not None:  # only the outputs the discriminator judges
+                loss_adv = loss_adv * w_adv
+        loss_distill, loss_dmd = None, torch.zeros(fake.shape[0], device=self.dev)
+        w_r = self.r_weight(b["s"]) if dc.lambda_distill > 0 else None
+        regress = dc.lambda_distill > 0 and (w_r is None or bool(w_r.any()))
+        if regress or self.fake is not None:  # no teacher call in LADD or where no sample is regressed
+            with sp.teacher_mode():
+                target, c_t, x_t = teacher_target(sp.teacher, fake.detach(), b["cond"], b["t"], b["eps2"],
+                                                  dc.teacher_guidance, dc.distill_weighting)
+        if regress:
+            fake_r, target_r = sp.regression_pair(fake, target)
+            loss_distill = distillation_loss(fake_r, target_r, c_t)
+            if w_r is not None:
+                loss_distill = loss_distill * w_r
+        elif dc.lambda_distill > 0:  # every sample masked
+            loss_distill = (fake * 0).flatten(1).sum(1)  # (B,) zeros on the student's graph: backward runs
+        if self.fake is not None:
+            with torch.no_grad():  # at the x_t the teacher's target came from
+                fake_x0 = self.fake.x0(x_t, b["t"], b["cond"])
+            loss_dmd = dmd_loss(fake, target, fake_x0)
+            m["loss_dmd"] = loss_dmd.mean().detach()
+        loss_g = dc.lambda_adv * loss_adv  # L_G: the terms in the order of the module docstring
+        if loss_distill is not None:
+            loss_g = loss_g + dc.lambda_distill * loss_distill
+        return fake, loss_adv, loss_distill, loss_g + dc.lambda_dmd * loss_dmd
+
+    def consistency_term(self, b: dict) -> torch.Tensor:
+        """L_CD (B,) on data noised to the grid timestep t_n (distill.distillation.consistency)."""
+        cc, sp = self.recipe.consistency, self.space
+        t, t_prev = self.cd_grid[b["n_cd"]], self.cd_grid[b["n_cd"] - cc.skip]  # (B,) each
+        x_t = sp.teacher.add_noise(b["x0"], b["eps_cd"], t)
+        with sp.teacher_mode():
+            x_prev = ddim_step(sp.teacher, x_t, t, t_prev, b["cond"], self.dc.teacher_guidance)
+        loss = consistency_loss(self.student_w, self.cd_target.denoiser(self.student_w), x_t, t, x_prev, t_prev,
+                                b["cond"], cc.distance, cc.huber_c)
+        return loss
 
     # ------------------------------------------------------------------ monitoring and export
     def sample(self, step: int):

@@ -25,6 +25,7 @@ from ..diffusion.teachers import load_teacher, resolve_teacher_path
 from ..discriminator import build_backbone
 from ..engine.randomness import shard
 from ..errors import DistillError, RecipeError
+from .recipe import sampler_grid_steps
 
 
 class PixelSpace:
@@ -124,7 +125,8 @@ class PixelSpace:
         return raw_student
 
     def export(self, student_net, folder: Path) -> None:
-        sched = student_scheduler(self.noise_scheduler.config, self.recipe.distill.student_timesteps)
+        sched = student_scheduler(self.noise_scheduler.config, self.recipe.distill.student_timesteps,
+                                  sampler_grid_steps(self.recipe))
         DistillPipeline(unet=student_net, scheduler=sched).save_pretrained(str(folder))
 
     def report(self, run_dir: Path) -> None:

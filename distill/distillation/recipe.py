@@ -3,11 +3,13 @@
   distill:        the teacher, the student's timesteps and the weight of each objective term
   discriminator:  the adversarial term's discriminator (backbone, heads, loss, R1, its optimizer)
   dmd:            the distribution-matching term's fake score network
+  consistency:    the consistency-distillation term's solver grid, distance and target network (LCM)
   experimental:   knobs kept for ablations whose results are in docs/results/
   train / data / eval / report: shared sections (distillation defaults differ where noted)
 
 The objective, per student sample x = G(x_s, s) (Sauer et al. 2023, Eq. 3-5; Yin et al. 2024):
   L_G = lambda_adv L_adv(D(x)) + lambda_distill c(t) ||x - sg(teacher_x0(x_t, t))||^2 + lambda_dmd L_dmd
+        + lambda_consistency L_CD   (distill.distillation.consistency; Luo et al. 2023, Eq. 10)
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class DistillConfig:
     lambda_adv: float = ranged(1.0, ge=0)  # adversarial term
     lambda_distill: float = ranged(2.5, ge=0)  # ADD regression term (Eq. 4-5, ADD)
     lambda_dmd: float = ranged(0.0, ge=0)  # distribution matching (DMD2); > 0 builds the fake score network
+    lambda_consistency: float = ranged(0.0, ge=0)  # consistency distillation (LCM); the consistency: section
     distill_weighting: Literal["exponential", "sds", "nfsd"] = "exponential"  # c(t) of the regression term
     # classifier-free guidance of the teacher's x0 (both terms); a guidance-distilled teacher (FLUX.1-dev) takes it
     # as the value of its guidance embedding instead
@@ -71,6 +74,17 @@ class DiscriminatorConfig:
 @dataclass
 class DMDConfig:
     learning_rate: float = ranged(1e-4, gt=0)  # the fake score network's Adam lr (one update per D update)
+
+
+@dataclass
+class ConsistencyConfig:
+    # N: the teacher solver's grid (Denoiser.solver_grid); an exported LCMScheduler samples 1 .. N steps on it
+    solver_steps: int = ranged(50, ge=1)
+    skip: int = ranged(1, ge=1)  # k: grid intervals per teacher solver step
+    distance: Literal["huber", "l2"] = "huber"
+    huber_c: float = ranged(1e-3, gt=0)  # the pseudo-Huber c (LCM's training script)
+    # mu of the target network theta- (EMA of the student after each update; LCM 0.95); 0: the student itself
+    target_decay: float = ranged(0.95, ge=0, lt=1)
 
 
 @dataclass
@@ -126,9 +140,21 @@ def check_distill_sections(r, where: str) -> None:
     if disc.backbone == "fake_score" and dc.lambda_dmd <= 0:
         raise RecipeError(f"{where}: key 'discriminator.backbone': fake_score needs the fake score network: set "
                           "distill.lambda_dmd > 0")
+    if dc.lambda_adv == dc.lambda_distill == dc.lambda_dmd == dc.lambda_consistency == 0:
+        raise RecipeError(f"{where}: keys 'distill.lambda_*': every objective term has weight 0; set lambda_adv, "
+                          "lambda_distill, lambda_dmd or lambda_consistency > 0")
+    if r.consistency.skip > r.consistency.solver_steps:
+        raise RecipeError(f"{where}: key 'consistency.skip' ({r.consistency.skip}) must be <= consistency.solver_steps "
+                          f"({r.consistency.solver_steps})")
     if dc.lambda_dmd > 0 and dc.distill_weighting == "nfsd":
         raise RecipeError(f"{where}: key 'distill.distill_weighting': the DMD term needs the teacher's x0 estimate; "
                           "use exponential or sds with lambda_dmd > 0")
+
+
+def sampler_grid_steps(r) -> int:
+    """original_inference_steps of the exported student's LCMScheduler: the consistency solver's grid N when the
+    consistency term trains the student (1 .. N steps on it), else the number of student timesteps."""
+    return r.consistency.solver_steps if r.distill.lambda_consistency > 0 else len(r.distill.student_timesteps)
 
 
 def check_noise_ranges(r, teacher) -> None:
@@ -157,6 +183,7 @@ class DistillationRecipe(RecipeBase):
     distill: DistillConfig = field(default_factory=DistillConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     dmd: DMDConfig = field(default_factory=DMDConfig)
+    consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
     experimental: ExperimentalConfig = field(default_factory=ExperimentalConfig)
     train: DistillTrain = field(default_factory=DistillTrain)
     eval: EvalConfig = field(default_factory=EvalConfig)
