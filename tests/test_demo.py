@@ -116,6 +116,28 @@ def test_lineup_times_each_model_and_refuses_values_past_the_caps(student):
             lineup.check(Request(**bad))
 
 
+def test_translator_checkpoint_translates_an_upload(tmp_path):
+    import numpy as np
+
+    from distill.config import recipe_from_dict
+    from distill.demo.folders import classify
+    from distill.demo.models import RequestError
+    from distill.demo.translator import load_translator
+    from distill.tasks import run_task
+
+    from .translate_fixtures import make_aligned, pix2pix_recipe
+
+    run = run_task(recipe_from_dict(pix2pix_recipe(tmp_path, make_aligned(tmp_path / "pairs"), max_steps=2)))
+    assert classify(run, "MODEL").kind == "translator"
+    translator = load_translator(str(run))
+    upload = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)  # resized to the 32 px crop
+    shot = translator.translate(upload)
+    assert shot.image.shape == (224, 224, 3) and shot.seconds > 0 and shot.n == 1
+    assert (translator.translate(upload).image == shot.image).all()  # eval mode: the same answer
+    with pytest.raises(RequestError, match="upload an image"):
+        translator.translate(None)
+
+
 # ---------------------------------------------------------------- the page in a real browser
 
 
