@@ -2,8 +2,8 @@
 
 Feature specs (`EvalConfig.features`):
   classifier:<name|path.safetensors>  the project's evaluation classifier (128-d penultimate layer)
-  inception                           torchmetrics' InceptionV3 (2048-d; needs torch-fidelity and
-                                      its weights, downloaded once or already in the torch cache)
+  inception                           torchmetrics' InceptionV3 (2048-d; needs torch-fidelity, the extra
+                                      `distill[inception]`, and its weights, downloaded once or cached)
 Images enter as float (B, C, H, W) in [-1, 1].
 """
 
@@ -40,7 +40,8 @@ class InceptionFeatures(nn.Module):
             self.net = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"])
         except Exception as e:  # missing torch-fidelity or weights: say so on one line
             raise DistillError(f"inception features unavailable ({str(e).splitlines()[0] if str(e) else e.__class__.__name__}); "
-                               "use features=classifier:<name>") from None
+                               "install torch-fidelity (pip install 'distill[inception]') or use "
+                               "features=classifier:<name>") from None
         self.num_features = 2048
 
     @torch.no_grad()
