@@ -3,7 +3,8 @@
 __version__ = "0.1.0"
 
 from .diffusion.pipelines import DistillPipeline, register_with_diffusers  # noqa: E402
+from .diffusion.trajectory import TrajectoryScheduler, TrajectoryUNet2DModel  # noqa: E402  (loadable by diffusers)
 
 register_with_diffusers()
 
-__all__ = ["DistillPipeline", "__version__"]
+__all__ = ["DistillPipeline", "TrajectoryScheduler", "TrajectoryUNet2DModel", "__version__"]

@@ -142,15 +142,20 @@ def test_lcm_run_exports_an_lcm_pipeline_sampled_in_a_fresh_process(tmp_path, ti
     assert res.returncode == 0 and "[2, 2, 2, 2]" in res.stdout, res.stderr[-2000:]
 
 
-@pytest.mark.parametrize("over", [{}, {"lambda_adv": 1.0}])  # LCM, and LCM + adversarial term
-def test_consistency_run_resumes_exactly(tmp_path, tiny_teacher, over):
-    kw = dict(distill={**LCM, **over}, consistency={"solver_steps": 10, "skip": 2})
-    full = train_distill(distill_recipe(tmp_path / "a", tiny_teacher, **kw))
-    part = train_distill(distill_recipe(tmp_path / "b", tiny_teacher, interrupt_at=3, **kw))
-    train_distill(distill_recipe(tmp_path / "b", tiny_teacher, resume_from_checkpoint="latest", **kw))
+def resumes_exactly(tmp_path, teacher, **kw):
+    """A 4-step run and one interrupted at 3 then resumed end with equal student and target weights -> the first."""
+    full = train_distill(distill_recipe(tmp_path / "a", teacher, **kw))
+    part = train_distill(distill_recipe(tmp_path / "b", teacher, interrupt_at=3, **kw))
+    train_distill(distill_recipe(tmp_path / "b", teacher, resume_from_checkpoint="latest", **kw))
     for name in ["student.safetensors", "consistency_target.safetensors"]:
         a, b = load_file(full / "checkpoints/checkpoint-4" / name), load_file(part / "checkpoints/checkpoint-4" / name)
         assert all(torch.equal(a[k], b[k]) for k in a), name
+    return full
+
+
+@pytest.mark.parametrize("over", [{}, {"lambda_adv": 1.0}])  # LCM, and LCM + adversarial term
+def test_consistency_run_resumes_exactly(tmp_path, tiny_teacher, over):
+    full = resumes_exactly(tmp_path, tiny_teacher, distill={**LCM, **over}, consistency={"solver_steps": 10, "skip": 2})
     s, t = (load_file(full / "checkpoints/checkpoint-4" / n) for n in ["student.safetensors", "consistency_target.safetensors"])
     assert any(not torch.equal(s[k], t[k]) for k in s)  # the EMA target lags the student
 

@@ -13,6 +13,7 @@ A Denoiser wraps a network, its noise schedule and its conditioning (k-diffusion
   consistency(x_t, t, cond)   f(x_t, t) = c_skip(t) x_t + c_out(t) x0(x_t, t), c_skip(0) = 1, c_out(0) = 0: the
                               consistency function a consistency student is (Song et al. 2023, Eq. 5; LCM Eq. 9)
   solver_grid(N)              t_0 = 0 < t_1 < ... < t_N, the grid a consistency student is distilled on
+  jump(x_t, t, s, cond)       G(x_t, t, s): a trajectory student's jump from t to s (distill.diffusion.trajectory)
   t_max                       the largest timestep (T - 1 for the discrete DDPM schedule, T for flow)
   student_timesteps(ts)       a distilled student's timesteps as a tensor, checked against the schedule
 
@@ -247,8 +248,8 @@ class LabelCond:
         n = getattr(_config_of(net), "num_class_embeds", None)
         return LabelCond(n - 1 if n else None)
 
-    def call(self, net, x_t, t, y):
-        return net(x_t, t, class_labels=y).sample
+    def call(self, net, x_t, t, y, **kw):  # kw: target_timestep of a trajectory network
+        return net(x_t, t, class_labels=y, **kw).sample
 
     def cat(self, a, b):
         return torch.cat([a, b])
@@ -317,17 +318,21 @@ class Denoiser:
     def add_noise(self, x0, eps, t):
         return self.param.add_noise(x0, eps, t)
 
-    def out(self, x_t, t, cond=None, guidance: float = 1.0):
-        """Raw network output at (x_t, t), guided with weight `guidance` in one batched call."""
+    def out(self, x_t, t, cond=None, guidance: float = 1.0, **net_kw):
+        """Raw network output at (x_t, t), guided with weight `guidance` in one batched call; `net_kw` reach the
+        network (a trajectory network's target_timestep)."""
         if guidance == 1.0 or not self.cond.guidable(cond):
-            return self.cond.call(self.net, x_t, t, cond)
-        c, u = self.out_cond_uncond(x_t, t, cond)
+            return self.cond.call(self.net, x_t, t, cond, **net_kw)
+        c, u = self.out_cond_uncond(x_t, t, cond, **net_kw)
         return u + guidance * (c - u)
 
-    def out_cond_uncond(self, x_t, t, cond):
+    def out_cond_uncond(self, x_t, t, cond, **net_kw):
         """(out_c, out_u), both from one batched call (guidance, and targets that use the two apart, as NFSD)."""
-        t2 = torch.cat([t, t]) if torch.is_tensor(t) and t.ndim == 1 else t  # a sampler's scalar t stays one
-        out = self.cond.call(self.net, torch.cat([x_t, x_t]), t2, self.cond.cat(cond, self.cond.null(cond)))
+        def twice(v):  # a sampler's scalar t stays one
+            return torch.cat([v, v]) if torch.is_tensor(v) and v.ndim == 1 else v
+
+        out = self.cond.call(self.net, torch.cat([x_t, x_t]), twice(t), self.cond.cat(cond, self.cond.null(cond)),
+                             **{k: twice(v) for k, v in net_kw.items()})
         return out.chunk(2)
 
     def x0_from(self, x_t, t, out):
@@ -352,6 +357,13 @@ class Denoiser:
 
     def solver_grid(self, n: int) -> torch.Tensor:
         return self.param.solver_grid(n)
+
+    def jump(self, x_t, t, s, cond=None, guidance: float = 1.0):
+        """G(x_t, t, s) = alpha_s x0 + sigma_s eps (B, C, H, W), (x0, eps) read from a trajectory network told its
+        target time s (distill.diffusion.trajectory): the DDIM jump from t to s, so G(x_t, t, t) = x_t."""
+        out = self.out(x_t, t, cond, guidance, target_timestep=s)
+        alpha, sigma = self.alpha_sigma(s, x_t.device, x_t.dtype)
+        return alpha * self.x0_from(x_t, t, out) + sigma * self.eps_from(x_t, t, out)
 
     def target(self, x0, eps, t):
         return self.param.target(x0, eps, t)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Protocol, runtime_checkable
 
 import torch
 from diffusers import (
@@ -122,6 +122,15 @@ def null_label(unet) -> Optional[int]:
     return LabelCond.of(unet).null_label
 
 
+@runtime_checkable
+class JumpSampler(Protocol):
+    """A scheduler that runs its own loop over the network (distill.diffusion.trajectory.TrajectoryScheduler):
+    a trajectory student's jumps take its target time, which a diffusers `step(out, t, x)` cannot pass."""
+
+    def jump_sample(self, net, noise: torch.Tensor, cond, num_steps: int, guidance_scale: float = 1.0,
+                    generator: Optional[torch.Generator] = None) -> torch.Tensor: ...
+
+
 @torch.no_grad()
 def sample(
     model,  # a Denoiser, or a bare class-conditional network (wrapped with its label conditioning)
@@ -134,6 +143,9 @@ def sample(
 ) -> torch.Tensor:
     """Run `scheduler` for `num_steps` from `noise`; returns x_0 estimates in [-1, 1] scale. The
     scheduler reads the denoiser's raw (guided) output in its own prediction type."""
+    if isinstance(scheduler, JumpSampler):  # a trajectory student's sampler drives the network itself
+        net = model.net if isinstance(model, Denoiser) else model
+        return scheduler.jump_sample(net, noise, cond, num_steps, guidance_scale, generator)
     den = model if isinstance(model, Denoiser) else Denoiser(model, None)
     try:
         scheduler.set_timesteps(num_steps, device=noise.device)

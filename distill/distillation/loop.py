@@ -41,6 +41,7 @@ from ..errors import DistillError, RecipeError
 from ..gan.losses import get_adv_loss
 from .adversarial import d_loss_and_metrics, g_metrics, pair_logits, r1_gamma_at
 from .consistency import TargetNetwork, consistency_loss, ddim_step
+from .trajectory import denoising_loss, soft_consistency_loss
 from .objectives import distillation_loss, dmd_loss, teacher_target
 from .recipe import check_noise_ranges
 
@@ -196,6 +197,8 @@ class DistillTrainer(Trainer):
         if self.cd_grid is not None:  # drawn after every other draw: those do not depend on lambda_consistency
             k = self.recipe.consistency.skip
             out.update(n_cd=torch.randint(k, len(self.cd_grid), (n,), generator=g), eps_cd=torch.randn(x0.shape, generator=g))
+            if self.recipe.consistency.kind == "ctm":  # s = t_m, m uniform in [0, n - k]
+                out["m_cd"] = (torch.rand(n, generator=g) * (out["n_cd"] - k + 1)).floor().long()
         if self.recipe.experimental.teacher_t_below_s:  # t in [t_min, min(t_max, s)], the same draw rescaled
             top = (out["s"].clamp(max=dc.t_max) - dc.t_min).clamp(min=0)  # s below t_min: t = t_min
             out["t"] = dc.t_min + torch.div((out["t"] - dc.t_min) * top, max(dc.t_max - dc.t_min, 1), rounding_mode="floor")
@@ -305,7 +308,7 @@ class DistillTrainer(Trainer):
                 if self.critics:
                     fake, loss_adv, loss_distill, loss_g = self.sample_terms(b, m)
                 if self.cd_target is not None:
-                    loss_cd = self.consistency_term(b)
+                    loss_cd = self.consistency_term(b, m)
                     loss_g = loss_g + dc.lambda_consistency * loss_cd
                     m["loss_consistency"] = loss_cd.mean().detach()
                 loss_g = loss_g.mean()
@@ -360,15 +363,25 @@ class DistillTrainer(Trainer):
             loss_g = loss_g + dc.lambda_distill * loss_distill
         return fake, loss_adv, loss_distill, loss_g + dc.lambda_dmd * loss_dmd
 
-    def consistency_term(self, b: dict) -> torch.Tensor:
-        """L_CD (B,) on data noised to the grid timestep t_n (distill.distillation.consistency)."""
+    def consistency_term(self, b: dict, m: dict) -> torch.Tensor:
+        """(B,) on data noised to the grid timestep t_n: L_CD (distill.distillation.consistency), or for a trajectory
+        student CTM's soft consistency + lambda_dsm denoising term (distill.distillation.trajectory)."""
         cc, sp = self.recipe.consistency, self.space
         t, t_prev = self.cd_grid[b["n_cd"]], self.cd_grid[b["n_cd"] - cc.skip]  # (B,) each
         x_t = sp.teacher.add_noise(b["x0"], b["eps_cd"], t)
         with sp.teacher_mode():
             x_prev = ddim_step(sp.teacher, x_t, t, t_prev, b["cond"], self.dc.teacher_guidance)
-        loss = consistency_loss(self.student_w, self.cd_target.denoiser(self.student_w), x_t, t, x_prev, t_prev,
-                                b["cond"], cc.distance, cc.huber_c)
+        target = self.cd_target.denoiser(self.student_w)
+        if cc.kind == "lcm":
+            return consistency_loss(self.student_w, target, x_t, t, x_prev, t_prev, b["cond"], cc.distance, cc.huber_c)
+        s = self.cd_grid[b["m_cd"]]  # (B,) the trajectory student's target times
+        loss = soft_consistency_loss(self.student_w, target, x_t, t, x_prev, t_prev, s, b["cond"], cc.distance,
+                                     cc.huber_c)
+        m["loss_soft_consistency"] = loss.mean().detach()
+        if cc.lambda_dsm > 0:
+            dsm = denoising_loss(self.student_w, b["x0"], b["eps_cd"], x_t, t, b["cond"])
+            m["loss_dsm"] = dsm.mean().detach()
+            loss = loss + cc.lambda_dsm * dsm
         return loss
 
     # ------------------------------------------------------------------ monitoring and export

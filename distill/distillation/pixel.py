@@ -22,6 +22,7 @@ from ..diffusion.denoiser import Denoiser
 from ..diffusion.pipelines import DistillPipeline
 from ..diffusion.sampling import noise_scheduler_from, student_scheduler
 from ..diffusion.teachers import load_teacher, resolve_teacher_path
+from ..diffusion.trajectory import TrajectoryScheduler, TrajectoryUNet2DModel
 from ..discriminator import build_backbone
 from ..engine.randomness import shard
 from ..errors import DistillError, RecipeError
@@ -65,9 +66,22 @@ class PixelSpace:
         """The student's timesteps as the loop uses them, checked against the teacher's schedule."""
         return self.teacher.student_timesteps(ts)
 
+    @property
+    def trajectory(self) -> bool:
+        """A trajectory student (consistency.kind ctm): the network takes its target time."""
+        r = self.recipe
+        return r.distill.lambda_consistency > 0 and r.consistency.kind == "ctm"
+
     def make_student(self):
-        """(student network initialised from the teacher, its trainable parameters)."""
-        net = copy.deepcopy(self.teacher.net).requires_grad_(True).train()
+        """(student network initialised from the teacher, its trainable parameters); a trajectory student is the
+        teacher's UNet with a zero-initialised jump embedding (TrajectoryUNet2DModel.from_unet)."""
+        net = copy.deepcopy(self.teacher.net)
+        if self.trajectory:
+            if type(net).__name__ != "UNet2DModel":
+                raise RecipeError(f"consistency.kind=ctm: trajectory students are built on UNet2DModel teachers, "
+                                  f"not {type(net).__name__}; use kind lcm")
+            net = TrajectoryUNet2DModel.from_unet(net)
+        net = net.requires_grad_(True).train()
         return net, list(net.parameters())
 
     def make_fake_score(self):
@@ -125,8 +139,13 @@ class PixelSpace:
         return raw_student
 
     def export(self, student_net, folder: Path) -> None:
-        sched = student_scheduler(self.noise_scheduler.config, self.recipe.distill.student_timesteps,
-                                  sampler_grid_steps(self.recipe))
+        r = self.recipe
+        if self.trajectory:  # gamma-sampling on the solver grid, from its top down (1, 2, 4, 8 ... steps)
+            grid = self.teacher.solver_grid(r.consistency.solver_steps)[1:].flip(0).tolist()
+            sched = TrajectoryScheduler(schedule=dict(self.noise_scheduler.config), timesteps=grid,
+                                        gamma=r.consistency.gamma)
+        else:
+            sched = student_scheduler(self.noise_scheduler.config, r.distill.student_timesteps, sampler_grid_steps(r))
         DistillPipeline(unet=student_net, scheduler=sched).save_pretrained(str(folder))
 
     def report(self, run_dir: Path) -> None:

@@ -78,6 +78,9 @@ class DMDConfig:
 
 @dataclass
 class ConsistencyConfig:
+    # lcm: the student as a consistency function (Luo et al. 2023); ctm: a trajectory student told its target time
+    # (Kim et al. 2024: soft consistency + denoising term; distill.distillation.trajectory), pixel UNet teachers
+    kind: Literal["lcm", "ctm"] = "lcm"
     # N: the teacher solver's grid (Denoiser.solver_grid); an exported LCMScheduler samples 1 .. N steps on it
     solver_steps: int = ranged(50, ge=1)
     skip: int = ranged(1, ge=1)  # k: grid intervals per teacher solver step
@@ -85,6 +88,8 @@ class ConsistencyConfig:
     huber_c: float = ranged(1e-3, gt=0)  # the pseudo-Huber c (LCM's training script)
     # mu of the target network theta- (EMA of the student after each update; LCM 0.95); 0: the student itself
     target_decay: float = ranged(0.95, ge=0, lt=1)
+    lambda_dsm: float = ranged(1.0, ge=0)  # ctm: weight of the denoising term on the student told s = t
+    gamma: float = ranged(0.0, ge=0, le=1)  # ctm: the exported sampler's gamma (0 deterministic jumps, 1 as LCM)
 
 
 @dataclass
@@ -143,6 +148,9 @@ def check_distill_sections(r, where: str) -> None:
     if dc.lambda_adv == dc.lambda_distill == dc.lambda_dmd == dc.lambda_consistency == 0:
         raise RecipeError(f"{where}: keys 'distill.lambda_*': every objective term has weight 0; set lambda_adv, "
                           "lambda_distill, lambda_dmd or lambda_consistency > 0")
+    if dc.lambda_consistency > 0 and r.consistency.kind == "ctm" and r.consistency.target_decay <= 0:
+        raise RecipeError(f"{where}: key 'consistency.target_decay': kind ctm carries both sides to data through the "
+                          "target network, which must be an EMA copy: set it > 0 (CTM: 0.999)")
     if r.consistency.skip > r.consistency.solver_steps:
         raise RecipeError(f"{where}: key 'consistency.skip' ({r.consistency.skip}) must be <= consistency.solver_steps "
                           f"({r.consistency.solver_steps})")
