@@ -26,6 +26,8 @@ from distill.cli import main as cli
 from distill.engine.checkpoint import load_checkpoint, resolve_resume, save_checkpoint
 from distill.errors import DataError, DistillError
 
+from .image_fixtures import write_class_folder, write_split_folder
+
 ROOT = Path(__file__).resolve().parent.parent
 TEACHER = ROOT / "distill" / "assets" / "teachers" / "digits"
 
@@ -145,6 +147,14 @@ CASES = [
                                 "--steps", "0"], "argument --steps: must be >= 1, got 0"),
     Case("classifier-unlabelled", ["classifier", "train", "--data", "{root}/in", "--out", "{root}/c.safetensors"],
          "no labels"),
+    # run: output_dir that cannot be a folder (before the accelerator or anything else is set up)
+    Case("run-output-below-file", R + ["{recipe}", "output_dir={afile}/run"],
+         "output_dir {afile}/run: cannot be created, {afile} is a file"),
+    Case("run-output-is-file", R + ["{recipe}", "output_dir={afile}"], "output_dir {afile}: is a file, expected a folder"),
+    # run: a damaged image folder (split layout): a class whose folder is only in test
+    Case("run-folder-class-only-in-test", R + ["{root}/r-testonly.yaml"],
+         "{root}/testonly/test: class folder 'sea' has no images in {root}/testonly/train",
+         files={"r-testonly.yaml": recipe(data={"source": "{root}/testonly", "channels": 3})}),
     # run: resume when every checkpoint is damaged (fails before training, nothing written into it)
     Case("run-resume-all-damaged", R + ["{root}/r-resume.yaml"], "{broken}: no readable checkpoint",
          files={"r-resume.yaml": recipe(output_dir="{broken}", train={"resume_from_checkpoint": "latest"})}),
@@ -195,6 +205,7 @@ def world(tmp_path_factory):
     np.savez(root / "fraclabel.npz", x_train=x, y_train=y + 0.5)
     (root / "trunc.npz").write_bytes((root / "nan.npz").read_bytes()[:100])
     (root / "recipe.yaml").write_text(recipe().replace("{root}", str(root)))
+    write_split_folder(root / "testonly", {"train": ("buildings", "forest"), "test": ("buildings", "forest", "sea")})
     return {"root": root, "afile": root / "afile", "run": run, "broken": broken, "teacher": TEACHER,
             "recipe": root / "recipe.yaml"}
 
@@ -325,3 +336,73 @@ def test_translate_npz_bad_values_name_file_and_key(tmp_path, values, msg):
     with pytest.raises(DataError, match=rf"t.npz:trainB: {msg}") as e:
         load_translation(cfg)
     assert "\n" not in str(e.value)
+
+
+# ---------------------------------------------------------------- damaged image folders, readings with a notice
+
+
+def test_empty_class_folder_is_left_out_with_a_notice(tmp_path):
+    from distill.config import DataConfig
+    from distill.data import load_images
+
+    root = write_class_folder(tmp_path / "classes", ("buildings", "sea"))
+    (root / "forest").mkdir()
+    (root / "forest" / "notes.txt").write_text("not an image\n")
+    with pytest.warns(UserWarning) as rec:
+        data = load_images(DataConfig(source=str(root), resolution=8, channels=3))
+    ours = [str(w.message) for w in rec if "hold no images" in str(w.message)]
+    assert ours == [f"{root}: class folder(s) forest hold no images and are left out of the classes"]
+    assert data.class_names == ["buildings", "sea"] and data.num_classes == 2
+
+
+def test_grey_and_rgba_images_in_an_rgb_folder_convert_silently(tmp_path):
+    """A grey (L), grey+alpha, palette or RGBA image among RGB ones: converted to RGB with no warning at all
+    (PyTorch's 'array is not writable' was one); any size, 4 px included (read as (H, W, C), never guessed)."""
+    from PIL import Image
+
+    from distill.config import DataConfig
+    from distill.data import load_images
+
+    root = write_class_folder(tmp_path / "mixed", ("buildings", "sea"), size=(4, 4))
+    grey = np.full((4, 4), 77, np.uint8)
+    Image.fromarray(grey, "L").save(root / "sea" / "grey.png")
+    Image.fromarray(np.dstack([grey, grey, grey, np.full_like(grey, 255)]), "RGBA").save(root / "sea" / "rgba.png")
+    Image.fromarray(grey, "L").convert("LA").save(root / "sea" / "la.png")
+    Image.fromarray(grey, "L").convert("P").save(root / "buildings" / "p.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = load_images(DataConfig(source=str(root), resolution=4, channels=3))
+    assert data.images.shape == (12, 3, 4, 4) and data.images.dtype == torch.uint8
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
+    for name in ("sea/grey.png", "sea/rgba.png", "sea/la.png", "buildings/p.png"):
+        assert (data.images[files.index(name)] == 77).all(), name
+    red = data.images[files.index("buildings/0.png")]
+    assert red[0].float().mean() > red[2].float().mean() + 100  # RGB channels kept in order at 4 x 4 px
+
+
+def test_unconditional_ddpm_teacher_with_labelled_data_trains_unconditional_student(tmp_path):
+    """A teacher in the DDPMPipeline layout of the Hub's pixel teachers (an unconditional UNet2DModel, as
+    google/ddpm-cifar10-32) with labelled data (digits): the labels are dropped with one notice and the
+    student is unconditional, as with an unlabelled folder."""
+    from diffusers import DDPMPipeline, DDPMScheduler, DiffusionPipeline, UNet2DModel
+
+    from distill.config import recipe_from_dict
+    from distill.distillation.loop import train_distill
+
+    from .test_distill import distill_recipe_dict
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+                       norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"))
+    teacher = tmp_path / "ddpm-teacher"
+    DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=1000)).save_pretrained(str(teacher))
+    r = distill_recipe_dict(tmp_path, str(teacher), max_steps=2, checkpoint_every=2)
+    assert r["data"]["source"] == "digits"  # labelled
+    with pytest.warns(UserWarning, match="the teacher is unconditional; the labels of digits are not used") as rec:
+        run_dir = train_distill(recipe_from_dict(r))
+    assert sum("teacher is unconditional" in str(w.message) for w in rec) == 1
+    pipe = DiffusionPipeline.from_pretrained(str(run_dir / "pipeline"))
+    assert pipe.unet.config.num_class_embeds is None and pipe.unet.config.class_embed_type is None
+    x = pipe(batch_size=2, num_inference_steps=1, generator=torch.Generator().manual_seed(0), output_type="pt").images
+    assert x.shape == (2, 1, 8, 8) and torch.isfinite(x).all()

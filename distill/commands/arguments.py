@@ -13,6 +13,7 @@ import math
 import os
 from pathlib import Path
 
+from ..engine.run_dir import existing_ancestor
 from ..errors import DistillError
 
 
@@ -69,9 +70,7 @@ def check_output_path(path, what: str, kind: str = "file") -> Path:
         if not os.access(p, os.W_OK):
             raise DistillError(f"{what} {p}: not writable")
         return p
-    parent = p.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
+    parent = existing_ancestor(p)
     if not parent.is_dir():
         raise DistillError(f"{what} {p}: cannot be created, {parent} is a file")
     if not os.access(parent, os.W_OK | os.X_OK):

@@ -17,6 +17,7 @@ class count: `load_images(cfg, num_classes)`, or a Hub dataset's label names) no
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,8 +186,8 @@ def _read_image(path: Path) -> torch.Tensor:
             im = im.convert("RGB") if im.mode not in ("L", "RGB") else im.copy()
     except Exception:
         raise DataError(f"{path}: unreadable image") from None
-    arr = np.asarray(im)
-    return _array_to_nchw(arr[None], str(path))[0]
+    arr = np.array(im, dtype=np.uint8)  # a writable copy, (H, W) or (H, W, 3) whatever the size
+    return torch.from_numpy(arr[None] if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
 
 # Split folder names `datasets`' imagefolder recognises (root/<split>/<class>/*.png)
@@ -206,6 +207,23 @@ def folder_splits(root: Path, files: list[Path]) -> list[str]:
     return sorted(tops)
 
 
+def _check_training_split_classes(root: Path, files: list[Path], splits: list[str]) -> None:
+    """In the split layout every class must have training images: a class folder found only in another
+    split (test, validation) would be a class the model never trains on. A DataError naming it."""
+    train = next((s for s in ("train", "training") if s in splits), None)
+    if train is None:
+        return
+    per_split: dict[str, set] = {}
+    for p in files:
+        split, _, cls = p.parent.relative_to(root).as_posix().partition("/")
+        per_split.setdefault(split, set()).add(cls or ".")
+    for split in splits:
+        extra = sorted(per_split.get(split, set()) - per_split.get(train, set()))
+        if extra:
+            raise DataError(f"{root / split}: class folder '{extra[0]}' has no images in {root / train} (a class "
+                            f"the model would never train on); add its training images or remove it")
+
+
 def _load_folder(cfg: DataConfig):
     """One sub-folder per class (`root/<class>/*.png`), or the split layout `root/<split>/<class>/*.png`
     (data.split picks the split; classes are the folder names under the splits, sorted, the same
@@ -222,10 +240,16 @@ def _load_folder(cfg: DataConfig):
         base, where = root / cfg.split, f"{root / cfg.split} (class folders)"
         # the class list comes from every split, so a label means the same class in train and test
         classes = sorted({p.parent.relative_to(root).as_posix().partition("/")[2] or "." for p in files})
+        _check_training_split_classes(root, files, splits)
         files = [p for p in files if p.relative_to(root).parts[0] == cfg.split]
     else:
         classes = sorted({p.parent.relative_to(root).as_posix() for p in files})
     labelled = cfg.label_key != "" and classes != ["."]
+    if labelled:
+        empty = sorted(d.name for d in base.iterdir() if d.is_dir() and not any(d in f.parents for f in files))
+        if empty:
+            warnings.warn(f"{base}: class folder(s) {', '.join(empty)} hold no images and are left out of the classes",
+                          stacklevel=3)
     images = []
     for p in files:
         im = _read_image(p)

@@ -57,6 +57,10 @@ class PixelSpace:
         data_cfg = dataclasses.replace(r.data, resolution=cfg.sample_size, channels=cfg.in_channels)
         self.data = load_images(data_cfg)
         self.num_classes = self.teacher.cond.null_label
+        if self.num_classes is None and self.data.labels is not None:  # e.g. a DDPMPipeline teacher, labelled data
+            warnings.warn(f"{r.distill.teacher}: the teacher is unconditional; the labels of {data_cfg.source} are "
+                          "not used and the student is unconditional", stacklevel=2)
+            self.data = dataclasses.replace(self.data, labels=None, num_classes=None)
         if self.num_classes is not None and self.data.labels is None:
             raise DistillError(f"{data_cfg.source}: the teacher is class-conditional but the data has no labels")
         self.data.check_labels(self.num_classes)  # labels beyond the teacher's classes: one-line error

@@ -13,10 +13,32 @@ from ..config import dump_recipe
 from ..errors import DistillError
 
 
+def check_output_dir(path) -> Path:
+    """`output_dir` must be a folder or creatable as one: a DistillError naming it when it, or the nearest
+    existing folder above it, is a file (checked before anything is written)."""
+    run_dir = Path(path)
+    if run_dir.exists():
+        if not run_dir.is_dir():
+            raise DistillError(f"output_dir {run_dir}: is a file, expected a folder")
+        return run_dir
+    parent = existing_ancestor(run_dir)
+    if not parent.is_dir():
+        raise DistillError(f"output_dir {run_dir}: cannot be created, {parent} is a file")
+    return run_dir
+
+
+def existing_ancestor(path) -> Path:
+    """The nearest folder or file above `path` that exists (where creating `path` would start)."""
+    parent = Path(path).absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    return parent
+
+
 def prepare_run_dir(recipe, resuming: bool, is_main: bool = True, dump: bool = True) -> Path:
     """Create the run folder; refuse to overwrite a run that has checkpoints unless resuming. The
     resolved recipe is written as recipe.yaml (`dump`; the engine writes it once set-up succeeded)."""
-    run_dir = Path(recipe.output_dir)
+    run_dir = check_output_dir(recipe.output_dir)
     ckpts = run_dir / "checkpoints"
     if not resuming and ckpts.is_dir() and any(ckpts.glob("checkpoint-*")):
         raise DistillError(

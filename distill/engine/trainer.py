@@ -25,7 +25,7 @@ from ..errors import DistillError
 from .accelerator import make_accelerator
 from .checkpoint import is_fsdp, load_checkpoint, load_optimizers, resolve_resume, save_all
 from ..config import dump_recipe
-from .run_dir import MetricsLog, prepare_run_dir
+from .run_dir import MetricsLog, check_output_dir, prepare_run_dir
 
 
 def progress(total: int, initial: int, enabled: bool, desc: str):
@@ -96,7 +96,7 @@ class Engine:
 
     def __init__(self, recipe, prepare_dir: bool = True):
         self.recipe, self.tc = recipe, recipe.train
-        self.run_dir = Path(recipe.output_dir)
+        self.run_dir = check_output_dir(recipe.output_dir) if prepare_dir else Path(recipe.output_dir)
         self.accelerator = make_accelerator(self.tc, self.run_dir)
         self.device = self.accelerator.device
         self.is_main = self.accelerator.is_main_process
