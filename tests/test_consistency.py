@@ -173,3 +173,53 @@ def test_consistency_two_processes_equal_one(tmp_path, tiny_teacher):
     r = distill_recipe_dict(tmp_path, tiny_teacher, distill=LCM, consistency={"solver_steps": 10}, max_steps=2,
                             checkpoint_every=2, learning_rate=1e-3)
     one_equals_two(tmp_path, r, ["student.safetensors", "consistency_target.safetensors"])
+
+
+def test_lcm_lora_on_tiny_sd_loads_into_the_teacher(tmp_path):
+    """LCM-LoRA on the latent path: a LoRA student of a tiny Stable Diffusion teacher trained by the consistency term
+    alone (target = the student itself), exported with an LCMScheduler on the 50-step grid, and its adapter loaded
+    into the teacher pipeline with load_lora_weights samples as the exported student does."""
+    from diffusers import StableDiffusionPipeline
+
+    from distill.sd.space import train_sd_distill
+    from distill.sd.tiny import build_tiny_sd
+
+    from .test_sd import R, sd_recipe
+
+    teacher = str(build_tiny_sd(tmp_path / "teacher", R))
+    run = train_sd_distill(sd_recipe(tmp_path, teacher, distill={**LCM, "teacher_guidance": 2.0},
+                                     consistency={"target_decay": 0.0}, sd={"lora_rank": 4}))
+    assert [r for r in read_metrics(run / "metrics.jsonl") if "loss_consistency" in r]
+    student = StableDiffusionPipeline.from_pretrained(str(run / "pipeline"))
+    assert type(student.scheduler).__name__ == "LCMScheduler" and student.scheduler.config.original_inference_steps == 50
+    pipe = StableDiffusionPipeline.from_pretrained(teacher)
+    pipe.scheduler = LCMScheduler.from_config(student.scheduler.config)
+    pipe.load_lora_weights(str(run / "pipeline" / "lora"))
+    kw = dict(num_inference_steps=4, guidance_scale=0.0, height=R, width=R, output_type="pt")
+    a = student(["a photo of the digit 1"], generator=torch.Generator().manual_seed(0), **kw).images
+    b = pipe(["a photo of the digit 1"], generator=torch.Generator().manual_seed(0), **kw).images
+    assert torch.allclose(a, b, atol=2e-3)
+
+
+def test_lcm_lora_on_tiny_sd3_flow_teacher(tmp_path):
+    """The same term on a flow-matching transformer teacher (tiny SD3): the solver step is Euler on the shifted
+    grid, the student's LoRA exports with the family's flow scheduler and loads onto the teacher."""
+    from diffusers import StableDiffusion3Pipeline
+
+    from distill.config import recipe_from_dict
+    from distill.sd.space import train_sd_distill
+    from distill.sd.tiny_transformer import build_tiny_sd3
+
+    from .test_sd_flow import R, flow_recipe_dict
+
+    teacher = str(build_tiny_sd3(tmp_path / "teacher", R))
+    d = flow_recipe_dict(tmp_path, teacher, "sd3", distill={**LCM, "teacher_guidance": 3.0})
+    d["consistency"] = {"target_decay": 0.0, "solver_steps": 8}
+    run = train_sd_distill(recipe_from_dict(d))
+    assert all(r["loss_consistency"] > 0 for r in read_metrics(run / "metrics.jsonl") if "loss" in r)
+    pipe = StableDiffusion3Pipeline.from_pretrained(teacher)
+    pipe.load_lora_weights(str(run / "pipeline" / "lora"))
+    student = StableDiffusion3Pipeline.from_pretrained(str(run / "pipeline"))
+    for k in (1, 2, 4):
+        x = student(["a cat"], num_inference_steps=k, guidance_scale=0.0, height=R, width=R, output_type="pt").images
+        assert torch.isfinite(x).all()

@@ -24,13 +24,13 @@ def tiny_sd(tmp_path_factory):
     return str(build_tiny_sd(tmp_path_factory.mktemp("tiny-sd") / "teacher", R))
 
 
-def sd_recipe(tmp_path, teacher, sd=None, distill=None, data=None, discriminator=None, **train):
+def sd_recipe(tmp_path, teacher, sd=None, distill=None, data=None, discriminator=None, consistency=None, **train):
     return recipe_from_dict({
         "task": "sd-distill", "name": "t", "output_dir": str(tmp_path / "run"),
         "data": {"source": "digits", "resolution": R, "limit": 16, **(data or {})},
         "distill": {"teacher": teacher, "teacher_guidance": 2.0, **(distill or {})},
         "discriminator": {"head_channels": 8, "augment": "", **(discriminator or {})},
-        "sd": {"teacher_sample_steps": 2, **(sd or {})},
+        "sd": {"teacher_sample_steps": 2, **(sd or {})}, "consistency": consistency or {},
         "train": {"max_steps": 2, "batch_size": 4, "learning_rate": 1e-3, "lr_scheduler": "constant",
                   "lr_warmup_steps": 0, "log_every": 1, "checkpoint_every": 2, "ema_decay": 0.0, **train},
         "eval": {"num_samples": 0},

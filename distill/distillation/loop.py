@@ -32,6 +32,7 @@ import torch
 from accelerate.utils import DistributedType
 
 from ..discriminator import NUM_RANDOM, Discriminator
+from ..diffusion.trajectory import takes_target_time
 from ..engine.randomness import EpochSampler, rng, shard
 from ..engine.optim import grad_norm, make_ema, make_lr_scheduler
 from ..engine.accelerator import micro_batch_size, whole_fsdp_unit
@@ -106,6 +107,9 @@ class DistillTrainer(Trainer):
             if r.consistency.target_decay > 0 and acc.distributed_type == DistributedType.FSDP:
                 raise RecipeError("consistency.target_decay > 0 keeps an EMA copy of the student, which FSDP shards: "
                                   "use consistency.target_decay=0 under FSDP")
+            if r.consistency.kind == "ctm" and not takes_target_time(student):
+                raise RecipeError(f"consistency.kind=ctm needs a trajectory student; this space's student "
+                                  f"({type(student).__name__}) takes no target time: use consistency.kind=lcm")
             self.cd_target = TargetNetwork(student, r.consistency.target_decay)
             if self.cd_target.net is not None:
                 self.models["consistency_target"] = self.cd_target.net

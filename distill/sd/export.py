@@ -25,7 +25,7 @@ from .families import family_of
 from .lora import fused_copy, has_lora, save_lora
 
 
-def student_pipeline(teacher_pipe, student_net, student_timesteps, dtype=torch.float32, cond=None):
+def student_pipeline(teacher_pipe, student_net, student_timesteps, dtype=torch.float32, cond=None, grid_steps=None):
     """A pipeline of the teacher's class with the (fused) student network and the student scheduler,
     every module in one dtype. `cond`: the Denoiser's conditioning adapter the student was trained with.
     The teacher's frozen modules are cast IN PLACE (call this last): a bf16 run keeps text encoders and
@@ -34,7 +34,7 @@ def student_pipeline(teacher_pipe, student_net, student_timesteps, dtype=torch.f
     fam = family_of(teacher_pipe)
     net = fam.export_net(fused_copy(student_net), cond).to(dtype)
     comps = {**teacher_pipe.components, fam.net_name: net,
-             "scheduler": fam.student_scheduler(teacher_pipe.scheduler.config, student_timesteps)}
+             "scheduler": fam.student_scheduler(teacher_pipe.scheduler.config, student_timesteps, grid_steps)}
     for m in comps.values():
         if isinstance(m, torch.nn.Module):
             m.to(dtype)
@@ -45,11 +45,14 @@ def student_pipeline(teacher_pipe, student_net, student_timesteps, dtype=torch.f
     return pipe
 
 
-def export_student(folder, teacher_pipe, student_net, student_timesteps, dtype: str = "float32", cond=None) -> Path:
+def export_student(folder, teacher_pipe, student_net, student_timesteps, dtype: str = "float32", cond=None,
+                   grid_steps=None) -> Path:
     """Save the student pipeline (and `lora/` for LoRA runs) in `folder`, all modules in `dtype`
-    (load a non-fp32 export with `from_pretrained(folder, torch_dtype=...)` of the same dtype)."""
+    (load a non-fp32 export with `from_pretrained(folder, torch_dtype=...)` of the same dtype). `grid_steps`: a
+    consistency student's solver grid N, the LCMScheduler's original_inference_steps (LCM-LoRA samples 1 .. N)."""
     folder = Path(folder)
-    student_pipeline(teacher_pipe, student_net, student_timesteps, getattr(torch, dtype), cond).save_pretrained(str(folder))
+    student_pipeline(teacher_pipe, student_net, student_timesteps, getattr(torch, dtype), cond,
+                     grid_steps).save_pretrained(str(folder))
     if has_lora(student_net):
         save_lora(folder / "lora", student_net, type(teacher_pipe), family_of(teacher_pipe).net_name)
     return folder

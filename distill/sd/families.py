@@ -16,7 +16,7 @@ A family says
   grid(latents, R, pipe)    a pipeline's output_type="latent" result as (B, C, h, w)
   student_timesteps(ts, pipe, R, teacher)   the student's timesteps as the loop uses them: those the
                             exported pipeline visits, checked
-  student_scheduler(config, student_timesteps)   the exported student's scheduler
+  student_scheduler(config, student_timesteps, grid_steps)   the exported student's scheduler
   export_net(net, cond)     the network to export (Flux: guidance folded in)
 """
 
@@ -48,8 +48,8 @@ class Family:
     def student_timesteps(self, ts, pipe, resolution, teacher) -> torch.Tensor:
         return teacher.student_timesteps(ts)
 
-    def student_scheduler(self, config, student_timesteps):
-        return student_scheduler(config, student_timesteps)
+    def student_scheduler(self, config, student_timesteps, grid_steps=None):
+        return student_scheduler(config, student_timesteps, grid_steps)
 
     def grid(self, latents, resolution, pipe):
         return latents

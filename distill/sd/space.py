@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 from ..diffusion.denoiser import Denoiser
+from ..distillation.recipe import sampler_grid_steps
 from ..discriminator import build_backbone
 from ..errors import DistillError, RecipeError
 from .data import LatentSet, encode_images, load_captioned_images, prompt_list, synthetic_latents
@@ -199,7 +200,7 @@ class LatentSpace:
 
     def export(self, student_net, folder: Path) -> None:
         export_student(folder, self.pipe, student_net, self.recipe.distill.student_timesteps, self.recipe.sd.export_dtype,
-                       self.cond)
+                       self.cond, sampler_grid_steps(self.recipe))
 
     def report(self, run_dir: Path) -> None:
         from .report import write_sd_report
