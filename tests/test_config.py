@@ -39,7 +39,8 @@ def test_a_key_the_task_does_not_use_is_rejected(tmp_path):
     r = load_recipe("recipes/digits.yaml")
     dump_recipe(r, tmp_path / "resolved.yaml")
     assert set(yaml.safe_load((tmp_path / "resolved.yaml").read_text())) == {
-        "task", "name", "output_dir", "data", "distill", "discriminator", "dmd", "experimental", "train", "eval", "report"}
+        "task", "name", "output_dir", "data", "distill", "discriminator", "dmd", "consistency", "experimental", "train", "eval",
+        "report"}
 
 
 @pytest.mark.parametrize("override,key", [

@@ -140,6 +140,15 @@ def test_lcm_run_exports_an_lcm_pipeline_sampled_in_a_fresh_process(tmp_path, ti
             "print([p(class_labels=[0, 1], num_inference_steps=k, output_type='pt').images.shape[0] for k in (1, 2, 4, 8)])")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "[2, 2, 2, 2]" in res.stdout, res.stderr[-2000:]
+    from distill.diffusion.pipelines import DistillPipeline
+    from distill.diffusion.sampling import make_scheduler, sample
+
+    pipe = DistillPipeline.from_pretrained(str(run_dir / "pipeline"))
+    tcd = make_scheduler("tcd", pipe.scheduler.config)  # TCD's gamma-sampling on the student's grid
+    for k in (1, 2, 4, 8):
+        x = sample(pipe.unet, tcd, torch.randn(2, 1, 8, 8), torch.tensor([0, 1]), k, generator=torch.Generator().manual_seed(0))
+        assert torch.isfinite(x).all() and len(tcd.timesteps) == k and set(tcd.timesteps.tolist()) <= set(
+            Denoiser.from_scheduler(pipe.unet, pipe.scheduler).solver_grid(10).tolist())
 
 
 def resumes_exactly(tmp_path, teacher, **kw):

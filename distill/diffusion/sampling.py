@@ -25,6 +25,7 @@ from diffusers import (
     FlowMatchEulerDiscreteScheduler,
     FlowMatchHeunDiscreteScheduler,
     LCMScheduler,
+    TCDScheduler,
 )
 
 from ..errors import DistillError
@@ -47,6 +48,9 @@ SCHEDULERS: dict[str, Sampler] = {
     "dpm++": Sampler(DPMSolverMultistepScheduler, "ddpm", TRAILING),
     "euler": Sampler(EulerDiscreteScheduler, "ddpm", TRAILING),
     "lcm": Sampler(LCMScheduler, "ddpm", TRAILING),
+    # trajectory consistency sampling (Zheng et al. 2024) of a consistency student: its gamma (eta, 0.3) re-noises
+    # part of each step's x0 estimate; on the student's LCM grid (original_inference_steps of its config)
+    "tcd": Sampler(TCDScheduler, "ddpm", TRAILING),
     "flow-euler": Sampler(FlowMatchEulerDiscreteScheduler, "flow", {"stochastic_sampling": False}),
     "flow-heun": Sampler(FlowMatchHeunDiscreteScheduler, "flow"),
     # DPM-Solver++ (2nd order) on flow sigmas: the velocity as diffusers' flow_prediction
