@@ -1,5 +1,6 @@
 """Copy a trained teacher run into distill/assets/teachers/<name>/ with its FID-versus-steps table,
-plot and a model card (recipe, commit, wall time, parameter count, FID at each sampler step count).
+plot and a model card (distill.cards.teacher_card: Hub metadata with the FID of each setting, then recipe,
+commit, wall time, parameter count).
 
   python scripts/ship_teacher.py runs/teacher-mnist --name mnist --data ../shared/data/mnist/mnist_full.npz
 """
@@ -7,7 +8,6 @@ plot and a model card (recipe, commit, wall time, parameter count, FID at each s
 import argparse
 import dataclasses
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,20 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from distill.config import dump_recipe, load_recipe  # noqa: E402
 from distill.eval.classifier import ASSETS  # noqa: E402
-from distill.eval.evaluate import best_row, evaluate_pipeline, setting_name  # noqa: E402
-from distill.engine.hardware import cpu_model  # noqa: E402
+from distill.cards import hardware, teacher_card  # noqa: E402
+from distill.eval.evaluate import evaluate_pipeline  # noqa: E402
 from distill.engine.run_dir import read_metrics, wall_seconds  # noqa: E402
 from distill.diffusion.teachers import load_teacher  # noqa: E402
-
-
-def objective(t) -> str:
-    """The training objective in a few words: rectified flow or the DDPM prediction and beta schedule."""
-    if t.prediction_type == "flow":
-        return (f"rectified flow (velocity), {t.timestep_sampling} sigmas"
-                f"{f' (mean {t.logit_mean}, std {t.logit_std})' if t.timestep_sampling == 'logit_normal' else ''}, "
-                f"shift {t.flow_shift}")
-    target = {"epsilon": "epsilon prediction", "v_prediction": "v-prediction", "sample": "x0 prediction"}
-    return f"{target.get(t.prediction_type, t.prediction_type)}, {t.beta_schedule} schedule"
 
 
 def main():
@@ -70,25 +60,13 @@ def main():
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     n_params = sum(p.numel() for p in pipe.unet.parameters())
     last = [r for r in metrics if "loss" in r][-1]
-    card = [f"# distill teacher: {a.name}", "",
-            f"Class-conditional pixel-space diffusion model (diffusers `UNet2DModel`, {n_params / 1e6:.2f} M parameters, "
-            f"{pipe.unet.config.sample_size}x{pipe.unet.config.sample_size}, {objective(recipe.teacher)}, "
-            f"classifier-free guidance label dropout {recipe.teacher.cond_drop_prob}), "
-            "EMA weights.", "",
-            f"- recipe: `recipe.yaml` (task teacher; data `{recipe.data.source}`{' trained from ' + a.data if a.data and a.data != recipe.data.source else ''})",
-            f"- shipped at commit `{commit}`",
-            f"- training: {last['step']} steps of batch {recipe.train.batch_size}, final loss {last['loss']:.4f}, "
-            f"wall time {wall_min - a.paused_min:.1f} min ({cpu_model()}, {os.cpu_count()} CPU cores)"
-            + (f", {a.paused_min:.1f} min of pauses for other jobs subtracted" if a.paused_min else ""),
-            *[f"- {n}" for n in a.note],
-            "- load: `DistillPipeline.from_pretrained(path)` or `DiffusionPipeline.from_pretrained(path)` after `import distill`", ""]
-    if rows:
-        card += [f"## FID versus {rows[0]['scheduler']} steps ({eval_cfg.num_samples} samples, features `{eval_cfg.features}`, "
-                 f"reference split `{eval_cfg.reference_split}`, guidance {eval_cfg.guidance_scale})", "",
-                 (dest / "eval" / "eval-teacher.md").read_text(), "![FID vs steps](eval/fid-vs-steps-teacher.png)", ""]
-        best = best_row(rows)  # the steps sweep and eval.guidance_sweep's rows
-        card += [f"Best: {setting_name(best)}, FID {best['fid']:.3f}.", ""]
-    (dest / "README.md").write_text("\n".join(card))
+    pauses = [f"{a.paused_min:.1f} min of pauses for other jobs subtracted from the wall time"] if a.paused_min else []
+    notes = [*([f"trained from {a.data}"] if a.data and a.data != recipe.data.source else []), *pauses, *a.note]
+    plot = "eval/fid-vs-steps-teacher.png" if (dest / "eval" / "fid-vs-steps-teacher.png").is_file() else None
+    card = teacher_card(recipe, pipe.unet, rows, (wall_min - a.paused_min) * 60, last["step"], last["loss"],
+                        hardware(), notes=tuple(notes), commit=commit, name=a.name,
+                        plot=plot)
+    card.save(dest / "README.md")  # huggingface_hub's ModelCard: Hub metadata (model-index, distill facts), then prose
     print(json.dumps({"dest": str(dest), "params": n_params, "rows": [(r["steps"], r["fid"]) for r in rows]}))
 
 

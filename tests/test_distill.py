@@ -165,6 +165,15 @@ def test_run_distill_writes_report(tmp_path, tiny_teacher):
     assert lat[("teacher", 50)]["seconds"] > lat[("student", 1)]["seconds"] > 0
     md = (run_dir / "report.md").read_text()
     assert "| teacher + guidance | 50 | 2.0 | 100 |" in md and "![side by side](side_by_side.png)" in md
+    # the exported student's model card: Hub metadata with the report's numbers (a local teacher: no base_model)
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(run_dir / "pipeline" / "README.md").data
+    assert card.library_name == "diffusers" and card.base_model is None
+    assert card.to_dict()["distill"]["teacher"] == tiny_teacher
+    assert {r.metric_name: r.metric_value for r in card.eval_results} == \
+        {f"FID, {s} steps": round(fid, 4) for s, fid in rep["student"].items()}
+    assert card.to_dict()["distill"]["teacher_best_fid"] == round(rep["teacher_best"]["fid"], 4)
 
 
 def test_dmd_loss_gradient_is_the_normalised_score_difference():

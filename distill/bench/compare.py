@@ -9,7 +9,7 @@ one run on one machine at one batch:
 
 Columns: FID, KID, class accuracy and within-class feature distance (distill.eval, on the same
 reference data and features), latency p50/p95 per call, images/s and parameters (distill.bench's
-harness, all models in one run), and training wall time (metrics.jsonl, or a shipped model card).
+harness, all models in one run), and training wall time (metrics.jsonl, or a model card's metadata).
 Quality rows are reused from an eval JSON next to the model, in its run folder or in the output
 folder when they were measured with the same number of samples, features, seed, sampler and
 guidance (truncation); anything else is evaluated here with `num_samples` samples.
@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import torch
 
+from ..cards import training_seconds
 from ..engine.run_dir import read_metrics, wall_seconds
 from ..errors import DistillError
 
@@ -220,8 +220,8 @@ def gan_quality(G, homes: list[Path], out: Path, psis: list[float], cfg: Compare
 
 
 def train_wall(homes: list[Path]) -> tuple[Optional[float], Optional[str]]:
-    """Seconds of training from the first metrics.jsonl among `homes`, else a model card's
-    "wall time X min" (distill/assets/teachers/*/README.md); (None, None) when neither says."""
+    """Seconds of training from the first metrics.jsonl among `homes`, else from a model card's metadata
+    (`distill.training_seconds` of README.md, as distill/assets/teachers/* ship it); (None, None) when neither says."""
     for h in homes:
         f = h / "metrics.jsonl"
         if f.is_file():
@@ -232,10 +232,9 @@ def train_wall(homes: list[Path]) -> tuple[Optional[float], Optional[str]]:
             if secs > 0:
                 return secs, str(f)
     for h in homes:
-        card = h / "README.md"
-        m = re.search(r"wall time ([0-9.]+) min", card.read_text()) if card.is_file() else None
-        if m:
-            return float(m.group(1)) * 60, str(card)
+        secs = training_seconds(h)
+        if secs:
+            return secs, str(h / "README.md")
     return None, None
 
 

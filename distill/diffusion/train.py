@@ -163,10 +163,15 @@ class TeacherTrainer(Trainer):
         final = copy.deepcopy(self.raw).eval()
         self.ema.copy_to(final.parameters())
         pipe = export_pipeline(final, self.noise_scheduler, engine.run_dir / "pipeline")
+        rows = []
         if recipe.eval.num_samples > 0:
             from ..eval.evaluate import evaluate_pipeline
 
-            evaluate_pipeline(pipe, recipe.eval, recipe.data, engine.run_dir / "eval", sweep_guidance=True)
+            rows = evaluate_pipeline(pipe, recipe.eval, recipe.data, engine.run_dir / "eval", sweep_guidance=True)
+        from ..cards import hardware, run_facts, teacher_card
+
+        card = teacher_card(recipe, final, rows, *run_facts(engine.run_dir), hardware())
+        card.save(engine.run_dir / "pipeline" / "README.md")
 
 
 def train_teacher(recipe) -> Path:

@@ -127,4 +127,8 @@ def write_distill_report(recipe, run_dir: Path) -> Path:
     lines += ["", "Sample grids during training: `samples/`; metrics: `metrics.jsonl` (diagnose with `distill doctor`)."]
     path = run_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
+    from ..cards import hardware, run_facts, student_card
+
+    card = student_card(recipe, student.unet, s_rows, best, run_facts(run_dir)[0], hardware())
+    card.save(run_dir / "pipeline" / "README.md")  # the Hub card of the exported student, numbers from the rows above
     return path

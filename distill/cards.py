@@ -1,0 +1,176 @@
+"""Model cards of exported models through huggingface_hub's `ModelCard`: the YAML metadata the Hub reads
+(library_name, pipeline_tag, base_model, datasets, tags, and a model-index with the FID of every sampler
+setting scored), then the prose. Every number comes from the run's own files (its `eval-<tag>.json` rows,
+`metrics.jsonl`); the facts machines read back sit under the card's `distill` key (`training_seconds`,
+which `distill bench compare` uses), so nothing is parsed out of prose.
+
+`teacher_card` is written beside a teacher's exported pipeline (and by scripts/ship_teacher.py),
+`student_card` beside a distilled student's; `ModelCard.load(folder / "README.md")` reads either.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+PIPELINE_TAG = "unconditional-image-generation"  # the Hub task of pixel diffusion pipelines (DDPMPipeline's)
+LOAD = "`DiffusionPipeline.from_pretrained(path)` after `import distill` (or `DistillPipeline.from_pretrained(path)`)"
+
+
+def hub_id(source: str) -> Optional[str]:
+    """`source` where it names a Hub repository (`org/name`, not a local path nor `shipped:`), else None."""
+    if not source or source.startswith((".", "/", "~")) or ":" in source or source.count("/") != 1:
+        return None
+    return None if Path(source).exists() else source
+
+
+def _setting(row: dict) -> str:
+    from .eval.evaluate import setting_name
+
+    return setting_name(row)
+
+
+def fid_results(rows: list[dict], data_source: str, split: str) -> list:
+    """One model-index entry per eval row: its FID, named by its setting, with its features and sample count."""
+    from huggingface_hub import EvalResult
+
+    name = hub_id(data_source) or Path(data_source).name
+    return [EvalResult(task_type=PIPELINE_TAG, dataset_type=name, dataset_name=name, dataset_split=split,
+                       metric_type="fid", metric_value=round(float(r["fid"]), 4), metric_name=f"FID, {_setting(r)}",
+                       metric_config=f"{r['features']} features, {r['num_samples']} samples, "
+                                     f"{r.get('scheduler', 'pipeline')} sampler")
+            for r in rows]
+
+
+def fid_table(rows: list[dict]) -> list[str]:
+    """The eval rows as a markdown table (lines)."""
+    cols = ["steps", "guidance_scale", "fid", "kid", "class_acc", "intra_class_dist"]
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        out.append("| " + " | ".join(f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in cols)
+                   + " |")
+    return out
+
+
+def build_card(title: str, body: list[str], *, rows: list[dict], data_source: str, split: str, tags: list[str],
+               facts: dict, base_model: Optional[str] = None):
+    """A ModelCard: metadata (library_name diffusers, the pipeline tag, base_model, the data set where it is a
+    Hub one, tags, the FID model-index of `rows`, `facts` under `distill`), then `# title` and `body`."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    data = ModelCardData(library_name="diffusers", pipeline_tag=PIPELINE_TAG, base_model=base_model,
+                         datasets=[hub_id(data_source)] if hub_id(data_source) else None,
+                         tags=["distill", "diffusers", *tags], model_name=title,
+                         eval_results=fid_results(rows, data_source, split) or None,
+                         distill={k: v for k, v in facts.items() if v is not None})
+    return ModelCard("\n".join(["---", data.to_yaml(), "---", "", f"# {title}", "", *body, ""]))
+
+
+def _conditioning(unet) -> tuple[str, str]:
+    classes = getattr(unet.config, "num_class_embeds", None)
+    if classes:
+        return "class-conditional", f"class-conditional ({classes - 1} classes and a null class for guidance)"
+    return "unconditional", "unconditional"
+
+
+def teacher_card(recipe, unet, rows: list[dict], wall_seconds: Optional[float], steps: Optional[int],
+                 final_loss: Optional[float], hardware: str, notes: tuple = (), commit: Optional[str] = None,
+                 name: Optional[str] = None, plot: Optional[str] = None):
+    """The card of a trained teacher: its architecture and objective, training facts, the FID of each setting
+    (`plot`: a picture of them, relative to the card)."""
+    tag, cond = _conditioning(unet)
+    n_params = sum(p.numel() for p in unet.parameters())
+    size, ec = unet.config.sample_size, recipe.eval
+    wall = f", wall time {wall_seconds / 60:.1f} min" if wall_seconds else ""
+    body = [f"A {cond} pixel-space diffusion model (diffusers `{type(unet).__name__}`, {n_params / 1e6:.2f} M "
+            f"parameters, {size}x{size}, {objective(recipe.teacher)}"
+            + (f", classifier-free guidance label dropout {recipe.teacher.cond_drop_prob}" if tag != "unconditional" else "")
+            + "), EMA weights, trained with distill.", "",
+            f"- recipe: `recipe.yaml` (task teacher; data `{recipe.data.source}`)",
+            *([f"- at commit `{commit}`"] if commit else []),
+            f"- training: {steps} steps of batch {recipe.train.batch_size}"
+            + (f", final loss {final_loss:.4f}" if final_loss is not None else "") + wall + f" ({hardware})",
+            *[f"- {n}" for n in notes], f"- load: {LOAD}", ""]
+    if rows:
+        best = min(rows, key=lambda r: r["fid"])
+        body += [f"## FID ({rows[0]['num_samples']} samples, features `{rows[0]['features']}`, reference split "
+                 f"`{ec.reference_split}`, {rows[0].get('scheduler', '')} sampler)", "", *fid_table(rows), "",
+                 *([f"![FID vs steps]({plot})", ""] if plot else []), f"Best: {_setting(best)}, FID {best['fid']:.3f}."]
+    facts = {"task": "teacher", "training_steps": steps, "batch_size": recipe.train.batch_size,
+             "training_seconds": round(wall_seconds, 1) if wall_seconds else None, "hardware": hardware,
+             "parameters": n_params, "data": recipe.data.source, "commit": commit}
+    return build_card(f"distill teacher: {name or recipe.name}", body, rows=rows, data_source=recipe.data.source,
+                      split=ec.reference_split, tags=["diffusion", tag], facts=facts)
+
+
+def objective(t) -> str:
+    """A teacher's training objective in a few words: rectified flow, or the DDPM prediction and beta schedule."""
+    if t.prediction_type == "flow":
+        return (f"rectified flow (velocity), {t.timestep_sampling} sigmas"
+                f"{f' (mean {t.logit_mean}, std {t.logit_std})' if t.timestep_sampling == 'logit_normal' else ''}, "
+                f"shift {t.flow_shift}")
+    target = {"epsilon": "epsilon prediction", "v_prediction": "v-prediction", "sample": "x0 prediction"}
+    return f"{target.get(t.prediction_type, t.prediction_type)}, {t.beta_schedule} schedule"
+
+
+def student_card(recipe, unet, rows: list[dict], teacher_best: dict, wall_seconds: Optional[float], hardware: str):
+    """The card of a distilled student: base_model = its teacher (where that is a Hub id), the FID at each
+    step count beside the teacher's best setting."""
+    tag, cond = _conditioning(unet)
+    teacher, ec = recipe.distill.teacher, recipe.eval
+    wall = f"{wall_seconds / 60:.1f} min ({hardware})" if wall_seconds else hardware
+    body = [f"A {cond} {len(recipe.distill.student_timesteps)}-timestep student distilled with distill from the "
+            f"teacher `{teacher}` (adversarial distillation), sampled in 1 to "
+            f"{max(r['steps'] for r in rows) if rows else 4} steps without guidance.", "",
+            f"- recipe: `recipe.yaml` of the run (task distill; data `{recipe.data.source}`)",
+            f"- training: {recipe.train.max_steps} steps of batch {recipe.train.batch_size}, {wall}",
+            f"- load: {LOAD}", "",
+            f"## FID ({ec.num_samples} samples, features `{ec.features}`, reference split `{ec.reference_split}`)", "",
+            *fid_table(rows), "",
+            f"The teacher's best: {_setting(teacher_best)}, FID {teacher_best['fid']:.3f}."]
+    facts = {"task": "distill", "teacher": teacher, "student_timesteps": list(recipe.distill.student_timesteps),
+             "training_steps": recipe.train.max_steps, "batch_size": recipe.train.batch_size,
+             "training_seconds": round(wall_seconds, 1) if wall_seconds else None, "hardware": hardware,
+             "teacher_best_fid": round(float(teacher_best["fid"]), 4), "data": recipe.data.source}
+    return build_card(f"distill student: {recipe.name}", body, rows=rows, data_source=recipe.data.source,
+                      split=ec.reference_split, tags=["distillation", "few-step", tag], facts=facts,
+                      base_model=hub_id(teacher))
+
+
+def run_facts(run_dir) -> tuple[Optional[float], Optional[int], Optional[float]]:
+    """(training wall seconds, last step, last loss) from `run_dir`/metrics.jsonl; Nones where it has none."""
+    from .engine.run_dir import read_metrics, wall_seconds
+
+    f = Path(run_dir) / "metrics.jsonl"
+    rows = read_metrics(f) if f.is_file() else []
+    losses = [r for r in rows if "loss" in r]
+    return (wall_seconds(rows) if rows else None, rows[-1]["step"] if rows else None,
+            float(losses[-1]["loss"]) if losses else None)
+
+
+def hardware() -> str:
+    """Where this process trains, for a card: the CUDA device, else the CPU model and its core count."""
+    import os
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    from .engine.hardware import cpu_model
+
+    return f"{cpu_model()}, {os.cpu_count()} CPU cores"
+
+
+def training_seconds(folder) -> Optional[float]:
+    """The training wall time (seconds) in the metadata of `folder`/README.md, or None (no card, none said)."""
+    card = Path(folder) / "README.md"
+    if not card.is_file():
+        return None
+    from huggingface_hub import ModelCard
+
+    try:
+        meta = ModelCard.load(card).data.to_dict()
+    except Exception:  # a card without metadata, or metadata the Hub's parser refuses: no number from it
+        return None
+    value = (meta.get("distill") or {}).get("training_seconds")
+    return float(value) if isinstance(value, (int, float)) else None

@@ -1,0 +1,85 @@
+"""Model cards through huggingface_hub.ModelCard: metadata the Hub parses (library_name, pipeline_tag,
+base_model, model-index FIDs read from the eval rows), written by teacher training, the distillation report
+(tests/test_distill.py::test_run_distill_writes_report) and scripts/ship_teacher.py; `distill bench compare` reads the training time from the metadata."""
+
+import json
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard
+
+from distill.cards import hub_id, student_card, teacher_card, training_seconds
+from distill.config import recipe_from_dict
+from distill.diffusion.teachers import load_teacher, resolve_teacher_path
+
+from .conftest import tiny_recipe_dict
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "distill" / "assets" / "teachers"
+ROWS = [{"steps": s, "scheduler": "ddim", "guidance_scale": g, "num_samples": 200, "features": "classifier:digits",
+         "fid": fid, "kid": 1.0, "class_acc": 0.9, "intra_class_dist": 9.0} for s, g, fid in
+        [(1, 1.0, 90.5), (4, 1.0, 6.25), (25, 2.0, 3.125)]]
+
+
+def _meta(folder):
+    return ModelCard.load(Path(folder) / "README.md").data
+
+
+def test_teacher_card_metadata_parses_with_every_fid(tmp_path):
+    teacher = load_teacher(resolve_teacher_path("shipped:digits"))
+    recipe = recipe_from_dict(tiny_recipe_dict(tmp_path))
+    teacher_card(recipe, teacher.unet, ROWS, 600.0, 6, 0.25, "test CPU").save(tmp_path / "README.md")
+    data = _meta(tmp_path)
+    assert (data.library_name, data.pipeline_tag) == ("diffusers", "unconditional-image-generation")
+    assert {"distill", "diffusion", "class-conditional"} <= set(data.tags)
+    assert [(r.metric_type, r.metric_value, r.metric_name) for r in data.eval_results] == \
+        [("fid", 90.5, "FID, 1 steps"), ("fid", 6.25, "FID, 4 steps"), ("fid", 3.125, "FID, 25 steps at guidance 2")]
+    assert data.eval_results[0].metric_config == "classifier:digits features, 200 samples, ddim sampler"
+    assert data.to_dict()["distill"]["training_steps"] == 6 and training_seconds(tmp_path) == 600.0
+    text = (tmp_path / "README.md").read_text()
+    assert "Best: 25 steps at guidance 2, FID 3.125." in text and "wall time 10.0 min" in text
+
+
+def test_student_card_names_a_hub_teacher_as_base_model(tmp_path):
+    teacher = load_teacher(resolve_teacher_path("shipped:digits"))
+    from tests.test_distill import distill_recipe_dict
+
+    for spec, base in [("google/ddpm-cifar10-32", "google/ddpm-cifar10-32"), (str(SHIPPED / "digits"), None),
+                       ("shipped:digits", None)]:
+        recipe = recipe_from_dict(distill_recipe_dict(tmp_path, spec))
+        folder = tmp_path / str(abs(hash(spec)))
+        folder.mkdir()
+        student_card(recipe, teacher.unet, ROWS[:2], ROWS[2], None, "test CPU").save(folder / "README.md")
+        data = _meta(folder)
+        assert data.base_model == base and data.to_dict()["distill"]["teacher"] == spec
+        assert data.to_dict()["distill"]["teacher_best_fid"] == 3.125 and "training_seconds" not in data.to_dict()["distill"]
+        assert {"distillation", "few-step"} <= set(data.tags) and len(data.eval_results) == 2
+    assert hub_id("digits") is None and hub_id("ylecun/mnist") == "ylecun/mnist" and hub_id("./a/b") is None
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SHIPPED.iterdir() if p.is_dir()))
+def test_shipped_teacher_cards_carry_their_eval_rows(name):
+    folder = SHIPPED / name
+    rows = json.loads((folder / "eval" / "eval-teacher.json").read_text())
+    data = _meta(folder)
+    assert data.library_name == "diffusers" and data.pipeline_tag == "unconditional-image-generation"
+    assert [r.metric_value for r in data.eval_results] == [round(r["fid"], 4) for r in rows]
+    assert training_seconds(folder) > 60
+
+
+def test_teacher_run_exports_a_card_and_bench_reads_its_time(tmp_path):
+    from distill.bench.compare import train_wall
+    from distill.diffusion.train import train_teacher
+
+    run_dir = train_teacher(recipe_from_dict(tiny_recipe_dict(tmp_path, max_steps=2)))
+    data = _meta(run_dir / "pipeline")
+    assert data.library_name == "diffusers" and data.eval_results is None  # eval.num_samples 0: no FID claimed
+    secs = training_seconds(run_dir / "pipeline")
+    assert secs is not None and secs >= 0
+    (run_dir / "pipeline" / "README.md").write_text((run_dir / "pipeline" / "README.md").read_text().replace(
+        f"training_seconds: {secs}", "training_seconds: 1234.5"))
+    assert train_wall([run_dir / "pipeline"]) == (1234.5, str(run_dir / "pipeline" / "README.md"))
+    (tmp_path / "prose").mkdir()
+    (tmp_path / "prose" / "README.md").write_text("# a card\n\nwall time 12.0 min\n")  # prose is not read
+    assert train_wall([tmp_path / "prose"]) == (None, None)
+
