@@ -5,7 +5,7 @@ the device, fp32, eval mode) and timing through its timer (`distill.bench.timing
 `time.perf_counter` around the call on CPU, CUDA events after a full synchronisation on CUDA), so
 a time on the page is what `distill bench latency` measures for the same call. Each model is called
 once at load (the bench's warm-up: lazy initialisation is not charged to the first request); the
-running p50 is over this session's requests (`percentile`, the bench's statistic).
+running p50 is over the requests since the page started (`percentile`, the bench's statistic).
 
 A request past the caps (`LIMITS`, the largest request) raises `RequestError`, which the page shows as a message.
 """
