@@ -71,11 +71,13 @@ def main() -> int:
     ap.add_argument("--at", type=int, nargs="*", default=[], help="checkpoint steps (default: every checkpoint)")
     ap.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8], help="sampling steps to score")
     ap.add_argument("--num-samples", type=int, default=2000)
+    ap.add_argument("--pipeline", default=None, help="the network and scheduler to load weights into (default: "
+                    "RUN/pipeline; for a run still training, any pipeline of the student's architecture)")
     a = ap.parse_args()
     run = Path(a.run)
     try:
         recipe = load_recipe(str(run / "recipe.yaml"))
-        pipe = DistillPipeline.from_pretrained(str(run / "pipeline"))
+        pipe = DistillPipeline.from_pretrained(a.pipeline or str(run / "pipeline"))
         found = {int(p.name.split("-")[1]): p for p in checkpoint_dirs(run)}
         at = a.at or sorted(found)
         if missing := [s for s in at if s not in found]:
