@@ -107,6 +107,12 @@ def test_ctm_run_exports_a_trajectory_pipeline_sampled_in_a_fresh_process(tmp_pa
             "print([tuple(p(class_labels=[0, 1], num_inference_steps=k, output_type='pt').images.shape) for k in (1, 2, 4, 8)])")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.count("(2, 1, 8, 8)") == 4, res.stderr[-2000:]
+    from distill.cli import main as cli_main
+
+    for sched in ([], ["--scheduler", "ddim"]):  # its own gamma-sampler, or DDIM on the teacher's schedule
+        out = tmp_path / f"grid{len(sched)}.png"
+        assert cli_main(["sample", str(run_dir / "pipeline"), "--steps", "2", *sched, "--out", str(out)]) == 0
+        assert out.stat().st_size > 0
 
 
 def test_ctm_run_resumes_exactly(tmp_path, tiny_teacher):

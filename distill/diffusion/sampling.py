@@ -96,9 +96,17 @@ def flow_scheduler(cls, config, **overrides):
     return cls(**{k: v for k, v in {**cfg, **overrides}.items() if k in accepted})
 
 
+def noise_schedule_of(config) -> dict:
+    """The noise schedule a scheduler (or its config) samples: its own keys, or the `schedule` entry of a trajectory
+    student's TrajectoryScheduler."""
+    cfg = dict(getattr(config, "config", config))
+    return dict(cfg["schedule"]) if isinstance(cfg.get("schedule"), dict) else cfg
+
+
 def make_scheduler(name: str, config, **overrides):
     """A scheduler of kind `name` ("auto": the family's default) sharing the noise schedule in `config`
     (a scheduler or its config); a sampler of another family than the schedule's is a DistillError."""
+    config = noise_schedule_of(config)
     name = resolve_sampler(name, config)
     if name not in SCHEDULERS:
         raise DistillError(f"unknown scheduler '{name}' (choose from {', '.join(SCHEDULERS)})")
