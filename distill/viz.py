@@ -9,15 +9,37 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 
-def save_grid(images: torch.Tensor, path, nrow: int = 10, scale: int = 1) -> Path:
-    """images: (B, C, H, W) in [-1, 1]; nearest-neighbour upscaled by `scale` for tiny images."""
+def save_grid(images: torch.Tensor, path, nrow: int = 10, scale: int = 1,
+              column_names: Optional[Sequence[str]] = None) -> Path:
+    """images: (B, C, H, W) in [-1, 1]; nearest-neighbour upscaled by `scale` for tiny images. `column_names`:
+    a caption over each column (the class names of a grid with one column per class)."""
     x = (images.detach().float().cpu().clamp(-1, 1) + 1) / 2
     if scale > 1:
         x = torch.nn.functional.interpolate(x, scale_factor=scale, mode="nearest")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(x, str(path), nrow=nrow, padding=2, pad_value=1.0)
+    if not column_names:
+        save_image(x, str(path), nrow=nrow, padding=2, pad_value=1.0)
+        return path
+    grid = make_grid(x, nrow=nrow, padding=2, pad_value=1.0)
+    captioned(grid, [str(n) for n in column_names][:nrow], x.shape[-1] + 2).save(path)
     return path
+
+
+def captioned(grid: torch.Tensor, names: Sequence[str], column_width: int):
+    """A PIL image of `grid` (C, H, W in [0, 1]) under a white strip naming each column (cut to its width)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    body = Image.fromarray(grid.mul(255).add_(0.5).clamp_(0, 255).byte().permute(1, 2, 0).numpy().squeeze())
+    font = ImageFont.load_default()
+    strip = 14
+    out = Image.new(body.mode, (body.width, body.height + strip), "white")
+    out.paste(body, (0, strip))
+    draw = ImageDraw.Draw(out)
+    chars = max(1, column_width // 6)  # the default bitmap font is about 6 px per character
+    for i, name in enumerate(names):
+        draw.text((2 + i * column_width, 1), name[:chars], fill="black", font=font)
+    return out
 
 
 def grid_tensor(images: torch.Tensor, nrow: int = 10) -> torch.Tensor:

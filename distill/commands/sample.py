@@ -93,6 +93,8 @@ def sample_pipeline(args) -> int:
     x = pipe(class_labels=labels, batch_size=n, num_inference_steps=args.steps or 50,
              guidance_scale=1.0 if args.guidance is None else args.guidance, generator=g,
              output_type="pt").images * 2 - 1
-    path = save_grid(x, args.out, nrow=len(classes) if classes else 10, scale=upscale_for_view(x.shape[-1]))
-    print(f"wrote {path}")
+    names = [pipe.class_name(c) for c in classes] if classes and pipe.config.get("class_names") else None
+    path = save_grid(x, args.out, nrow=len(classes) if classes else 10, scale=upscale_for_view(x.shape[-1]),
+                     column_names=names)
+    print(f"wrote {path}" + (f" (columns: {', '.join(names)})" if names else ""))
     return 0

@@ -9,6 +9,8 @@ schedule family (a DDPM sampler on a flow-matching model is an error), with
 `distill.diffusion.sampling.make_scheduler(name, pipe.scheduler.config)`.
 The denoiser network sits under `unet` whatever its class (UNet2DModel, DiTTransformer2DModel); labels
 reach it through its conditioning adapter (distill.diffusion.denoiser.LabelCond.of).
+`class_names` (optional, in model_index.json): label id -> the data's class name, where the data names its
+classes (image folders, Hub datasets with ClassLabel names); pipelines saved without it load with None.
 """
 
 from __future__ import annotations
@@ -25,9 +27,15 @@ from .sampling import null_label, sample
 class DistillPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "unet"
 
-    def __init__(self, unet, scheduler):
+    def __init__(self, unet, scheduler, class_names: Optional[list[str]] = None):
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler)
+        self.register_to_config(class_names=list(class_names) if class_names else None)
+
+    def class_name(self, label: int) -> str:
+        """The data's name of class `label`, or the label itself where the pipeline stores no names."""
+        names = self.config.get("class_names") or []
+        return str(names[label]) if 0 <= label < len(names) else str(label)
 
     @property
     def num_classes(self) -> Optional[int]:

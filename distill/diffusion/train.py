@@ -45,19 +45,22 @@ def build_teacher(recipe, num_classes):
 
 
 @torch.no_grad()
-def sample_grid(unet, noise_scheduler, num_classes, resolution, channels, path, steps=25, seed=0, per_class=8):
-    """A grid with one column per class (rows: seeds), sampled with the schedule's default sampler."""
+def sample_grid(unet, noise_scheduler, num_classes, resolution, channels, path, steps=25, seed=0, per_class=8,
+                class_names=None):
+    """A grid with one column per class (rows: seeds, `class_names` over the columns), sampled with the
+    schedule's default sampler."""
     k = num_classes or 10
     labels = torch.arange(k).repeat(per_class) if num_classes else None
     device = next(unet.parameters()).device
     noise = torch.randn(k * per_class, channels, resolution, resolution, generator=rng(seed, "grid"))
     sched = make_scheduler(default_sampler(noise_scheduler), noise_scheduler.config)
     x = sample(unet, sched, noise.to(device), labels.to(device) if labels is not None else None, steps)
-    return save_grid(x, path, nrow=k, scale=upscale_for_view(resolution))
+    return save_grid(x, path, nrow=k, scale=upscale_for_view(resolution), column_names=class_names if num_classes else None)
 
 
-def export_pipeline(unet, noise_scheduler, path: Path) -> DistillPipeline:
-    pipe = DistillPipeline(unet=unet, scheduler=make_scheduler(default_sampler(noise_scheduler), noise_scheduler.config))
+def export_pipeline(unet, noise_scheduler, path: Path, class_names: Optional[list] = None) -> DistillPipeline:
+    pipe = DistillPipeline(unet=unet, scheduler=make_scheduler(default_sampler(noise_scheduler), noise_scheduler.config),
+                           class_names=class_names)
     pipe.save_pretrained(str(path))
     return pipe
 
@@ -152,7 +155,8 @@ class TeacherTrainer(Trainer):
         d = self.recipe.data
         self.raw.eval()
         sample_grid(self.raw, self.noise_scheduler, self.num_classes, d.resolution, d.channels,
-                    self.engine.run_dir / "samples" / f"step-{step:07d}.png", seed=self.tc.seed)
+                    self.engine.run_dir / "samples" / f"step-{step:07d}.png", seed=self.tc.seed,
+                    class_names=self.data.class_names)
         self.raw.train()
         return None
 
@@ -162,7 +166,8 @@ class TeacherTrainer(Trainer):
             return
         final = copy.deepcopy(self.raw).eval()
         self.ema.copy_to(final.parameters())
-        pipe = export_pipeline(final, self.noise_scheduler, engine.run_dir / "pipeline")
+        names = self.data.class_names if self.num_classes else None
+        pipe = export_pipeline(final, self.noise_scheduler, engine.run_dir / "pipeline", names)
         rows = []
         if recipe.eval.num_samples > 0:
             from ..eval.evaluate import evaluate_pipeline
@@ -172,6 +177,9 @@ class TeacherTrainer(Trainer):
 
         card = teacher_card(recipe, final, rows, *run_facts(engine.run_dir), hardware())
         card.save(engine.run_dir / "pipeline" / "README.md")
+        from .report import write_teacher_report
+
+        print(f"report: {write_teacher_report(recipe, engine.run_dir, rows, self.num_classes, names)}")
 
 
 def train_teacher(recipe) -> Path:

@@ -14,6 +14,7 @@ import torch
 
 from ..eval.classifier import load_classifier
 from ..eval.fid import pairwise_distance
+from ..eval.verdict import COVERAGE_MIN, DIVERSITY_MIN
 from ..diffusion.sampling import null_label, sample, student_scheduler
 from ..viz import save_grid, upscale_for_view
 from ..engine.randomness import rng
@@ -37,7 +38,8 @@ def coverage_check(student, noise_scheduler, dc, data, grid_path, seed: int, per
     x = sample(student, student_scheduler(noise_scheduler, dc.student_timesteps), noise.to(device),
                labels.to(device) if null_label(student) is not None else None, 1).float().cpu()
     student.train(was_training)
-    save_grid(x[: 8 * k], grid_path, nrow=k, scale=upscale_for_view(x.shape[-1]))
+    save_grid(x[: 8 * k], grid_path, nrow=k, scale=upscale_for_view(x.shape[-1]),
+              column_names=data.class_names if null_label(student) is not None else None)
     feats = clf.features(x)
     pred = clf.head(feats).argmax(1)
     real_idx = torch.arange(min(len(data), 2000))
@@ -49,9 +51,9 @@ def coverage_check(student, noise_scheduler, dc, data, grid_path, seed: int, per
            "intra_class_dist": div, "intra_class_dist_real": real_div,
            "diversity_ratio": div / real_div if real_div > 0 else float("nan")}
     reasons = []
-    if out["class_coverage"] < 0.9:
+    if out["class_coverage"] < COVERAGE_MIN:
         reasons.append(f"only {len(pred.unique())} of {k} classes generated")
-    if out["diversity_ratio"] < 0.5:
+    if out["diversity_ratio"] < DIVERSITY_MIN:
         reasons.append(f"within-class diversity {out['diversity_ratio']:.2f}x that of real data")
     if reasons:
         out["collapse_warning"] = "; ".join(reasons)

@@ -150,7 +150,8 @@ class PixelSpace:
                                         gamma=r.consistency.gamma)
         else:
             sched = student_scheduler(self.noise_scheduler.config, r.distill.student_timesteps, sampler_grid_steps(r))
-        DistillPipeline(unet=student_net, scheduler=sched).save_pretrained(str(folder))
+        names = (self.data.class_names or self.pipe.config.get("class_names")) if self.num_classes else None
+        DistillPipeline(unet=student_net, scheduler=sched, class_names=names).save_pretrained(str(folder))
 
     def report(self, run_dir: Path) -> None:
         """Evaluation, latency and report.md (eval.num_samples > 0)."""

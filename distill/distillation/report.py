@@ -14,6 +14,7 @@ import torch
 
 from ..engine.checkpoint import weights_fingerprint
 from ..eval.evaluate import _fmt, best_row, cached_rows, evaluate_pipeline, setting_name
+from ..eval.verdict import cost_line, last_training_warning, shortfalls, student_verdict
 from ..diffusion.pipelines import DistillPipeline
 from ..diffusion.sampling import default_sampler, make_scheduler, sample
 from ..diffusion.teachers import load_teacher, resolve_teacher_path
@@ -33,9 +34,11 @@ def latency_rows(teacher_path: str, student_path: str, steps: list[int], batch: 
 
 
 @torch.no_grad()
-def side_by_side(teacher, student, path, seed: int = 0, per_class: int = 4, student_timesteps: int = 4):
+def side_by_side(teacher, student, path, seed: int = 0, per_class: int = 4, student_timesteps: int = 4,
+                 class_names=None):
     """Rows: teacher 50 steps, teacher 1 step (its default sampler: DDIM, or flow-matching Euler), student 1 step,
-    student min(4, K) steps for a student of K > 1 timesteps; same noise/labels."""
+    student min(4, K) steps for a student of K > 1 timesteps; same noise/labels. `class_names`: named over the
+    figure, one per column."""
     cfg = teacher.unet.config
     k = teacher.num_classes or 10
     labels = torch.arange(k).repeat(per_class) if teacher.num_classes else None
@@ -61,9 +64,33 @@ def side_by_side(teacher, student, path, seed: int = 0, per_class: int = 4, stud
         ax.imshow(grid_tensor(x, nrow=k).permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_title(title)
         ax.axis("off")
+    if class_names and teacher.num_classes:
+        fig.suptitle("columns, left to right: " + ", ".join(map(str, class_names)), fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def classes_line(names) -> str:
+    """The report's line naming the classes, in the order of every grid's columns."""
+    return "Classes (grid columns, left to right): " + ", ".join(f"{i} {n}" for i, n in enumerate(names)) + "."
+
+
+def judged_head(run_dir: Path, teacher_path: str, s1: dict, best: dict, num_classes, names) -> dict:
+    """The report's first lines: the verdict (the 1-step student against the teacher's best setting, the
+    coverage check's thresholds in words) and the cost (steps, wall time, distillation/teacher time ratio; the
+    teacher's time from its run's metrics.jsonl or its card's metadata)."""
+    from ..bench.compare import train_wall
+    from ..cards import run_facts
+    from ..engine.run_dir import read_metrics
+
+    wall, steps, _ = run_facts(run_dir)
+    f = run_dir / "metrics.jsonl"
+    warning = last_training_warning(read_metrics(f)) if f.is_file() else None
+    home = Path(teacher_path)
+    t_wall, t_src = train_wall([home, home.parent]) if home.is_dir() else (None, None)
+    return {"verdict": student_verdict(s1, best, num_classes, warning), "wall": wall, "steps": steps,
+            "teacher_wall": t_wall, "cost": cost_line(steps, wall, t_wall, t_src)}
 
 
 def write_distill_report(recipe, run_dir: Path) -> Path:
@@ -75,8 +102,9 @@ def write_distill_report(recipe, run_dir: Path) -> Path:
     student = DistillPipeline.from_pretrained(str(run_dir / "pipeline"))
     data_cfg = recipe.data  # evaluate_pipeline loads the reference at each pipeline's resolution
     out = run_dir / "eval"
+    names = student.config.get("class_names") if student.num_classes else None
     side_by_side(teacher, student, run_dir / "side_by_side.png", seed=ec.seed,
-                 student_timesteps=len(recipe.distill.student_timesteps))
+                 student_timesteps=len(recipe.distill.student_timesteps), class_names=names)
     sampler = default_sampler(teacher.scheduler.config)  # ddim, or flow-euler for a flow teacher
     t_rows = cached_rows(teacher_path, "teacher", ec, rc.teacher_steps, ec.guidance_scale, sampler, sweep_guidance=True)
     if t_rows is None:  # the steps sweep, then eval.guidance_sweep: the teacher's best setting may be guided
@@ -100,15 +128,20 @@ def write_distill_report(recipe, run_dir: Path) -> Path:
     best = best_row(t_rows)
     s1 = next((r for r in s_rows if r["steps"] == 1), s_rows[0])
     t1 = next((r for r in t_line if r["steps"] == 1), None)
-    summary = {"teacher_best": {"steps": best["steps"], "guidance": best["guidance_scale"], "fid": best["fid"]},
+    head = judged_head(run_dir, teacher_path, s1, best, student.num_classes, names)
+    summary = {"verdict": head["verdict"], "shortfalls": shortfalls(s1, student.num_classes),
+               "training_seconds": head["wall"], "training_steps": head["steps"],
+               "teacher_training_seconds": head["teacher_wall"], "class_names": names,"teacher_best": {"steps": best["steps"], "guidance": best["guidance_scale"], "fid": best["fid"]},
                "teacher_50": next((r["fid"] for r in t_line if r["steps"] == 50), None),
                "teacher_1": t1["fid"] if t1 else None, "student_1": s1["fid"],
                "student": {r["steps"]: r["fid"] for r in s_rows},
                "latency_s": [dict(model=m, steps=s, guidance=g, nfe=nfe, seconds=sec, per_image_ms=1000 * sec / b) for m, s, g, nfe, sec in lat]}
     (run_dir / "report.json").write_text(json.dumps(summary, indent=1))
     cols = ["model", "steps", "guidance_scale", "fid", "kid", "class_acc", "intra_class_dist", "class_coverage"]
-    lines = [f"# Distillation report: {recipe.name}", "",
-             f"Teacher `{recipe.distill.teacher}`; FID/KID on {ec.num_samples} class-balanced samples against the "
+    lines = [f"# Distillation report: {recipe.name}", "", head["verdict"], "", head["cost"], ""]
+    if names:
+        lines += [classes_line(names), ""]
+    lines += [f"Teacher `{recipe.distill.teacher}`; FID/KID on {ec.num_samples} class-balanced samples against the "
              f"`{ec.reference_split}` split, features `{ec.features}` (a classifier never used in training). "
              f"Teacher sampled with {sampler}; student with its own scheduler, no guidance.", "",
              "![side by side](side_by_side.png)", "", "## FID", "",

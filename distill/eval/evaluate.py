@@ -123,6 +123,7 @@ def evaluate_pipeline(pipe, eval_cfg, data_cfg, out_dir, tag: str = "teacher", s
     extractor, ref, real_feats, real_div = reference_at(pipe.unet.config, eval_cfg, data_cfg)
     rows, weights = [], weights or weights_fingerprint(pipe.unet)
     settings = eval_settings(eval_cfg, steps, w, bool(pipe.num_classes), sweep_guidance)
+    names = pipe.config.get("class_names") if pipe.num_classes else None  # a DistillPipeline's, where stored
     bar = tqdm(total=eval_cfg.num_samples * len(settings), desc=f"eval {tag}", unit="img")
     for s, g in settings:
         t0 = time.time()
@@ -135,7 +136,7 @@ def evaluate_pipeline(pipe, eval_cfg, data_cfg, out_dir, tag: str = "teacher", s
                "real_intra_class_dist": real_div, "sample_seconds": round(time.time() - t0, 2)}
         rows.append(row)
         save_grid(x[:80], out_dir / grid_name(tag, s, g, w), nrow=pipe.num_classes or 10,
-                  scale=upscale_for_view(x.shape[-1]))
+                  scale=upscale_for_view(x.shape[-1]), column_names=names)
         bar.set_postfix(steps=s, fid=f"{row['fid']:.3f}")
     bar.close()
     write_eval(rows, out_dir, tag)
