@@ -102,6 +102,21 @@ def test_kid_is_reproducible_and_leaves_the_global_rng_alone():
     assert torch.equal(torch.rand(1), after)  # the caller's stream continues as if KID drew nothing
 
 
+def test_kid_buffer_warning_silenced_and_only_it():
+    import warnings
+
+    real, fake = torch.randn(50, 8, dtype=torch.float64), torch.randn(40, 8, dtype=torch.float64)
+    before = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fid_kid(real, fake)
+        warnings.warn("Metric `Kernel Inception Distance` elsewhere", UserWarning)  # other warnings still pass
+    messages = [str(w.message) for w in caught]
+    assert not any("will save all extracted features" in m for m in messages)
+    assert "Metric `Kernel Inception Distance` elsewhere" in messages
+    assert warnings.filters == before  # the filter does not outlive the construction
+
+
 def test_teacher_evaluation_sweeps_guidance(tmp_path):
     """eval.guidance_sweep adds rows at eval.guidance_steps; the best setting may be a guided one, the FID-vs-steps
     line keeps the steps sweep, a cached table answers only for the sweep it holds, an unconditional model has none."""

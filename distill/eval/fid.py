@@ -9,6 +9,7 @@ Images enter as float (B, C, H, W) in [-1, 1].
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 import torch
@@ -100,7 +101,12 @@ def fid_kid(real_feats: torch.Tensor, fake_feats: torch.Tensor, kid_subset: int 
     fid.update(real_feats, real=True)
     fid.update(fake_feats, real=False)
     n = min(len(real_feats), len(fake_feats))
-    kid = KernelInceptionDistance(feature=_Precomputed(d), subsets=kid_subsets, subset_size=min(kid_subset, n))
+    with warnings.catch_warnings():
+        # torchmetrics warns on every construction that KID keeps all features in memory; here they are the
+        # already extracted features of one evaluation (n x d floats, about 1 MB for 2000 x 128), held anyway
+        warnings.filterwarnings("ignore", message="Metric `Kernel Inception Distance` will save all extracted features",
+                                category=UserWarning)
+        kid = KernelInceptionDistance(feature=_Precomputed(d), subsets=kid_subsets, subset_size=min(kid_subset, n))
     kid.update(real_feats.float(), real=True)
     kid.update(fake_feats.float(), real=False)
     with torch.random.fork_rng(devices=[]):  # torchmetrics draws the KID subsets from the global RNG: fixed here,
