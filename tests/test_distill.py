@@ -12,6 +12,7 @@ import distill  # noqa: F401
 from distill.config import recipe_from_dict
 from distill.errors import DistillError
 from distill.engine.run_dir import read_metrics
+from distill.distillation.draws import StepDraws
 from distill.distillation.loop import student_timestep_index, train_distill
 from distill.diffusion.train import train_teacher
 
@@ -420,20 +421,21 @@ def test_backward_simulation_input_is_the_students_own_chain():
     g = torch.Generator().manual_seed(0)
     n = 8
     i_s = torch.tensor([0, 1, 2, 3, 3, 2, 1, 0])
-    b = dict(x0=torch.randn(n, 1, 4, 4, generator=g), eps=torch.randn(n, 1, 4, 4, generator=g), s=tr.ts[i_s],
-             cond=torch.arange(n) % 3, i_s=i_s, eps_bs=torch.randn(n, 3, 1, 4, 4, generator=g))
+    none = dict.fromkeys(["t_d", "noise_d", "u", "t", "eps2"])  # the discriminator's and the teacher's draws: unused
+    b = StepDraws(x0=torch.randn(n, 1, 4, 4, generator=g), eps=torch.randn(n, 1, 4, 4, generator=g), s=tr.ts[i_s],
+                  cond=torch.arange(n) % 3, i_s=i_s, eps_bs=torch.randn(n, 3, 1, 4, 4, generator=g), **none)
     x = tr.student_input(b)
     for k in range(n):
         one = lambda v: v[k:k + 1]
-        xk = den.add_noise(one(b["x0"]), one(b["eps"]), tr.ts[:1])
+        xk = den.add_noise(one(b.x0), one(b.eps), tr.ts[:1])
         for j in range(int(i_s[k])):
-            x0 = den.x0(xk, tr.ts[j:j + 1], one(b["cond"]))
-            xk = den.add_noise(x0, b["eps_bs"][k:k + 1, j], tr.ts[j + 1:j + 2])
+            x0 = den.x0(xk, tr.ts[j:j + 1], one(b.cond))
+            xk = den.add_noise(x0, b.eps_bs[k:k + 1, j], tr.ts[j + 1:j + 2])
         if i_s[k] == 0:
-            xk = den.add_noise(one(b["x0"]), one(b["eps"]), one(b["s"]))
+            xk = den.add_noise(one(b.x0), one(b.eps), one(b.s))
         torch.testing.assert_close(x[k:k + 1], xk)
-    del b["eps_bs"]  # off: data noised to s, as ADD
-    torch.testing.assert_close(tr.student_input(b), den.add_noise(b["x0"], b["eps"], b["s"]))
+    b.eps_bs = None  # off: data noised to s, as ADD
+    torch.testing.assert_close(tr.student_input(b), den.add_noise(b.x0, b.eps, b.s))
 
 
 def test_backward_simulation_run_resumes_exactly(tmp_path, tiny_teacher):
@@ -512,12 +514,12 @@ def test_teacher_t_below_s_rescales_the_teacher_timestep_draw(tmp_path, tiny_tea
     dc = distill_recipe(tmp_path / "c", tiny_teacher).distill
     for step in (0, 1):
         off, on = seen[(False, step, "g")], seen[(True, step, "g")]
-        assert torch.equal(off["s"], on["s"])
-        top = on["s"].clamp(max=dc.t_max)
-        assert (on["t"] >= dc.t_min).all() and (on["t"] <= top).all()
-        keep = on["s"] >= dc.t_max
-        assert keep.any() and (~keep).any() and torch.equal(on["t"][keep], off["t"][keep])
-        assert (off["t"][~keep] > off["s"][~keep]).any()  # off: noise levels above the student's own
+        assert torch.equal(off.s, on.s)
+        top = on.s.clamp(max=dc.t_max)
+        assert (on.t >= dc.t_min).all() and (on.t <= top).all()
+        keep = on.s >= dc.t_max
+        assert keep.any() and (~keep).any() and torch.equal(on.t[keep], off.t[keep])
+        assert (off.t[~keep] > off.s[~keep]).any()  # off: noise levels above the student's own
 
 
 @pytest.mark.parametrize("student_first", [False, True])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from ..gan.losses import r1_penalty
+from .draws import StepDraws
 
 
 def d_loss_and_metrics(adv, logits: torch.Tensor, feats, B: int, r1_gamma: float, w=None):
@@ -29,15 +30,15 @@ def d_loss_and_metrics(adv, logits: torch.Tensor, feats, B: int, r1_gamma: float
     return (w * (loss_d + r1_gamma / 2 * r1)).mean(), metrics
 
 
-def pair_logits(discriminate, real, fake, cond2, b: dict, with_features: bool, backbone_grad: float = 1.0):
+def pair_logits(discriminate, real, fake, cond2, b: StepDraws, with_features: bool, backbone_grad: float = 1.0):
     """One discriminator forward of the 2B samples [real; fake] (B each): -> (logits (2B, L), feature leaves
-    for R1 or None). `b` holds the draws t_d (B,), noise_d (B, 2, ...), u (B, 2, K) and optionally head (B,),
+    for R1 or None). `b`'s draws t_d (B,), noise_d (B, 2, ...), u (B, 2, K) and optionally head (B,),
     the head set judging each pair (a real sample is judged by its fake partner's set); `cond2` the
     conditioning of both halves; `backbone_grad` the weight of the loss in a trained backbone's gradient
     (DMD2's fake score encoder), 1 for frozen ones."""
-    head = torch.cat([b["head"], b["head"]]) if b.get("head") is not None else None
-    return discriminate(torch.cat([real, fake]), cond2, torch.cat([b["t_d"], b["t_d"]]),
-                        torch.cat([b["noise_d"][:, 0], b["noise_d"][:, 1]]), torch.cat([b["u"][:, 0], b["u"][:, 1]]),
+    head = torch.cat([b.head, b.head]) if b.head is not None else None
+    return discriminate(torch.cat([real, fake]), cond2, torch.cat([b.t_d, b.t_d]),
+                        torch.cat([b.noise_d[:, 0], b.noise_d[:, 1]]), torch.cat([b.u[:, 0], b.u[:, 1]]),
                         return_features=with_features, head=head, backbone_grad=backbone_grad)
 
 

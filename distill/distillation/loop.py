@@ -25,7 +25,7 @@ steps one uninterrupted process takes. The engine (distill.engine.trainer) runs 
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -40,11 +40,13 @@ from ..engine.checkpoint import weights_fingerprint
 from ..engine.trainer import Engine, Trainer
 from ..errors import DistillError, RecipeError
 from ..gan.losses import get_adv_loss
+from .draws import StepDraws
 from .adversarial import d_loss_and_metrics, g_metrics, pair_logits, r1_gamma_at
 from .consistency import TargetNetwork, consistency_loss, ddim_step
 from .trajectory import denoising_loss, soft_consistency_loss
 from .objectives import distillation_loss, dmd_loss, teacher_target
 from .recipe import check_noise_ranges
+from .space import DistillationSpace
 
 
 def student_timestep_index(k: int, weights, n: int, g) -> torch.Tensor:
@@ -65,7 +67,7 @@ def select_cond(cond, idx: torch.Tensor):
 
 
 class DistillTrainer(Trainer):
-    def __init__(self, recipe, space):
+    def __init__(self, recipe, space: DistillationSpace):
         self.recipe, self.space = recipe, space
         self.name = space.label
         self.dc, self.disc_cfg = recipe.distill, recipe.discriminator
@@ -133,7 +135,7 @@ class DistillTrainer(Trainer):
         self.trainable = [p for p in student_w.parameters() if p.requires_grad]  # FSDP swaps in sharded parameters
         self.raw_student = student
         self.student_w = sp.teacher.with_net(student_w)
-        self.fake = sp.teacher.with_net(fake) if fake is not None else None
+        self.fake_score = sp.teacher.with_net(fake) if fake is not None else None
         self.disc, self.opt_g, self.opt_d, self.opt_f = disc, opt_g, opt_d, opt_f
         self.raw_heads = acc.unwrap_model(disc).heads
         if self.ema is not None:
@@ -150,7 +152,7 @@ class DistillTrainer(Trainer):
         self.r_weight = self.timestep_weight(r.experimental.distill_timesteps)  # the regression term's 0/1 mask
         self.sampler = EpochSampler(len(sp.data), tc.seed)
         # the ADD / DMD2 terms judge the student's samples at the student timesteps; LCM alone needs neither them nor critics
-        self.critics = dc.lambda_adv > 0 or dc.lambda_distill > 0 or self.fake is not None
+        self.critics = dc.lambda_adv > 0 or dc.lambda_distill > 0 or self.fake_score is not None
         self.cd_grid = sp.teacher.solver_grid(r.consistency.solver_steps).to(self.dev) if self.cd_target else None
         self.n = tc.batch_size // self.A  # global samples per accumulation slice
 
@@ -184,7 +186,7 @@ class DistillTrainer(Trainer):
         return shown
 
     # ------------------------------------------------------------------ one step
-    def draw(self, step: int, tag: str, k: int, a: int) -> dict:
+    def draw(self, step: int, tag: str, k: int, a: int) -> StepDraws:
         """Global-batch inputs for one micro step, sharded to this process."""
         tc, dsc, dc, n, sp = self.recipe.train, self.disc_cfg, self.dc, self.n, self.space
         g = rng(tc.seed, sp.tag, step, tag, k, a)
@@ -193,7 +195,7 @@ class DistillTrainer(Trainer):
         out = dict(x0=x0, s=self.ts[i_s], eps=torch.randn(x0.shape, generator=g), **self.disc_noise(g, x0.shape),
                    t=torch.randint(dc.t_min, dc.t_max + 1, (n,), generator=g),
                    eps2=torch.randn(x0.shape, generator=g), head=i_s if dsc.heads_per_timestep else None)
-        if self.fake is not None:  # drawn last: the draws above do not depend on lambda_dmd
+        if self.fake_score is not None:  # drawn last: the draws above do not depend on lambda_dmd
             out.update(t_f=torch.randint(0, sp.teacher.num_train_timesteps, (n,), generator=g),
                        eps_f=torch.randn(x0.shape, generator=g))
         if dc.backward_simulation and len(self.ts) > 1:  # the renoising of each simulated student step, (n, K-1, C, H, W)
@@ -206,9 +208,7 @@ class DistillTrainer(Trainer):
         if self.recipe.experimental.teacher_t_below_s:  # t in [t_min, min(t_max, s)], the same draw rescaled
             top = (out["s"].clamp(max=dc.t_max) - dc.t_min).clamp(min=0)  # s below t_min: t = t_min
             out["t"] = dc.t_min + torch.div((out["t"] - dc.t_min) * top, max(dc.t_max - dc.t_min, 1), rounding_mode="floor")
-        b = self.local(out)
-        b["cond"] = sp.shard_cond(cond, self.rank, self.P, self.dev)
-        return b
+        return StepDraws(**self.local(out), cond=sp.shard_cond(cond, self.rank, self.P, self.dev))
 
     def disc_noise(self, g, shape) -> dict:
         """The discriminator's draws for B = shape[0] pairs: backbone timestep t_d (B,), its noise (B, 2, C, H, W)
@@ -222,35 +222,35 @@ class DistillTrainer(Trainer):
         """This process's shard of global-batch draws, on its device."""
         return {key: (shard(v, self.rank, self.P).to(self.dev) if v is not None else None) for key, v in out.items()}
 
-    def student_input(self, b: dict) -> torch.Tensor:
+    def student_input(self, b: StepDraws) -> torch.Tensor:
         """x_s (B, C, H, W), the student's input at its timestep s = s_i: data noised to s (ADD), or with
         distill.backward_simulation the student's own sampler run from noise through s_0 .. s_{i-1}, each step's x0
         renoised to the next timestep with fresh noise (DMD2 Sec. 4.5: multi-step students train on the inputs they
         meet when sampling)."""
-        if "eps_bs" not in b:
-            return self.student_w.add_noise(b["x0"], b["eps"], b["s"])
-        i_s, ts = b["i_s"], self.ts.to(b["x0"].device)
+        if b.eps_bs is None:
+            return self.student_w.add_noise(b.x0, b.eps, b.s)
+        i_s, ts = b.i_s, self.ts.to(b.x0.device)
         with torch.no_grad():
-            x = self.student_w.add_noise(b["x0"], b["eps"], ts[0].expand(len(i_s)))  # every chain starts at s_0
+            x = self.student_w.add_noise(b.x0, b.eps, ts[0].expand(len(i_s)))  # every chain starts at s_0
             for j in range(int(i_s.max())):
                 idx = torch.nonzero(i_s > j).squeeze(1)  # chains that go on past s_j
-                x0_j = self.student_w.x0(x[idx], ts[j].expand(len(idx)), select_cond(b["cond"], idx))
-                x[idx] = self.student_w.add_noise(x0_j, b["eps_bs"][idx, j], ts[j + 1].expand(len(idx))).to(x.dtype)
+                x0_j = self.student_w.x0(x[idx], ts[j].expand(len(idx)), select_cond(b.cond, idx))
+                x[idx] = self.student_w.add_noise(x0_j, b.eps_bs[idx, j], ts[j + 1].expand(len(idx))).to(x.dtype)
         return x
 
     def D(self, x, cond, t_d, noise, u, **kw):
         """The discriminator through the space (head conditioning, logits' precision)."""
         return self.space.discriminate(self.disc, x, cond, t_d, noise, u, **kw)
 
-    def update_discriminator(self, b: dict, fake, step: int, m: dict) -> None:
+    def update_discriminator(self, b: StepDraws, fake, step: int, m: dict) -> None:
         """One discriminator micro step: hinge/ns/... loss on [real; fake] + gamma/2 R1 (Eq. 2-3, ADD),
         pairs weighted by experimental.disc_timesteps; metrics into `m`."""
         acc, sp = self.accelerator, self.space
         r1_gamma = r1_gamma_at(self.disc_cfg, step)
-        logits, feats = pair_logits(self.D, b["x0"], fake,
-                                    sp.cat_cond(b["cond"], b["cond"]), b, r1_gamma > 0,
+        logits, feats = pair_logits(self.D, b.x0, fake,
+                                    sp.cat_cond(b.cond, b.cond), b, r1_gamma > 0,
                                     self.recipe.experimental.fake_score_disc_weight)
-        loss_d, md = d_loss_and_metrics(self.adv, logits, feats, fake.shape[0], r1_gamma, self.d_weight(b["s"]))
+        loss_d, md = d_loss_and_metrics(self.adv, logits, feats, fake.shape[0], r1_gamma, self.d_weight(b.s))
         acc.backward(loss_d)
         if acc.sync_gradients:
             m["grad_norm_d"] = float(grad_norm(self.raw_heads.parameters()))
@@ -282,16 +282,17 @@ class DistillTrainer(Trainer):
                 if reuse is not None and k == 0:
                     b, fake = reuse[a]
                     global_shape = (self.n,) + tuple(fake.shape[1:])
-                    b = {**b, **self.local(self.disc_noise(rng(tc.seed, self.space.tag, step, "d-reuse", a), global_shape))}
+                    b = dataclasses.replace(b, **self.local(self.disc_noise(rng(tc.seed, self.space.tag, step, "d-reuse", a),
+                                                                           global_shape)))
                 else:
                     b = self.draw(step, "d", k, a)
                     with torch.no_grad():
-                        fake = self.student_w.x0(self.student_input(b), b["s"], b["cond"])
+                        fake = self.student_w.x0(self.student_input(b), b.s, b.cond)
                 with self.accelerator.accumulate(self.disc):
                     self.update_discriminator(b, fake, step, m)
-                if self.fake is not None:  # the fake score learns the student's distribution (DMD2)
-                    with self.accelerator.accumulate(self.fake.net):
-                        loss_f = self.fake.loss(fake, b["eps_f"], b["t_f"], b["cond"]).mean()
+                if self.fake_score is not None:  # the fake score learns the student's distribution (DMD2)
+                    with self.accelerator.accumulate(self.fake_score.net):
+                        loss_f = self.fake_score.loss(fake, b.eps_f, b.t_f, b.cond).mean()
                         self.accelerator.backward(loss_f)
                         self.opt_f.step()
                     m["loss_fake_score"] = loss_f.detach()
@@ -304,7 +305,7 @@ class DistillTrainer(Trainer):
         self.opt_g.zero_grad(set_to_none=True)
         fake_backbone = dsc.backbone == "fake_score"
         if fake_backbone:  # L_adv reaches the sample through its encoder: no weight gradients there
-            self.fake.net.requires_grad_(False)
+            self.fake_score.net.requires_grad_(False)
         for a in range(self.A):
             b = self.draw(step, "g", dsc.steps, a)
             with acc.accumulate(self.student_w.net):
@@ -325,30 +326,30 @@ class DistillTrainer(Trainer):
         if self.cd_target is not None:
             self.cd_target.update(self.raw_student)  # theta- follows the updated student
         if fake_backbone:
-            self.fake.net.requires_grad_(True)
+            self.fake_score.net.requires_grad_(True)
         if loss_adv is not None:
             m.update(g_metrics(loss_adv, loss_distill, loss_g))
         else:
             m["loss"] = loss_g.detach()
         return outs
 
-    def sample_terms(self, b: dict, m: dict):
+    def sample_terms(self, b: StepDraws, m: dict):
         """The terms on the student's sample x = student_x0(x_s, s) at a student timestep: (fake (B, C, H, W),
         L_adv (B,), L_distill (B,) or None when off, lambda-weighted sum (B,))."""
         sp, dc = self.space, self.dc
-        fake = self.student_w.x0(self.student_input(b), b["s"], b["cond"])
+        fake = self.student_w.x0(self.student_input(b), b.s, b.cond)
         loss_adv = torch.zeros(fake.shape[0], device=self.dev)
         if dc.lambda_adv > 0:
-            loss_adv = self.adv.g_loss(self.D(fake, b["cond"], b["t_d"], b["noise_d"][:, 1], b["u"][:, 1],
-                                               head=b["head"])[0])
-            if (w_adv := self.d_weight(b["s"])) is not None:  # only the outputs the discriminator judges
+            loss_adv = self.adv.g_loss(self.D(fake, b.cond, b.t_d, b.noise_d[:, 1], b.u[:, 1],
+                                               head=b.head)[0])
+            if (w_adv := self.d_weight(b.s)) is not None:  # only the outputs the discriminator judges
                 loss_adv = loss_adv * w_adv
         loss_distill, loss_dmd = None, torch.zeros(fake.shape[0], device=self.dev)
-        w_r = self.r_weight(b["s"]) if dc.lambda_distill > 0 else None
+        w_r = self.r_weight(b.s) if dc.lambda_distill > 0 else None
         regress = dc.lambda_distill > 0 and (w_r is None or bool(w_r.any()))
-        if regress or self.fake is not None:  # no teacher call in LADD or where no sample is regressed
+        if regress or self.fake_score is not None:  # no teacher call in LADD or where no sample is regressed
             with sp.teacher_mode():
-                target, c_t, x_t = teacher_target(sp.teacher, fake.detach(), b["cond"], b["t"], b["eps2"],
+                target, c_t, x_t = teacher_target(sp.teacher, fake.detach(), b.cond, b.t, b.eps2,
                                                   dc.teacher_guidance, dc.distill_weighting)
         if regress:
             fake_r, target_r = sp.regression_pair(fake, target)
@@ -357,9 +358,9 @@ class DistillTrainer(Trainer):
                 loss_distill = loss_distill * w_r
         elif dc.lambda_distill > 0:  # every sample masked
             loss_distill = (fake * 0).flatten(1).sum(1)  # (B,) zeros on the student's graph: backward runs
-        if self.fake is not None:
+        if self.fake_score is not None:
             with torch.no_grad():  # at the x_t the teacher's target came from
-                fake_x0 = self.fake.x0(x_t, b["t"], b["cond"])
+                fake_x0 = self.fake_score.x0(x_t, b.t, b.cond)
             loss_dmd = dmd_loss(fake, target, fake_x0)
             m["loss_dmd"] = loss_dmd.mean().detach()
         loss_g = dc.lambda_adv * loss_adv  # L_G: the terms in the order of the module docstring
@@ -367,23 +368,23 @@ class DistillTrainer(Trainer):
             loss_g = loss_g + dc.lambda_distill * loss_distill
         return fake, loss_adv, loss_distill, loss_g + dc.lambda_dmd * loss_dmd
 
-    def consistency_term(self, b: dict, m: dict) -> torch.Tensor:
+    def consistency_term(self, b: StepDraws, m: dict) -> torch.Tensor:
         """(B,) on data noised to the grid timestep t_n: L_CD (distill.distillation.consistency), or for a trajectory
         student CTM's soft consistency + lambda_dsm denoising term (distill.distillation.trajectory)."""
         cc, sp = self.recipe.consistency, self.space
-        t, t_prev = self.cd_grid[b["n_cd"]], self.cd_grid[b["n_cd"] - cc.skip]  # (B,) each
-        x_t = sp.teacher.add_noise(b["x0"], b["eps_cd"], t)
+        t, t_prev = self.cd_grid[b.n_cd], self.cd_grid[b.n_cd - cc.skip]  # (B,) each
+        x_t = sp.teacher.add_noise(b.x0, b.eps_cd, t)
         with sp.teacher_mode():
-            x_prev = ddim_step(sp.teacher, x_t, t, t_prev, b["cond"], self.dc.teacher_guidance)
+            x_prev = ddim_step(sp.teacher, x_t, t, t_prev, b.cond, self.dc.teacher_guidance)
         target = self.cd_target.denoiser(self.student_w)
         if cc.kind == "lcm":
-            return consistency_loss(self.student_w, target, x_t, t, x_prev, t_prev, b["cond"], cc.distance, cc.huber_c)
-        s = self.cd_grid[b["m_cd"]]  # (B,) the trajectory student's target times
-        loss = soft_consistency_loss(self.student_w, target, x_t, t, x_prev, t_prev, s, b["cond"], cc.distance,
+            return consistency_loss(self.student_w, target, x_t, t, x_prev, t_prev, b.cond, cc.distance, cc.huber_c)
+        s = self.cd_grid[b.m_cd]  # (B,) the trajectory student's target times
+        loss = soft_consistency_loss(self.student_w, target, x_t, t, x_prev, t_prev, s, b.cond, cc.distance,
                                      cc.huber_c)
         m["loss_soft_consistency"] = loss.mean().detach()
         if cc.lambda_dsm > 0:
-            dsm = denoising_loss(self.student_w, b["x0"], b["eps_cd"], x_t, t, b["cond"])
+            dsm = denoising_loss(self.student_w, b.x0, b.eps_cd, x_t, t, b.cond)
             m["loss_dsm"] = dsm.mean().detach()
             loss = loss + cc.lambda_dsm * dsm
         return loss

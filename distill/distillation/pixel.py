@@ -27,9 +27,10 @@ from ..discriminator import build_backbone
 from ..engine.randomness import shard
 from ..errors import DistillError, RecipeError
 from .recipe import sampler_grid_steps
+from .space import DistillationSpace
 
 
-class PixelSpace:
+class PixelSpace(DistillationSpace):
     tag = "distill"  # names the random stream of every draw
     label = "distill"
 

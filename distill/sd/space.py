@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from ..diffusion.denoiser import Denoiser
 from ..distillation.recipe import sampler_grid_steps
+from ..distillation.space import DistillationSpace
 from ..discriminator import build_backbone
 from ..errors import DistillError, RecipeError
 from .data import LatentSet, encode_images, load_captioned_images, prompt_list, synthetic_latents
@@ -39,7 +40,7 @@ def noise_embedding(level: torch.Tensor) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], 1)
 
 
-class LatentSpace:
+class LatentSpace(DistillationSpace):
     tag = "sd-distill"  # names the random stream of every draw
     label = "sd-distill"
     head_classes = None
