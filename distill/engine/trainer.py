@@ -3,7 +3,8 @@
 A task subclasses `Trainer` (what one step does, which objects are checkpointed, how samples are
 drawn and what is exported at the end); `Engine(recipe).fit(trainer)` runs it:
 
-  setup -> (resume) -> metrics.jsonl, TensorBoard, a step-0 row of run facts -> per step:
+  setup -> (resume) -> metrics.jsonl, TensorBoard, a step-0 row of run facts -> per step (after the first few,
+  one line projecting the wall time of training and of the end-of-run work: distill.engine.projection):
   trainer.step(step) -> non-finite guard over every metric -> LR schedulers -> EMA -> step += 1 ->
   log (every train.log_every and at the end; metrics averaged over processes) -> sample grids
   (main process, EMA weights swapped in) -> atomic checkpoint (every train.checkpoint_every, at
@@ -25,6 +26,7 @@ from ..errors import DistillError
 from .accelerator import make_accelerator
 from .checkpoint import is_fsdp, load_checkpoint, load_optimizers, resolve_resume, save_all
 from ..config import dump_recipe
+from .projection import StepClock
 from .run_dir import MetricsLog, check_output_dir, prepare_run_dir
 
 
@@ -165,6 +167,7 @@ class Engine:
             if self.step == 0 and head:
                 log.log(0, **head, mixed_precision=acc.mixed_precision)
         bar = progress(tc.max_steps, self.step, acc.is_local_main_process, f"{trainer.name} {self.recipe.name}")
+        clock = StepClock(self.step, tc.max_steps) if self.is_main else None
         while self.step < tc.max_steps:
             metrics = trainer.step(self.step)
             self._check_finite(self.step, metrics)
@@ -175,6 +178,8 @@ class Engine:
             self.step += 1
             bar.update(1)
             step = self.step
+            if clock is not None and clock.tick(step):
+                self.project(trainer, clock.seconds_per_step(), bar.write if not bar.disable else print)
 
             if self.logs_at(step):
                 vals = {k: acc.reduce(_scalar(metrics[k]).to(self.device), reduction="mean").item()
@@ -203,6 +208,24 @@ class Engine:
         acc.wait_for_everyone()  # no process tears the group down while the main one still exports (gloo aborts)
         acc.end_training()
         return run_dir
+
+    def project(self, trainer: Trainer, step_seconds: float, say) -> None:
+        """One line with the projected wall time of the training left and of the end-of-run work (evaluation
+        and latency table in network evaluations), and a warning line naming the keys that cut a long total."""
+        from ..diffusion.denoiser import LabelCond
+        from .projection import end_of_run_work, network_of, projection_lines, seconds_per_evaluation
+
+        net = network_of(trainer.models)
+        conditional = net is not None and LabelCond.of(net).null_label is not None
+        work = end_of_run_work(self.recipe, conditional)
+        per_eval = None
+        if work and net is not None:
+            batch = min(self.recipe.eval.batch_size, 512 if self.device.type == "cuda" else 64)
+            per_eval = seconds_per_evaluation(net, batch)
+        line, warning = projection_lines(step_seconds, self.tc.max_steps - self.step, work, per_eval)
+        say(line)
+        if warning:
+            say(warning)
 
     def _sample(self, trainer: Trainer, step: int):
         ema = trainer.ema

@@ -38,19 +38,32 @@ def sample_batch(unet, sched, i: int, labels, start: int, m: int, steps: int, gu
     return to_uint8_images(x)
 
 
+def guidance_factor(g: float, conditional: bool = True) -> int:
+    """Network evaluations per sampler step of one image: 2 with classifier-free guidance (a conditional and an
+    unconditional pass), else 1."""
+    return 2 if conditional and float(g) != 1.0 else 1
+
+
+def sweep_evaluations(samples: int, settings: list[tuple[int, float]], conditional: bool = True) -> int:
+    """Network evaluations of scoring `samples` images at each (steps, guidance) setting."""
+    return sum(samples * s * guidance_factor(g, conditional) for s, g in settings)
+
+
 def generate(pipe, n: int, steps: int, scheduler: Optional[str] = "auto", guidance_scale: float = 1.0,
              batch: int = 500, seed: int = 1234, progress=None):
     """n class-balanced samples -> (x (n, C, H, W) float in [-1, 1] on CPU, labels (n,) or None); `scheduler`: a
-    name in distill.diffusion.sampling.SCHEDULERS, "auto" (the schedule's default) or None (the pipeline's own)."""
+    name in distill.diffusion.sampling.SCHEDULERS, "auto" (the schedule's default) or None (the pipeline's own).
+    `progress` advances by the network evaluations of each batch (images x steps x the guidance factor)."""
     sched = make_scheduler(scheduler, pipe.scheduler.config) if scheduler else pipe.scheduler
     k = pipe.num_classes
     labels = torch.arange(n) % k if k else None
+    per_image = steps * guidance_factor(guidance_scale, bool(k))
     out = []
     for i, start in enumerate(range(0, n, batch)):
         m = min(batch, n - start)
         out.append(sample_batch(pipe.unet, sched, i, labels, start, m, steps, guidance_scale, seed).float() / 127.5 - 1)
         if progress is not None:
-            progress.update(m)
+            progress.update(m * per_image)
     return torch.cat(out), labels
 
 
@@ -124,7 +137,9 @@ def evaluate_pipeline(pipe, eval_cfg, data_cfg, out_dir, tag: str = "teacher", s
     rows, weights = [], weights or weights_fingerprint(pipe.unet)
     settings = eval_settings(eval_cfg, steps, w, bool(pipe.num_classes), sweep_guidance)
     names = pipe.config.get("class_names") if pipe.num_classes else None  # a DistillPipeline's, where stored
-    bar = tqdm(total=eval_cfg.num_samples * len(settings), desc=f"eval {tag}", unit="img")
+    conditional = bool(pipe.num_classes)  # the bar counts network evaluations: a 50-step row is 50x a 1-step one
+    bar = tqdm(total=sweep_evaluations(eval_cfg.num_samples, settings, conditional), desc=f"eval {tag}",
+               unit="net-eval", unit_scale=True)
     for s, g in settings:
         t0 = time.time()
         x, labels = generate(pipe, eval_cfg.num_samples, s, scheduler if scheduler != "pipeline" else None, g,
