@@ -67,6 +67,9 @@ class LoopConfig:
     # unset (null): accelerate's setting (`accelerate launch --mixed_precision`, its config, ACCELERATE_MIXED_PRECISION),
     # else "auto"; a set value that differs from accelerate's is used, with a warning
     mixed_precision: Optional[Literal["no", "fp16", "bf16", "auto"]] = None
+    # intra-op CPU threads per process: "auto" (the usable cores / processes on the node, no more than the cores not
+    # busy with other work, 1 for a small network: distill.engine.threads) or a count; one line at start says which
+    num_threads: Union[Literal["auto"], int] = "auto"
     seed: int = ranged(0, ge=0)  # every random draw is a function of (seed, step)
     log_every: int = ranged(50, ge=1)  # a metrics.jsonl / TensorBoard row every N steps
     sample_every: int = ranged(500, ge=1)  # sample grids (and, for students, the coverage check)

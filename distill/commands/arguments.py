@@ -45,6 +45,11 @@ non_negative_float = _at_least(float, "a number", 0, False, "Guidance scales, ti
 positive_float = _at_least(float, "a number", 0, True, "Learning rates and multipliers: a finite number > 0.")
 
 
+def threads(text: str):
+    """`--threads`: "auto" (distill.engine.threads) or an integer >= 1."""
+    return text if text == "auto" else positive_int(text)
+
+
 def check_input_path(path, what: str, kind: str = "any") -> Path:
     """`path` must exist (kind "file": a file, "dir": a folder, "any": either)."""
     p = Path(path)

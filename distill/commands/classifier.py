@@ -8,7 +8,7 @@ then uses it."""
 
 from __future__ import annotations
 
-from .arguments import check_output_path, positive_float, positive_int
+from .arguments import check_output_path, positive_float, positive_int, threads
 
 HELP = "evaluation classifier: `distill classifier train --data SOURCE --out PATH.safetensors`"
 
@@ -28,6 +28,7 @@ def add_train_arguments(p):
     p.add_argument("--limit", type=positive_int, default=None, help="keep the first N training images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=threads, default="auto", help="CPU threads: auto (default) or N")
 
 
 def add_arguments(p):
@@ -117,6 +118,9 @@ def train(args) -> int:
         te.check_labels(tr.num_classes)  # a test label the classifier cannot output is a data error
     if te is None:
         print(f"no test accuracy: {note}")
+    from ..engine.threads import use_threads
+
+    use_threads(args.threads, processes=1, key="--threads")
     t0 = time.time()
     model = train_classifier(tr.images, tr.labels, tr.num_classes, batch=args.batch_size, lr=args.learning_rate,
                              seed=args.seed, input_size=args.resolution, steps=args.steps, progress=not args.quiet)

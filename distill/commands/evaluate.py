@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .arguments import (check_input_path, check_output_path, check_pipeline_path, non_negative_float,
+from .arguments import (threads, check_input_path, check_output_path, check_pipeline_path, non_negative_float,
                         non_negative_int, positive_int)
 
 HELP = "evaluate a pipeline (vs steps) or a GAN generator (vs truncation): FID/KID, class accuracy, diversity"
@@ -36,6 +36,7 @@ def add_arguments(p):
                    help="truncation psi values of a GAN generator (default: eval.truncation of a gan recipe, else 1 0.7)")
     p.add_argument("--tag", default="model", help="eval-<tag>.json of a pipeline (a GAN writes eval-gan.json)")
     p.add_argument("--out", default="eval")
+    p.add_argument("--threads", type=threads, default="auto", help="CPU threads: auto (default) or N")
 
 
 def main(args) -> int:
@@ -59,6 +60,9 @@ def main(args) -> int:
     data_cfg, eval_cfg = settings(args, EvalConfig(), guidance_sweep=args.guidance_sweep,
                                   guidance_steps=args.guidance_steps)
     pipe = load_teacher(args.pipeline)
+    from ..engine.threads import use_threads
+
+    use_threads(args.threads, [pipe.unet], processes=1, key="--threads")
     rows = evaluate_pipeline(pipe, eval_cfg, data_cfg, args.out, tag=args.tag, scheduler=args.scheduler,
                              steps=args.steps, guidance_scale=args.guidance, sweep_guidance=True)
     for r in rows:

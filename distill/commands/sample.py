@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .arguments import check_output_path, check_pipeline_path, non_negative_float, positive_int
+from .arguments import check_output_path, threads, check_pipeline_path, non_negative_float, positive_int
 
 HELP = "sample a saved pipeline or GAN generator into a grid PNG"
 DIFFUSION_ONLY = ("steps", "guidance", "scheduler")
@@ -25,6 +25,7 @@ def add_arguments(p):
     p.add_argument("--classes", type=int, nargs="*", default=None, help="class labels (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="samples.png")
+    p.add_argument("--threads", type=threads, default="auto", help="CPU threads: auto (default) or N")
 
 
 def _classes(args, k):
@@ -84,6 +85,9 @@ def sample_pipeline(args) -> int:
 
             raise DistillError(f"--scheduler '{args.scheduler}': unknown (choose from {', '.join(SCHEDULERS)})")
     pipe = load_teacher(args.pipeline)
+    from ..engine.threads import use_threads
+
+    use_threads(args.threads, [pipe.unet], processes=1, key="--threads")
     if args.scheduler:
         pipe.scheduler = make_scheduler(args.scheduler, pipe.scheduler.config)
     classes = _classes(args, pipe.num_classes)

@@ -27,6 +27,7 @@ from .accelerator import make_accelerator
 from .checkpoint import is_fsdp, load_checkpoint, load_optimizers, resolve_resume, save_all
 from ..config import dump_recipe
 from .projection import StepClock
+from .threads import choose_threads, use_threads
 from .run_dir import MetricsLog, check_output_dir, prepare_run_dir
 
 
@@ -100,6 +101,7 @@ class Engine:
         self.recipe, self.tc = recipe, recipe.train
         self.run_dir = check_output_dir(recipe.output_dir) if prepare_dir else Path(recipe.output_dir)
         self.accelerator = make_accelerator(self.tc, self.run_dir)
+        torch.set_num_threads(choose_threads(self.tc.num_threads)[0])  # set-up too; the line follows set-up
         self.device = self.accelerator.device
         self.is_main = self.accelerator.is_main_process
         self.resume = resolve_resume(self.run_dir, self.tc.resume_from_checkpoint)
@@ -155,6 +157,7 @@ class Engine:
         acc, tc, run_dir = self.accelerator, self.tc, self.run_dir
         self.trainer = trainer
         trainer.setup(self)  # bad data or teacher: a one-line error before anything in the run folder changes
+        use_threads(tc.num_threads, list(trainer.models.values()), say=acc.print)  # knowing the network's size
         if self.is_main and self.prepare_dir:
             dump_recipe(self.recipe, run_dir / "recipe.yaml")
         if self._deferred:
