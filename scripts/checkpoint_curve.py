@@ -6,7 +6,8 @@ Each checkpoint's EMA weights (ema.pt, the weights the run would have exported a
 exported pipeline's network and scored as `distill eval` scores a pipeline (the run's recipe's eval section,
 --num-samples overriding its sample count); the wall time at that step is read from metrics.jsonl (resumed
 segments summed). The run must keep its checkpoints (`train.checkpoints_total_limit=null`).
-Writes RUN/curve.json, RUN/curve.md and RUN/curve.png (one line per sampling step count).
+Writes RUN/curve.json (merged with the rows of checkpoints scored before), RUN/curve.md and RUN/curve.png (one line
+per sampling step count).
 """
 
 import argparse
@@ -96,6 +97,11 @@ def main() -> int:
     except DistillError as e:
         print(f"checkpoint_curve: error: {e}", file=sys.stderr)
         return 2
+    if (run / "curve.json").is_file():  # rows of other checkpoints (or sample counts) scored before are kept
+        new = {(r["step"], r["steps"], r["num_samples"]) for r in rows}
+        old = json.loads((run / "curve.json").read_text())["rows"]
+        rows = sorted([r for r in old if (r["step"], r["steps"], r["num_samples"]) not in new] + rows,
+                      key=lambda r: (r["num_samples"], r["step"], r["steps"]))
     (run / "curve.json").write_text(json.dumps({"run": str(run), "rows": rows}, indent=1))
     lines = ["| step | minutes | sampling steps | FID | KID | class acc | within-class |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['step']} | {r['minutes']:.1f} | {r['steps']} | {r['fid']:.2f} | {r['kid']:.4f} | "
