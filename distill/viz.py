@@ -18,12 +18,20 @@ def save_grid(images: torch.Tensor, path, nrow: int = 10, scale: int = 1,
         x = torch.nn.functional.interpolate(x, scale_factor=scale, mode="nearest")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    column_names = telling_names(column_names)
     if not column_names:
         save_image(x, str(path), nrow=nrow, padding=2, pad_value=1.0)
         return path
     grid = make_grid(x, nrow=nrow, padding=2, pad_value=1.0)
-    captioned(grid, [str(n) for n in column_names][:nrow], x.shape[-1] + 2).save(path)
+    captioned(grid, column_names[:nrow], x.shape[-1] + 2).save(path)
     return path
+
+
+def telling_names(names: Optional[Sequence]) -> Optional[list[str]]:
+    """Class names worth showing: None where there are none or they only restate the label ids ("0", "1", ...)."""
+    if not names or all(str(n) == str(i) for i, n in enumerate(names)):
+        return None
+    return [str(n) for n in names]
 
 
 def captioned(grid: torch.Tensor, names: Sequence[str], column_width: int):

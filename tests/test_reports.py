@@ -112,6 +112,17 @@ def test_collapsed_student_report_says_so_first(tmp_path, named_teacher, named_d
     assert Image.open(out).size == (2 * 66 + 2, 2 * 66 + 2 + 14)
 
 
+def test_names_that_restate_the_label_ids_are_not_shown(tmp_path):
+    import torch
+
+    from distill.viz import save_grid, telling_names
+
+    assert telling_names(["0", "1", "2"]) is None and telling_names([0, 1]) is None and telling_names(None) is None
+    assert telling_names(["0", "cat"]) == ["0", "cat"]
+    x = torch.zeros(4, 1, 8, 8)
+    assert Image.open(save_grid(x, tmp_path / "a.png", nrow=2, column_names=["0", "1"])).size == (22, 22)
+
+
 def test_pipelines_without_class_names_load(tmp_path):
     from diffusers import DDIMScheduler, UNet2DModel
 

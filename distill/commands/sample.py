@@ -73,7 +73,7 @@ def sample_pipeline(args) -> int:
 
     from ..diffusion.sampling import make_scheduler
     from ..diffusion.teachers import load_teacher
-    from ..viz import save_grid, upscale_for_view
+    from ..viz import save_grid, telling_names, upscale_for_view
 
     check_pipeline_path(args.pipeline)
     check_output_path(args.out, "--out")
@@ -97,7 +97,7 @@ def sample_pipeline(args) -> int:
     x = pipe(class_labels=labels, batch_size=n, num_inference_steps=args.steps or 50,
              guidance_scale=1.0 if args.guidance is None else args.guidance, generator=g,
              output_type="pt").images * 2 - 1
-    names = [pipe.class_name(c) for c in classes] if classes and pipe.config.get("class_names") else None
+    names = [pipe.class_name(c) for c in classes] if classes and telling_names(pipe.config.get("class_names")) else None
     path = save_grid(x, args.out, nrow=len(classes) if classes else 10, scale=upscale_for_view(x.shape[-1]),
                      column_names=names)
     print(f"wrote {path}" + (f" (columns: {', '.join(names)})" if names else ""))

@@ -19,7 +19,7 @@ from ..diffusion.pipelines import DistillPipeline
 from ..diffusion.sampling import default_sampler, make_scheduler, sample
 from ..diffusion.teachers import load_teacher, resolve_teacher_path
 from ..engine.randomness import rng
-from ..viz import grid_tensor, line_plot
+from ..viz import grid_tensor, line_plot, telling_names
 
 
 def latency_rows(teacher_path: str, student_path: str, steps: list[int], batch: int, repeats: int) -> list[dict]:
@@ -102,7 +102,7 @@ def write_distill_report(recipe, run_dir: Path) -> Path:
     student = DistillPipeline.from_pretrained(str(run_dir / "pipeline"))
     data_cfg = recipe.data  # evaluate_pipeline loads the reference at each pipeline's resolution
     out = run_dir / "eval"
-    names = student.config.get("class_names") if student.num_classes else None
+    names = telling_names(student.config.get("class_names")) if student.num_classes else None
     side_by_side(teacher, student, run_dir / "side_by_side.png", seed=ec.seed,
                  student_timesteps=len(recipe.distill.student_timesteps), class_names=names)
     sampler = default_sampler(teacher.scheduler.config)  # ddim, or flow-euler for a flow teacher
