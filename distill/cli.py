@@ -3,7 +3,8 @@
 command runs, so `distill --help` stays fast. A `DistillError` (bad recipe, data, path) is
 printed on one line and exits with status 2; nothing is written past that point. Argument errors
 (argparse) are one line too: `distill sample: error: argument --steps: must be >= 1, got 0`.
-`main(argv)` returns the exit status (also for argparse's exits), so it can be called in-process."""
+`main(argv)` returns the exit status (also for argparse's exits), so it can be called in-process.
+Messages go through `logging` (`distill.engine.messages`): INFO by default, `--quiet` WARNING, `--verbose` DEBUG."""
 
 from __future__ import annotations
 
@@ -35,6 +36,10 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="distill", description="Adversarial distillation of diffusion models.")
+    talk = parser.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_true", dest="log_quiet",  # not the commands' own --quiet
+                      help="warnings and errors only (no progress lines or bars); the command's own output stays")
+    talk.add_argument("-v", "--verbose", action="store_true", dest="log_verbose", help="also the debug lines")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():
         mod = importlib.import_module(module)
@@ -55,6 +60,11 @@ def main(argv=None) -> int:
     if not getattr(args, "_main", None):
         parser.print_help()
         return 1
+    import logging
+
+    from .engine.messages import set_verbosity
+
+    set_verbosity(logging.WARNING if args.log_quiet else logging.DEBUG if args.log_verbose else logging.INFO)
     show = warnings.showwarning
     warnings.showwarning = lambda message, category, *a, **k: print(  # a warning is one line too
         f"distill {args.command}: warning: {' '.join(str(message).split())}", file=sys.stderr)

@@ -41,6 +41,10 @@ def ranged(default: Any = dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=
     return field(default=default, metadata=meta)
 
 
+# accelerate's tracker names (accelerate.utils.LoggerType; tests/test_messages.py checks the list) and "none"
+TRACKERS = ("tensorboard", "none", "all", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "swanlab",
+            "trackio")
+
 # ----------------------------------------------------------------------------------------------
 # Sections every task shares
 
@@ -71,7 +75,11 @@ class LoopConfig:
     # busy with other work, 1 for a small network: distill.engine.threads) or a count; one line at start says which
     num_threads: Union[Literal["auto"], int] = "auto"
     seed: int = ranged(0, ge=0)  # every random draw is a function of (seed, step)
-    log_every: int = ranged(50, ge=1)  # a metrics.jsonl / TensorBoard row every N steps
+    log_every: int = ranged(50, ge=1)  # a metrics.jsonl / tracker row every N steps
+    # the experiment tracker accelerate logs to, under <run>/logs: any name of accelerate.utils.LoggerType ("all":
+    # every installed one) or "none"; tensorboard (the default) is skipped where it is not installed, any other
+    # named tracker must be installed. metrics.jsonl is written whatever this says
+    report_to: Literal[TRACKERS] = "tensorboard"
     sample_every: int = ranged(500, ge=1)  # sample grids (and, for students, the coverage check)
     checkpoint_every: int = ranged(500, ge=1)  # atomic checkpoint every N steps (and at the last step)
     checkpoints_total_limit: Optional[int] = ranged(2, ge=1)  # keep the newest N; null: all

@@ -29,7 +29,10 @@ from ..viz import save_grid, upscale_for_view
 from ..engine.accelerator import micro_batch_size
 from ..engine.optim import make_ema, make_lr_scheduler
 from ..engine.randomness import EpochSampler, rng, shard
+from ..engine.messages import get_logger
 from ..engine.trainer import Engine, Trainer
+
+logger = get_logger(__name__)
 
 
 def build_teacher(recipe, num_classes):
@@ -179,7 +182,7 @@ class TeacherTrainer(Trainer):
         card.save(engine.run_dir / "pipeline" / "README.md")
         from .report import write_teacher_report
 
-        print(f"report: {write_teacher_report(recipe, engine.run_dir, rows, self.num_classes, names)}")
+        logger.info(f"report: {write_teacher_report(recipe, engine.run_dir, rows, self.num_classes, names)}")
 
 
 def train_teacher(recipe) -> Path:

@@ -25,9 +25,12 @@ from ..diffusion.teachers import load_teacher, resolve_teacher_path
 from ..diffusion.trajectory import TrajectoryScheduler, TrajectoryUNet2DModel
 from ..discriminator import build_backbone
 from ..engine.randomness import shard
+from ..engine.messages import get_logger
 from ..errors import DistillError, RecipeError
 from .recipe import sampler_grid_steps
 from .space import DistillationSpace
+
+logger = get_logger(__name__)
 
 
 class PixelSpace(DistillationSpace):
@@ -160,4 +163,4 @@ class PixelSpace(DistillationSpace):
             return
         from .report import write_distill_report
 
-        print(f"report: {write_distill_report(self.recipe, run_dir)}")
+        logger.info(f"report: {write_distill_report(self.recipe, run_dir)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 
 from accelerate import Accelerator
@@ -10,24 +11,40 @@ from accelerate.utils import ProjectConfiguration
 
 from ..errors import DistillError, RecipeError
 from .hardware import choose_mixed_precision
+from .messages import get_logger
+
+logger = get_logger(__name__)
+
+
+def trackers(report_to: str):
+    """`train.report_to` -> accelerate's `log_with`: None for "none" and for "tensorboard" where it is not
+    installed (the default must not need it); "all" as accelerate reads it (every installed tracker); any other
+    name as given, once its package is found (else a one-line RecipeError naming the key)."""
+    if report_to == "none":
+        return None
+    if report_to == "all":
+        return "all"
+    if importlib.util.find_spec(report_to) is None:
+        if report_to == "tensorboard":
+            return None
+        raise RecipeError(f"train.report_to={report_to}: the {report_to} package is not installed "
+                          f"(pip install {report_to}); use tensorboard or none")
+    return report_to
 
 
 def make_accelerator(train_cfg, run_dir) -> Accelerator:
-    """Accelerator with TensorBoard under `<run>/logs` when tensorboard is installed.
+    """Accelerator logging to the tracker `train_cfg.report_to` names, under `<run>/logs` (`trackers`).
 
     `train_cfg.mixed_precision` is resolved here (`hardware.choose_mixed_precision`): unset, accelerate's
     setting (`accelerate launch --mixed_precision`, its config file, ACCELERATE_MIXED_PRECISION), else "auto";
     "auto" is bf16 where the device runs it natively, fp32 elsewhere. The recipe keeps what was asked
     (recipe.yaml), `accelerator.mixed_precision` and the step-0 metrics row say what was used."""
-    try:
-        import tensorboard  # noqa: F401
-
-        log_with = "tensorboard"
-    except ImportError:
-        log_with = None
+    report_to = getattr(train_cfg, "report_to", "tensorboard")
+    log_with = trackers(report_to)
+    logger.debug(f"tracker: {log_with or 'none'} (train.report_to={report_to})")
     accelerator = Accelerator(
         mixed_precision=choose_mixed_precision(
-            train_cfg.mixed_precision, notice=print if os.environ.get("RANK", "0") == "0" else None),
+            train_cfg.mixed_precision, notice=logger.info),
         gradient_accumulation_steps=train_cfg.gradient_accumulation_steps,
         log_with=log_with,
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir)),

@@ -17,6 +17,10 @@ from typing import Optional
 
 import torch
 
+from .messages import get_logger
+
+logger = get_logger(__name__)
+
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -63,7 +67,7 @@ def native_bf16() -> tuple[bool, str]:
     return False, "CPU has neither avx512_bf16 nor amx_bf16"
 
 
-def resolve_mixed_precision(value: str, notice: Optional[callable] = print) -> str:
+def resolve_mixed_precision(value: str, notice: Optional[callable] = logger.info) -> str:
     """`train.mixed_precision` -> what accelerate gets. "auto" -> "bf16" where the device runs bf16
     natively, "no" (fp32) elsewhere, with a one-line notice of the choice and why; an explicit "bf16"
     on a device without native bf16 warns that it will be slow; other values pass through."""
@@ -88,7 +92,7 @@ def launcher_mixed_precision() -> Optional[str]:
     return value or None
 
 
-def choose_mixed_precision(asked: Optional[str], notice: Optional[callable] = print) -> str:
+def choose_mixed_precision(asked: Optional[str], notice: Optional[callable] = logger.info) -> str:
     """What accelerate gets for `train.mixed_precision` = `asked`. Unset (None): accelerate's own setting
     (`launcher_mixed_precision`), else "auto". A recipe value whose resolution differs from the launcher's
     is used, with one warning line naming both."""

@@ -16,6 +16,9 @@ from typing import Optional, Union
 import torch
 
 from ..errors import DistillError
+from .messages import get_logger
+
+logger = get_logger(__name__)
 
 # parameters x pixels of one image below which a network counts as small: one thread per process. The
 # quickstart's networks (0.64 M parameters at 16 px: 0.16e9) step faster on one thread than on two (issue
@@ -85,7 +88,7 @@ def choose_threads(setting: Union[str, int], work: Optional[float] = None, proce
 
 
 def use_threads(setting: Union[str, int], models=(), processes: Optional[int] = None, key: str = "train.num_threads",
-                say=print) -> int:
+                say=logger.info) -> int:
     """Choose and apply (torch.set_num_threads) the intra-op threads; one line through `say`."""
     n, why = choose_threads(setting, network_work(models), processes or local_processes(), key)
     torch.set_num_threads(n)

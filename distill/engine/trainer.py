@@ -16,6 +16,7 @@ repeats an uninterrupted one exactly.
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Optional
@@ -24,6 +25,7 @@ import torch
 
 from ..errors import DistillError
 from .accelerator import make_accelerator
+from .messages import get_logger, verbosity
 from .checkpoint import is_fsdp, load_checkpoint, load_optimizers, resolve_resume, save_all
 from ..config import dump_recipe
 from .projection import StepClock
@@ -31,10 +33,15 @@ from .threads import choose_threads, use_threads
 from .run_dir import MetricsLog, check_output_dir, prepare_run_dir
 
 
+logger = get_logger(__name__)
+
+
 def progress(total: int, initial: int, enabled: bool, desc: str):
-    """A tqdm bar over optimizer steps (rate and ETA), on the local main process only."""
+    """A tqdm bar over optimizer steps (rate and ETA), on the local main process only; none when the
+    messages are quieter than INFO (`distill --quiet`)."""
     from tqdm.auto import tqdm
 
+    enabled = enabled and verbosity() <= logging.INFO
     return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, dynamic_ncols=True)
 
 
@@ -128,7 +135,7 @@ class Engine:
         self._deferred = {k: states[k] for k in owned if k in states}
         self.resumed_state = load_checkpoint(self.resume, models, {k: v for k, v in states.items() if k not in owned})
         self.step = self.resumed_state["step"]
-        self.accelerator.print(f"resumed from {self.resume} at step {self.step}")
+        logger.info(f"resumed from {self.resume} at step {self.step}")
         return self.step
 
     def save(self, trainer: Trainer) -> Optional[Path]:
@@ -157,7 +164,7 @@ class Engine:
         acc, tc, run_dir = self.accelerator, self.tc, self.run_dir
         self.trainer = trainer
         trainer.setup(self)  # bad data or teacher: a one-line error before anything in the run folder changes
-        use_threads(tc.num_threads, list(trainer.models.values()), say=acc.print)  # knowing the network's size
+        use_threads(tc.num_threads, list(trainer.models.values()), say=logger.info)  # knowing the network's size
         if self.is_main and self.prepare_dir:
             dump_recipe(self.recipe, run_dir / "recipe.yaml")
         if self._deferred:
@@ -182,7 +189,7 @@ class Engine:
             bar.update(1)
             step = self.step
             if clock is not None and clock.tick(step):
-                self.project(trainer, clock.seconds_per_step(), bar.write if not bar.disable else print)
+                self.project(trainer, clock.seconds_per_step())
 
             if self.logs_at(step):
                 vals = {k: acc.reduce(_scalar(metrics[k]).to(self.device), reduction="mean").item()
@@ -201,8 +208,8 @@ class Engine:
                 self.save(trainer)
             if interrupted:
                 bar.close()
-                acc.print(f"interrupted at step {step} (train.interrupt_at); resume with "
-                          f"train.resume_from_checkpoint=latest")
+                logger.info(f"interrupted at step {step} (train.interrupt_at); resume with "
+                            f"train.resume_from_checkpoint=latest")
                 acc.end_training()
                 return run_dir
         bar.close()
@@ -212,7 +219,7 @@ class Engine:
         acc.end_training()
         return run_dir
 
-    def project(self, trainer: Trainer, step_seconds: float, say) -> None:
+    def project(self, trainer: Trainer, step_seconds: float) -> None:
         """One line with the projected wall time of the training left and of the end-of-run work (evaluation
         and latency table in network evaluations), and a warning line naming the keys that cut a long total."""
         from ..diffusion.denoiser import LabelCond
@@ -226,9 +233,9 @@ class Engine:
             batch = min(self.recipe.eval.batch_size, 512 if self.device.type == "cuda" else 64)
             per_eval = seconds_per_evaluation(net, batch)
         line, warning = projection_lines(step_seconds, self.tc.max_steps - self.step, work, per_eval)
-        say(line)
+        logger.info(line)
         if warning:
-            say(warning)
+            logger.warning(warning)
 
     def _sample(self, trainer: Trainer, step: int):
         ema = trainer.ema

@@ -21,6 +21,7 @@ from ..diffusion.denoiser import Denoiser
 from ..distillation.recipe import sampler_grid_steps
 from ..distillation.space import DistillationSpace
 from ..discriminator import build_backbone
+from ..engine.messages import get_logger
 from ..errors import DistillError, RecipeError
 from .data import LatentSet, encode_images, load_captioned_images, prompt_list, synthetic_latents
 from .export import export_student
@@ -28,6 +29,8 @@ from .families import family_of, network
 from .features import DecodedFeatures
 from .lora import LoraWeights, add_lora, as_teacher, unsharded_copy
 from .teacher import TextCond, load_sd_teacher, make_decoder
+
+logger = get_logger(__name__)
 
 DTYPES = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 NOISE_COND_DIM = 16  # sd.disc_noise_cond: sin/cos features of the discriminator's noise level
@@ -206,7 +209,7 @@ class LatentSpace(DistillationSpace):
     def report(self, run_dir: Path) -> None:
         from .report import write_sd_report
 
-        print(f"report: {write_sd_report(self.recipe, run_dir)}")
+        logger.info(f"report: {write_sd_report(self.recipe, run_dir)}")
 
 
 def run_sd_distill(recipe) -> Path:

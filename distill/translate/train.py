@@ -20,12 +20,15 @@ import torch
 from ..errors import DistillError
 from ..engine.accelerator import micro_batch_size
 from ..engine.randomness import EpochSampler, rng, seed_for, shard
+from ..engine.messages import get_logger
 from ..engine.trainer import Engine, Trainer
 from ..viz import save_grid
 from .data import load_translation
 from .methods import METHODS
 from .schedule import make_lr_scheduler, make_optimizer
 from .weights import freeze, init_from
+
+logger = get_logger(__name__)
 
 
 def _grid_rows(columns: list[torch.Tensor]) -> torch.Tensor:
@@ -71,7 +74,7 @@ class TranslateTrainer(Trainer):
         self.models = {n: self.raw(n) for n in self.nets}
         self.samplers = (EpochSampler(len(self.data.a), tc.seed), EpochSampler(len(self.data.b), seed_for(tc.seed, "B")))
         if self.loaded or self.frozen:
-            acc.print(f"fine-tuning: loaded {', '.join(self.loaded) or 'nothing'}; {self.frozen} frozen generator tensors")
+            logger.info(f"fine-tuning: loaded {', '.join(self.loaded) or 'nothing'}; {self.frozen} frozen generator tensors")
         self.preview = self._preview_data() if engine.is_main else None
         self.t0, self.first = time.time(), engine.step
 
