@@ -5,7 +5,8 @@ setting scored), then the prose. Every number comes from the run's own files (it
 which `distill bench compare` uses), so nothing is parsed out of prose.
 
 `teacher_card` is written beside a teacher's exported pipeline (and by scripts/ship_teacher.py),
-`student_card` beside a distilled student's; `ModelCard.load(folder / "README.md")` reads either.
+`student_card` beside a distilled student's, `gan_card` beside a GAN's exported generator;
+`ModelCard.load(folder / "README.md")` reads each.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ def hub_id(source: str) -> Optional[str]:
 
 
 def _setting(row: dict) -> str:
+    if "truncation" in row:  # a GAN's row: one per truncation psi
+        return f"truncation psi {row['truncation']:g}"
     from .eval.evaluate import setting_name
 
     return setting_name(row)
@@ -37,14 +40,14 @@ def fid_results(rows: list[dict], data_source: str, split: str) -> list:
     name = hub_id(data_source) or Path(data_source).name
     return [EvalResult(task_type=PIPELINE_TAG, dataset_type=name, dataset_name=name, dataset_split=split,
                        metric_type="fid", metric_value=round(float(r["fid"]), 4), metric_name=f"FID, {_setting(r)}",
-                       metric_config=f"{r['features']} features, {r['num_samples']} samples, "
-                                     f"{r.get('scheduler', 'pipeline')} sampler")
+                       metric_config=f"{r['features']} features, {r['num_samples']} samples"
+                                     + ("" if "truncation" in r else f", {r.get('scheduler', 'pipeline')} sampler"))
             for r in rows]
 
 
-def fid_table(rows: list[dict]) -> list[str]:
-    """The eval rows as a markdown table (lines)."""
-    cols = ["steps", "guidance_scale", "fid", "kid", "class_acc", "intra_class_dist"]
+def fid_table(rows: list[dict], cols: tuple = ("steps", "guidance_scale", "fid", "kid", "class_acc",
+                                                "intra_class_dist")) -> list[str]:
+    """The eval rows as a markdown table (lines) of columns `cols`."""
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         out.append("| " + " | ".join(f"{r[c]:.4g}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in cols)
@@ -135,6 +138,34 @@ def student_card(recipe, unet, rows: list[dict], teacher_best: dict, wall_second
     return build_card(f"distill student: {recipe.name}", body, rows=rows, data_source=recipe.data.source,
                       split=ec.reference_split, tags=["distillation", "few-step", tag], facts=facts,
                       base_model=hub_id(teacher))
+
+
+def gan_card(recipe, generator, rows: list[dict], wall_seconds: Optional[float], steps: Optional[int], hardware: str):
+    """The card of a trained GAN generator (`<run>/generator`): its size, training facts and the FID at each
+    truncation psi scored (`rows`: eval-gan.json)."""
+    cfg = generator.config
+    n_params = sum(p.numel() for p in generator.parameters())
+    cond = f"class-conditional ({cfg.num_classes} classes)" if cfg.num_classes else "unconditional"
+    wall = f", wall time {wall_seconds / 60:.1f} min" if wall_seconds else ""
+    body = [f"A {cond} StyleGAN2-class generator (`StyleGAN2Generator`, {n_params / 1e6:.2f} M parameters, "
+            f"{cfg.resolution}x{cfg.resolution}, loss `{recipe.gan.loss}`), EMA weights, trained with distill.", "",
+            f"- recipe: `recipe.yaml` of the run (task gan; data `{recipe.data.source}`)",
+            f"- training: {steps} steps of batch {recipe.train.batch_size}{wall} ({hardware})",
+            "- load: `StyleGAN2Generator.from_pretrained(path)` (`distill.gan.generator`); "
+            "`distill sample path` draws a grid", ""]
+    if rows:
+        best = min(rows, key=lambda r: r["fid"])
+        body += [f"## FID ({rows[0]['num_samples']} samples, features `{rows[0]['features']}`, reference split "
+                 f"`{rows[0]['reference_split']}`)", "",
+                 *fid_table(rows, ("truncation", "fid", "kid", "class_acc", "class_coverage", "intra_class_dist")),
+                 "", f"Best: {_setting(best)}, FID {best['fid']:.3f}."]
+    facts = {"task": "gan", "training_steps": steps, "batch_size": recipe.train.batch_size,
+             "training_seconds": round(wall_seconds, 1) if wall_seconds else None, "hardware": hardware,
+             "parameters": n_params, "data": recipe.data.source}
+    split = rows[0]["reference_split"] if rows else recipe.eval.reference_split
+    return build_card(f"distill GAN: {recipe.name}", body, rows=rows or [], data_source=recipe.data.source,
+                      split=split, tags=["gan", "stylegan2", "class-conditional" if cfg.num_classes else "unconditional"],
+                      facts=facts)
 
 
 def run_facts(run_dir) -> tuple[Optional[float], Optional[int], Optional[float]]:

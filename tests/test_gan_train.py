@@ -64,6 +64,16 @@ def test_run_folder(tmp_path):
     assert {"class_coverage", "diversity_ratio", "class_acc"} <= set(monitor[-1])
     ev = json.loads((run_dir / "eval" / "eval-gan.json").read_text())
     assert [r["truncation"] for r in ev] == [1.0, 0.7] and all(r["fid"] > 0 for r in ev)
+    # the exported generator's Hub card: metadata the Hub parser reads, each FID the one of eval-gan.json
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(run_dir / "generator" / "README.md")
+    meta = card.data.to_dict()
+    assert meta["library_name"] == "diffusers" and {"gan", "class-conditional"} <= set(meta["tags"])
+    results = card.data.eval_results
+    assert [r.metric_value for r in results] == [round(r["fid"], 4) for r in ev]
+    assert [r.metric_name for r in results] == ["FID, truncation psi 1", "FID, truncation psi 0.7"]
+    assert meta["distill"]["training_steps"] == 6 and meta["distill"]["parameters"] == head["params_g"]
     report = (run_dir / "report.md").read_text()
     for text in ("## Evaluation", "pictures/style-mixing.png", "pictures/truncation.png",
                  "pictures/interpolation.png", "rpgan", "| truncation | fid |"):

@@ -235,6 +235,10 @@ class GANTrainer(Trainer):
         facts = {"params_g": num_params(final), "params_d": num_params(self.models["discriminator"]),
                  "num_ws": final.num_ws, "steps": engine.step, "seconds_per_step": self.seconds_per_step()}
         write_report(recipe, engine.run_dir, facts, rows)
+        from ..cards import gan_card, hardware, run_facts
+
+        wall, steps, _ = run_facts(engine.run_dir)
+        gan_card(recipe, final, rows or [], wall, steps, hardware()).save(engine.run_dir / "generator" / "README.md")
 
 
 def standalone(recipe) -> GANTrainer:
