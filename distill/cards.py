@@ -5,7 +5,8 @@ setting scored), then the prose. Every number comes from the run's own files (it
 which `distill bench compare` uses), so nothing is parsed out of prose.
 
 `teacher_card` is written beside a teacher's exported pipeline (and by scripts/ship_teacher.py),
-`student_card` beside a distilled student's, `gan_card` beside a GAN's exported generator;
+`student_card` beside a distilled student's, `gan_card` beside a GAN's exported generator,
+`translator_card` in a pix2pix / CycleGAN run folder;
 `ModelCard.load(folder / "README.md")` reads each.
 """
 
@@ -56,15 +57,16 @@ def fid_table(rows: list[dict], cols: tuple = ("steps", "guidance_scale", "fid",
 
 
 def build_card(title: str, body: list[str], *, rows: list[dict], data_source: str, split: str, tags: list[str],
-               facts: dict, base_model: Optional[str] = None):
-    """A ModelCard: metadata (library_name diffusers, the pipeline tag, base_model, the data set where it is a
-    Hub one, tags, the FID model-index of `rows`, `facts` under `distill`), then `# title` and `body`."""
+               facts: dict, base_model: Optional[str] = None, library: str = "diffusers",
+               pipeline_tag: str = PIPELINE_TAG, results: Optional[list] = None):
+    """A ModelCard: metadata (`library`, the pipeline tag, base_model, the data set where it is a Hub one, tags,
+    the FID model-index of `rows` or the given `results`, `facts` under `distill`), then `# title` and `body`."""
     from huggingface_hub import ModelCard, ModelCardData
 
-    data = ModelCardData(library_name="diffusers", pipeline_tag=PIPELINE_TAG, base_model=base_model,
+    data = ModelCardData(library_name=library, pipeline_tag=pipeline_tag, base_model=base_model,
                          datasets=[hub_id(data_source)] if hub_id(data_source) else None,
-                         tags=["distill", "diffusers", *tags], model_name=title,
-                         eval_results=fid_results(rows, data_source, split) or None,
+                         tags=["distill", library, *tags], model_name=title,
+                         eval_results=(results if results is not None else fid_results(rows, data_source, split)) or None,
                          distill={k: v for k, v in facts.items() if v is not None})
     return ModelCard("\n".join(["---", data.to_yaml(), "---", "", f"# {title}", "", *body, ""]))
 
@@ -166,6 +168,45 @@ def gan_card(recipe, generator, rows: list[dict], wall_seconds: Optional[float],
     return build_card(f"distill GAN: {recipe.name}", body, rows=rows or [], data_source=recipe.data.source,
                       split=split, tags=["gan", "stylegan2", "class-conditional" if cfg.num_classes else "unconditional"],
                       facts=facts)
+
+
+DIRECTIONS = {"AtoB": "A to B", "BtoA": "B to A"}
+
+
+def translator_card(recipe, method: str, result: Optional[dict], parameters: int, wall_seconds: Optional[float],
+                    steps: Optional[int], hardware: str):
+    """The card of a trained pix2pix / CycleGAN translator (the run folder `distill translate` loads): its
+    networks, training facts and every number of its `eval.json` (`result`; None: not evaluated)."""
+    from huggingface_hub import EvalResult
+
+    data, cfg = recipe.data, recipe.translate
+    name = hub_id(data.source) or Path(data.source).name
+    groups = {}
+    if result:  # pix2pix: the paired metrics in the direction trained; CycleGAN: each direction's
+        groups = ({DIRECTIONS[result["direction"]]: result["metrics"]} if "metrics" in result else
+                  {DIRECTIONS[d]: result[d] for d in DIRECTIONS if d in result})
+    results = [EvalResult(task_type="image-to-image", dataset_type=name, dataset_name=name,
+                          dataset_split=result["split"], metric_type=k, metric_value=round(float(v), 4),
+                          metric_name=f"{k}, {direction}")
+               for direction, metrics in groups.items() for k, v in metrics.items()
+               if isinstance(v, float) and k != "n"]
+    wall = f", wall time {wall_seconds / 60:.1f} min" if wall_seconds else ""
+    body = [f"A {method} image-to-image translator (generator `{cfg.netG}`, discriminator `{cfg.netD}`, "
+            f"{parameters / 1e6:.2f} M generator parameters, {data.crop_size}x{data.crop_size}, "
+            f"{DIRECTIONS[data.direction]}), trained with distill.", "",
+            f"- recipe: `recipe.yaml` (task {method}; data `{data.source}`)",
+            f"- training: {steps} steps of batch {recipe.train.batch_size}{wall} ({hardware})",
+            "- load: `distill translate RUN_FOLDER INPUT OUTPUT` (the latest checkpoint); "
+            "`distill.translate.infer.load_generator(path)` in Python", ""]
+    if results:
+        body += [f"## Evaluation (split `{result['split']}`)", "", "| direction | metric | value |", "|---|---|---|",
+                 *[f"| {r.metric_name.split(', ')[1]} | {r.metric_type} | {r.metric_value:.4g} |" for r in results]]
+    facts = {"task": method, "training_steps": steps, "batch_size": recipe.train.batch_size,
+             "training_seconds": round(wall_seconds, 1) if wall_seconds else None, "hardware": hardware,
+             "parameters": parameters, "data": data.source}
+    return build_card(f"distill {method}: {recipe.name}", body, rows=[], data_source=data.source, split="",
+                      tags=["image-to-image", method], facts=facts, library="pytorch", pipeline_tag="image-to-image",
+                      results=results)
 
 
 def run_facts(run_dir) -> tuple[Optional[float], Optional[int], Optional[float]]:

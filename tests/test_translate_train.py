@@ -216,3 +216,24 @@ def test_old_flat_checkpoint_config_still_loads():
     assert configs_from_state(new) == (cfg, data)
     with pytest.raises(DistillError, match="unknown translate config keys"):
         configs_from_state({"translate": {**old, "bogus": 1}})
+
+
+@pytest.mark.parametrize("method", ["pix2pix", "cyclegan"])
+def test_run_folder_has_a_hub_card_with_the_eval_numbers(tmp_path, aligned, npz, method):
+    from huggingface_hub import ModelCard
+
+    d = (pix2pix_recipe(tmp_path, aligned, max_steps=2) if method == "pix2pix" else
+         cyclegan_recipe(tmp_path, npz, max_steps=2))
+    d["eval"]["num_samples"] = 1
+    run = run_task(recipe_from_dict(d))
+    ev = json.loads((run / "eval.json").read_text())
+    card = ModelCard.load(run / "README.md")
+    meta = card.data.to_dict()
+    assert meta["library_name"] == "pytorch" and meta["pipeline_tag"] == "image-to-image" and method in meta["tags"]
+    assert meta["distill"]["task"] == method and meta["distill"]["training_steps"] == 2
+    got = {(r.metric_name, r.metric_value) for r in card.data.eval_results}
+    if method == "pix2pix":
+        want = {(f"{k}, A to B", round(ev["metrics"][k], 4)) for k in ("l1", "psnr", "ssim")}
+    else:
+        want = {(f"cycle_l1, {d}", round(ev[k]["cycle_l1"], 4)) for k, d in (("AtoB", "A to B"), ("BtoA", "B to A"))}
+    assert got == want

@@ -142,11 +142,20 @@ class TranslateTrainer(Trainer):
         return None
 
     def finish(self) -> None:
-        if self.engine.is_main and self.recipe.eval.num_samples > 0:
+        if not self.engine.is_main:
+            return
+        result = None
+        if self.recipe.eval.num_samples > 0:
             from .evaluate import evaluate_run
 
-            evaluate_run(self.engine.run_dir, {n: self.raw(n) for n in self.nets}, self.method_name, self.cfg,
-                         self.data_cfg, train_it_per_s=self.it_per_s())
+            result = evaluate_run(self.engine.run_dir, {n: self.raw(n) for n in self.nets}, self.method_name, self.cfg,
+                                  self.data_cfg, train_it_per_s=self.it_per_s())
+        from ..cards import hardware, run_facts, translator_card
+
+        wall, steps, _ = run_facts(self.engine.run_dir)
+        params = sum(p.numel() for n in self.nets if n.startswith("G") for p in self.raw(n).parameters())
+        translator_card(self.recipe, self.method_name, result, params, wall, steps, hardware()).save(
+            self.engine.run_dir / "README.md")
 
 
 def standalone(recipe, method: str) -> TranslateTrainer:
