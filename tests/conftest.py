@@ -20,6 +20,17 @@ def _accelerate_fp32():
 
 
 
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """accelerate keeps one process-wide state (mixed precision among it): each test starts and ends without one, so
+    a test that trained in bf16 cannot make the next test's fp32 Accelerator fail to build."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(True)
+    yield
+    AcceleratorState._reset_state(True)
+
+
 def tiny_recipe_dict(tmp_path, **train):
     """A teacher recipe small enough to train in seconds on CPU."""
     return {
