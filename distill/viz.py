@@ -34,6 +34,11 @@ def telling_names(names: Optional[Sequence]) -> Optional[list[str]]:
     return [str(n) for n in names]
 
 
+def classes_line(names: Sequence[str]) -> str:
+    """A report's line naming the classes, in the order of every grid's columns."""
+    return "Classes (grid columns, left to right): " + ", ".join(f"{i} {n}" for i, n in enumerate(names)) + "."
+
+
 def captioned(grid: torch.Tensor, names: Sequence[str], column_width: int):
     """A PIL image of `grid` (C, H, W in [0, 1]) under a white strip naming each column (cut to its width)."""
     from PIL import Image, ImageDraw, ImageFont

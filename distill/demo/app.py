@@ -32,7 +32,7 @@ def device_line(device: str) -> str:
 
     name = torch.cuda.get_device_name(device) if device.startswith("cuda") else cpu_model()
     return (f"**Device:** {device} ({name}), {torch.get_num_threads()} torch threads. Times: the latency bench's "
-            "timer (`distill bench latency`), after one warm-up call per model; p50 over this session's requests.")
+            "timer (`distill bench latency`), after one warm-up call per model; p50 over the requests since the page started.")
 
 
 def _gr():

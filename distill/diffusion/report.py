@@ -8,7 +8,7 @@ from typing import Optional
 
 from ..eval.evaluate import _fmt, best_row, grid_name
 from ..eval.verdict import cost_line, teacher_verdict
-from ..viz import telling_names
+from ..viz import classes_line, telling_names
 
 COLUMNS = ["steps", "scheduler", "guidance_scale", "fid", "kid", "class_acc", "class_coverage", "intra_class_dist",
            "real_intra_class_dist", "sample_seconds"]
@@ -36,8 +36,7 @@ def write_teacher_report(recipe, run_dir: Path, rows: list[dict], num_classes: O
     lines += [cost_line(steps, wall) + (f" Final loss {loss:.4f}." if loss is not None else ""), ""]
     class_names = telling_names(class_names)
     if class_names:
-        lines += ["Classes (grid columns, left to right): "
-                  + ", ".join(f"{i} {n}" for i, n in enumerate(class_names)) + ".", ""]
+        lines += [classes_line(class_names), ""]
     grid = last_grid(run_dir)
     if grid:
         lines += [f"Samples at the last step ({grid}):", "", f"![last samples]({grid})", ""]

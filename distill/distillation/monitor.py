@@ -14,7 +14,7 @@ import torch
 
 from ..eval.classifier import load_classifier
 from ..eval.fid import pairwise_distance
-from ..eval.verdict import COVERAGE_MIN, DIVERSITY_MIN
+from ..eval.verdict import shortfalls
 from ..diffusion.sampling import null_label, sample, student_scheduler
 from ..viz import save_grid, upscale_for_view
 from ..engine.randomness import rng
@@ -50,11 +50,8 @@ def coverage_check(student, noise_scheduler, dc, data, grid_path, seed: int, per
            "class_coverage": len(pred.unique()) / k,
            "intra_class_dist": div, "intra_class_dist_real": real_div,
            "diversity_ratio": div / real_div if real_div > 0 else float("nan")}
-    reasons = []
-    if out["class_coverage"] < COVERAGE_MIN:
-        reasons.append(f"only {len(pred.unique())} of {k} classes generated")
-    if out["diversity_ratio"] < DIVERSITY_MIN:
-        reasons.append(f"within-class diversity {out['diversity_ratio']:.2f}x that of real data")
+    reasons = shortfalls({"class_coverage": out["class_coverage"], "intra_class_dist": div,  # the reports' thresholds
+                          "real_intra_class_dist": real_div}, k)
     if reasons:
         out["collapse_warning"] = "; ".join(reasons)
     return out

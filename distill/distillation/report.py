@@ -19,7 +19,7 @@ from ..diffusion.pipelines import DistillPipeline
 from ..diffusion.sampling import default_sampler, make_scheduler, sample
 from ..diffusion.teachers import load_teacher, resolve_teacher_path
 from ..engine.randomness import rng
-from ..viz import grid_tensor, line_plot, telling_names
+from ..viz import classes_line, grid_tensor, line_plot, telling_names
 
 
 def latency_rows(teacher_path: str, student_path: str, steps: list[int], batch: int, repeats: int) -> list[dict]:
@@ -69,11 +69,6 @@ def side_by_side(teacher, student, path, seed: int = 0, per_class: int = 4, stud
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-
-
-def classes_line(names) -> str:
-    """The report's line naming the classes, in the order of every grid's columns."""
-    return "Classes (grid columns, left to right): " + ", ".join(f"{i} {n}" for i, n in enumerate(names)) + "."
 
 
 def judged_head(run_dir: Path, teacher_path: str, s1: dict, best: dict, num_classes, names) -> dict:
@@ -131,7 +126,8 @@ def write_distill_report(recipe, run_dir: Path) -> Path:
     head = judged_head(run_dir, teacher_path, s1, best, student.num_classes, names)
     summary = {"verdict": head["verdict"], "shortfalls": shortfalls(s1, student.num_classes),
                "training_seconds": head["wall"], "training_steps": head["steps"],
-               "teacher_training_seconds": head["teacher_wall"], "class_names": names,"teacher_best": {"steps": best["steps"], "guidance": best["guidance_scale"], "fid": best["fid"]},
+               "teacher_training_seconds": head["teacher_wall"], "class_names": names,
+               "teacher_best": {"steps": best["steps"], "guidance": best["guidance_scale"], "fid": best["fid"]},
                "teacher_50": next((r["fid"] for r in t_line if r["steps"] == 50), None),
                "teacher_1": t1["fid"] if t1 else None, "student_1": s1["fid"],
                "student": {r["steps"]: r["fid"] for r in s_rows},
