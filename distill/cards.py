@@ -149,11 +149,13 @@ def gan_card(recipe, generator, rows: list[dict], wall_seconds: Optional[float],
     n_params = sum(p.numel() for p in generator.parameters())
     cond = f"class-conditional ({cfg.num_classes} classes)" if cfg.num_classes else "unconditional"
     wall = f", wall time {wall_seconds / 60:.1f} min" if wall_seconds else ""
-    body = [f"A {cond} StyleGAN2-class generator (`StyleGAN2Generator`, {n_params / 1e6:.2f} M parameters, "
-            f"{cfg.resolution}x{cfg.resolution}, loss `{recipe.gan.loss}`), EMA weights, trained with distill.", "",
+    kind, cls = recipe.generator.kind, type(generator).__name__
+    body = [f"A {cond} {kind} generator (`{cls}`, {n_params / 1e6:.2f} M parameters, {cfg.resolution}x"
+            f"{cfg.resolution}) trained against a {recipe.discriminator.kind} discriminator with the loss "
+            f"`{recipe.gan.loss}`, EMA weights, trained with distill.", "",
             f"- recipe: `recipe.yaml` of the run (task gan; data `{recipe.data.source}`)",
             f"- training: {steps} steps of batch {recipe.train.batch_size}{wall} ({hardware})",
-            "- load: `StyleGAN2Generator.from_pretrained(path)` (`distill.gan.generator`); "
+            f"- load: `distill.gan.architectures.load_generator(path)` (or `{cls}.from_pretrained(path)`); "
             "`distill sample path` draws a grid", ""]
     if rows:
         best = min(rows, key=lambda r: r["fid"])
@@ -163,10 +165,11 @@ def gan_card(recipe, generator, rows: list[dict], wall_seconds: Optional[float],
                  "", f"Best: {_setting(best)}, FID {best['fid']:.3f}."]
     facts = {"task": "gan", "training_steps": steps, "batch_size": recipe.train.batch_size,
              "training_seconds": round(wall_seconds, 1) if wall_seconds else None, "hardware": hardware,
-             "parameters": n_params, "data": recipe.data.source}
+             "parameters": n_params, "data": recipe.data.source, "generator": kind,
+             "discriminator": recipe.discriminator.kind}
     split = rows[0]["reference_split"] if rows else recipe.eval.reference_split
     return build_card(f"distill GAN: {recipe.name}", body, rows=rows or [], data_source=recipe.data.source,
-                      split=split, tags=["gan", "stylegan2", "class-conditional" if cfg.num_classes else "unconditional"],
+                      split=split, tags=["gan", kind, "class-conditional" if cfg.num_classes else "unconditional"],
                       facts=facts)
 
 

@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     try:
-        from distill.gan.generator import load_generator
+        from distill.gan.architectures import load_generator
         from distill.gan.pictures import write_pictures
 
         check_output_path(a.out, "--out", "dir")

@@ -159,6 +159,10 @@ def table(cls: type, skip=()) -> list[str]:
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
+        if dataclasses.is_dataclass(hints[f.name]):  # a nested section: its own table follows
+            cells = [f"`{f.name}`", "section", "", "", f"`{f.name}:` below ({hints[f.name].__qualname__})"]
+            rows.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+            continue
         cells = [f"`{f.name}`", f"`{type_name(hints[f.name])}`", default_of(f), range_of(f), means.get(f.name, "")]
         rows.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return rows
@@ -168,10 +172,15 @@ def table(cls: type, skip=()) -> list[str]:
 # The document
 
 
-def sections(recipe_cls: type) -> list[tuple[str, type]]:
-    """(section key, section class) of a recipe class, in field order (top-level keys left out)."""
+def sections(recipe_cls: type, prefix: str = "") -> list[tuple[str, type]]:
+    """(section key, section class) of a recipe class, in field order, nested sections after their parent
+    with dotted keys (`generator.progan`); top-level keys left out."""
     hints = typing.get_type_hints(recipe_cls)
-    return [(f.name, hints[f.name]) for f in dataclasses.fields(recipe_cls) if dataclasses.is_dataclass(hints[f.name])]
+    out = []
+    for f in dataclasses.fields(recipe_cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += [(prefix + f.name, hints[f.name]), *sections(hints[f.name], prefix + f.name + ".")]
+    return out
 
 
 def _anchor(cls: type) -> str:
@@ -183,7 +192,7 @@ def render() -> str:
     out = [INTRO, "## Top-level keys (every task)", "", *table(RecipeBase), "",
            "## Tasks", "", "| task | what | sections |", "|---|---|---|"]
     for task, spec in TASKS.items():
-        secs = ", ".join(f"[`{key}`](#{_anchor(cls)})" for key, cls in sections(recipe_class(task)))
+        secs = ", ".join(f"[`{key}`](#{_anchor(cls)})" for key, cls in sections(recipe_class(task)) if "." not in key)
         out.append(f"| [`{task}`](#task-{task}) | {_cell(spec.about)} | {secs} |")
     out.append("")
     written: dict[type, str] = {}  # section class -> the task whose part holds its table
@@ -191,7 +200,7 @@ def render() -> str:
         rc = recipe_class(task)
         out += [f'<a id="task-{task}"></a>', "", f"## `task: {task}`", "", f"{spec.about[0].upper()}{spec.about[1:]}.",
                 f"Recipe class `{rc.__module__}.{rc.__qualname__}`; sections: "
-                + ", ".join(f"`{key}`" for key, _ in sections(rc)) + ".", ""]
+                + ", ".join(f"`{key}`" for key, _ in sections(rc) if "." not in key) + ".", ""]
         extra = [f.name for f in dataclasses.fields(rc) if f.name not in base_keys
                  and not dataclasses.is_dataclass(typing.get_type_hints(rc)[f.name])]
         if extra:

@@ -13,7 +13,7 @@ import yaml
 from distill.config import load_recipe
 from distill.diffusion.teachers import load_teacher, resolve_teacher_path
 from distill.eval.classifier import ASSETS, load_classifier
-from distill.gan.generator import load_generator
+from distill.gan.architectures import load_generator
 
 TEACHERS = sorted(p.name for p in (ASSETS / "teachers").iterdir() if p.is_dir())
 GANS = sorted(p.name for p in (ASSETS / "gans").iterdir() if p.is_dir())

@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 
 from distill.errors import DistillError
 from distill.gan.discriminator import ResidualDiscriminator
-from distill.gan.generator import StyleGAN2Generator, is_generator_folder, load_generator, mix_styles
+from distill.gan.architectures import is_generator_folder, load_generator
+from distill.gan.generator import StyleGAN2Generator, mix_styles
 from distill.gan.layers import ModulatedConv2d, resolution_pyramid
 
 ROOT = Path(__file__).resolve().parent.parent

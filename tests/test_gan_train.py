@@ -15,7 +15,7 @@ from distill.config import recipe_from_dict
 from distill.diagnostics.doctor import diagnose, load_run
 from distill.engine.run_dir import read_metrics
 from distill.errors import DistillError
-from distill.gan.generator import load_generator
+from distill.gan.architectures import load_generator
 from distill.gan.train import train_gan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +53,7 @@ def test_run_folder(tmp_path):
     assert any((run_dir / "logs").rglob("events.out.tfevents*"))
     rows = read_metrics(run_dir / "metrics.jsonl")
     head = rows[0]
-    assert head["step"] == 0 and head["dataset_size"] == 96 and head["num_ws"] == 4 and head["params_g"] > 0
+    assert head["step"] == 0 and head["dataset_size"] == 96 and head["generator"] == "stylegan2" and head["params_g"] > 0
     train_rows = [r for r in rows[1:] if "loss_d" in r]
     assert [r["step"] for r in train_rows] == list(range(1, 7))
     for key in ("loss_d", "loss_g", "d_acc_real", "d_acc_fake", "grad_norm_d", "grad_norm_g", "r1", "r2", "lr",

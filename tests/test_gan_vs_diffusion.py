@@ -17,7 +17,7 @@ from distill.diffusion.train import train_teacher
 from distill.distillation.loop import train_distill
 from distill.engine.run_dir import read_metrics, wall_seconds
 from distill.eval.evaluate import evaluate_pipeline
-from distill.gan.generator import load_generator
+from distill.gan.architectures import load_generator
 from distill.gan.train import train_gan
 
 from .conftest import tiny_recipe_dict

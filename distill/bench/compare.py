@@ -36,7 +36,7 @@ TEACHER_STEPS = 50
 class CompareConfig:
     teacher: str  # pipeline folder, its run folder (with pipeline/), or shipped:<name>
     student: str  # pipeline folder or its distillation run folder (with pipeline/)
-    gan: str  # exported StyleGAN2Generator folder or its `task: gan` run folder (with generator/)
+    gan: str  # exported GAN generator folder (any kind) or its `task: gan` run folder (with generator/)
     out: str = "runs/compare"
     data: str = "digits"  # reference data source (digits, .npz, image folder, Hub name)
     split: str = "test"  # reference split FID compares against
@@ -86,13 +86,13 @@ def is_pipeline(p: Path) -> bool:
 
 def resolve_all(cfg: CompareConfig) -> dict[str, Model]:
     from ..diffusion.teachers import resolve_teacher_path
-    from ..gan.generator import is_generator_folder
+    from ..gan.architectures import is_generator_folder
 
     return {"teacher": resolve(resolve_teacher_path(cfg.teacher), "--teacher", is_pipeline, "pipeline",
                                "a pipeline (model_index.json)"),
             "student": resolve(cfg.student, "--student", is_pipeline, "pipeline", "a pipeline (model_index.json)"),
             "gan": resolve(cfg.gan, "--gan", is_generator_folder, "generator",
-                           "a GAN generator (config.json naming StyleGAN2Generator)")}
+                           "a GAN generator (config.json naming a generator class)")}
 
 
 # ---------------------------------------------------------------- what is compared
@@ -288,7 +288,7 @@ def check_student_steps(student, steps: list[int]) -> None:
 def run_compare(cfg: CompareConfig) -> dict:
     """Measure everything; returns {config, env, rows, paired, paired_gan, notes} (compare_report writes it)."""
     from ..diffusion.sampling import default_sampler
-    from ..gan.generator import load_generator
+    from ..gan.architectures import load_generator
     from ..engine.checkpoint import weights_fingerprint
     from .latency import BenchConfig
     from .models import load_pipeline

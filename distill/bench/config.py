@@ -19,7 +19,7 @@ class BenchConfig:
     teacher: Optional[str] = None  # pipeline folder
     student: Optional[str] = None  # pipeline folder
     generators: list[str] = field(default_factory=list)  # [NAME=]PATH | [NAME=]py:module:factory
-    gans: list[str] = field(default_factory=list)  # [NAME=]PATH of exported StyleGAN2Generator folders (task: gan)
+    gans: list[str] = field(default_factory=list)  # [NAME=]PATH of exported GAN generator folders (task: gan, any kind)
     generator_input: Optional[list[int]] = None  # C H W of a generator's input (default: its `input_shape`, else 3 256 256)
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 64])
     teacher_steps: list[int] = field(default_factory=lambda: [50, 25, 8, 4, 2, 1])

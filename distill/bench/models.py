@@ -4,7 +4,7 @@ evaluations, the bare network forward where there is one, the components to inst
 
 - `teacher`, `student`: diffusion pipelines, called as users call them (`output_type="pt"`),
 - `generator`: translator-style generators `G(x)` (pix2pix, CycleGAN: TorchScript or py:module:factory),
-- `gan`: a `task: gan` generator folder (StyleGAN2Generator), one forward from (z, class labels).
+- `gan`: a `task: gan` generator folder (any kind), one forward from (z, class labels).
 
 A new thing to time is one `MODELS` entry.
 """
@@ -191,8 +191,8 @@ def prepare_generator(gen: Generator, steps: int, guidance: float, batch: int, c
 
 
 def load_gan(path: str, cfg: BenchConfig):
-    """An exported StyleGAN2Generator folder (config.json + safetensors), on the device in the dtype."""
-    from ..gan.generator import load_generator as load_gan_folder
+    """An exported GAN generator folder (config.json + safetensors), on the device in the dtype."""
+    from ..gan.architectures import load_generator as load_gan_folder
 
     if not Path(path).is_dir():
         raise DistillError(f"--gan {path}: no such GAN generator folder")

@@ -41,7 +41,7 @@ def add_arguments(p):
 
 def main(args) -> int:
     from ..errors import DistillError
-    from ..gan.generator import is_generator_folder
+    from ..gan.architectures import is_generator_folder
 
     path = Path(args.pipeline)
     if path.is_dir() and is_generator_folder(path):
@@ -50,7 +50,7 @@ def main(args) -> int:
         raise DistillError(f"--truncation: for GAN generator folders; {path} is not one")
     if path.is_dir() and not (path / "model_index.json").is_file():
         raise DistillError(f"pipeline {path}: not a pipeline folder (no model_index.json) nor a GAN generator folder "
-                           "(no config.json of a StyleGAN2Generator)")
+                           "(no config.json naming a GAN generator class)")
 
     from ..config import EvalConfig
     from ..eval.evaluate import evaluate_pipeline
@@ -98,7 +98,7 @@ def evaluate_gan(args) -> int:
     from ..errors import DistillError
     from ..eval.fid import feature_extractor
     from ..gan.evaluate import evaluate_generator
-    from ..gan.generator import load_generator
+    from ..gan.architectures import load_generator
     from ..gan.recipe import GANEvalConfig
 
     given = [f"--{k.replace('_', '-')}" for k in DIFFUSION_ONLY if getattr(args, k) is not None]

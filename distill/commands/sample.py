@@ -1,6 +1,6 @@
 """`distill sample FOLDER`: write a grid of samples (one column per class) from an exported diffusion
 pipeline (`--steps 4 --guidance 2`) or an exported GAN generator (`--truncation 0.7`); the folder's
-contents decide which (model_index.json: a pipeline; config.json of a StyleGAN2Generator: a GAN)."""
+contents decide which (model_index.json: a pipeline; config.json naming a GAN generator class: a GAN)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def _classes(args, k):
 
 def main(args) -> int:
     from ..errors import DistillError
-    from ..gan.generator import is_generator_folder
+    from ..gan.architectures import is_generator_folder
 
     path = Path(args.pipeline)
     if path.is_dir() and is_generator_folder(path):
@@ -50,14 +50,14 @@ def main(args) -> int:
         return sample_gan(args)
     if path.is_dir() and not (path / "model_index.json").is_file():
         raise DistillError(f"pipeline {path}: not a pipeline folder (no model_index.json) nor a GAN generator folder "
-                           "(no config.json of a StyleGAN2Generator)")
+                           "(no config.json naming a GAN generator class)")
     if args.truncation is not None:
         raise DistillError(f"--truncation: for GAN generator folders; {path} is not one")
     return sample_pipeline(args)
 
 
 def sample_gan(args) -> int:
-    from ..gan.generator import load_generator
+    from ..gan.architectures import load_generator
     from ..gan.pictures import class_grid
 
     G = load_generator(args.pipeline)

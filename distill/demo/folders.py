@@ -1,7 +1,7 @@
 """Which folder is which, checked before anything loads or any server starts.
 
   pipeline    a DistillPipeline folder (model_index.json naming DistillPipeline; safetensors weights)
-  gan         an exported StyleGAN2Generator folder (config.json + safetensors)
+  gan         an exported GAN generator folder of any kind (config.json + safetensors)
   translator  a pix2pix / CycleGAN checkpoint folder (state.json) or a translator run folder (checkpoints/)
 
 A run folder of `task: distill` or `task: teacher` stands for its `pipeline/`, one of `task: gan`
@@ -42,7 +42,7 @@ def _pipeline(p: Path, what: str) -> Folder:
 
 
 def _is_gan(p: Path) -> bool:
-    from ..gan.generator import is_generator_folder
+    from ..gan.architectures import is_generator_folder
 
     return is_generator_folder(p)
 

@@ -56,6 +56,11 @@ class ResidualDiscriminator(nn.Module):
         self.embed_gain = 1.0 / math.sqrt(c0)
         self.num_classes = num_classes
 
+    @classmethod
+    def from_recipe(cls, recipe, num_classes: int) -> "ResidualDiscriminator":
+        d, data = recipe.discriminator, recipe.data
+        return cls(data.resolution, data.channels, num_classes, d.width, d.max_width, d.mbstd_group)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """phi(x): (B, C, R, R) -> (B, C0)."""
         h = self.from_rgb(x)

@@ -21,18 +21,18 @@ from ..engine.randomness import rng
 from ..eval.evaluate import _fmt, real_reference, score
 from ..eval.fid import extract, pairwise_distance
 from ..viz import line_plot, save_grid, upscale_for_view
-from .generator import StyleGAN2Generator
+from .architectures import GANGenerator, model_device
 
 
 @torch.no_grad()
-def generate(G: StyleGAN2Generator, n: int, truncation: float = 1.0, batch: int = 500, seed: int = 1234):
+def generate(G: GANGenerator, n: int, truncation: float = 1.0, batch: int = 500, seed: int = 1234):
     """n class-balanced samples -> (x (n, C, H, W) float in [-1, 1] on CPU, labels (n,) or None)."""
     k = G.config.num_classes
     labels = torch.arange(n) % k if k else None
     out = []
     for i, start in enumerate(range(0, n, batch)):
         m = min(batch, n - start)
-        z = torch.randn(m, G.config.z_dim, generator=rng(seed, "eval", i)).to(G.const.device)
+        z = torch.randn(m, G.config.z_dim, generator=rng(seed, "eval", i)).to(model_device(G))
         y = labels[start:start + m] if labels is not None else None
         x = G(z, y, truncation=truncation).float().cpu()
         out.append(to_uint8_images(x).float() / 127.5 - 1)
@@ -57,14 +57,14 @@ class Monitor:
         self.real_labels = data.labels[:m] if data.labels is not None else None
         self.real_div = pairwise_distance(self.real_feats.float(), self.real_labels)
 
-    def __call__(self, G: StyleGAN2Generator) -> dict:
+    def __call__(self, G: GANGenerator) -> dict:
         x, labels = generate(G, self.n, 1.0, self.batch, self.seed)
         res = quiet_score(x, labels, self.real_feats, self.real_labels, self.extractor)
         res["diversity_ratio"] = res["intra_class_dist"] / self.real_div if self.real_div > 0 else float("nan")
         return res
 
 
-def evaluate_generator(G: StyleGAN2Generator, eval_cfg, data_cfg, out_dir, extractor) -> list[dict]:
+def evaluate_generator(G: GANGenerator, eval_cfg, data_cfg, out_dir, extractor) -> list[dict]:
     """One row per psi of eval.truncation; writes eval-gan.json, eval-gan.md and a grid per psi."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -19,8 +19,6 @@ so psi = 0 draws each class's mean image rather than one image for every class.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import torch
@@ -29,6 +27,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from ..errors import DistillError
+from .architectures import Draws, check_labels
 from .layers import (EqualizedLinear, SynthesisLayer, ToRGB, level_width, normalize_2nd_moment,
                      resolution_pyramid, upsample2x)
 
@@ -84,6 +83,16 @@ class StyleGAN2Generator(ModelMixin, ConfigMixin):
             self.torgbs.append(ToRGB(c, channels, w_dim))
         self.num_ws = len(self.layers) + 1
         self.register_buffer("w_avg", torch.zeros(max(num_classes, 1), w_dim))  # per-class mean w
+        self.style_mixing_prob = 0.0  # a training setting (generator.style_mixing_prob), not exported
+
+    @classmethod
+    def from_recipe(cls, recipe, num_classes: int) -> "StyleGAN2Generator":
+        g, data = recipe.generator, recipe.data
+        G = cls(resolution=data.resolution, channels=data.channels, num_classes=num_classes, z_dim=g.z_dim,
+                w_dim=g.w_dim, mapping_layers=g.mapping_layers, mapping_lr_mul=g.mapping_lr_mul, width=g.width,
+                max_width=g.max_width, w_avg_beta=g.w_avg_beta)
+        G.style_mixing_prob = g.style_mixing_prob
+        return G
 
     # ------------------------------------------------------------------------------------------
     # mapping
@@ -94,17 +103,7 @@ class StyleGAN2Generator(ModelMixin, ConfigMixin):
 
     def labels(self, class_labels, batch: int) -> Optional[torch.Tensor]:
         """Class labels as a (B,) long tensor on the model's device (None when unconditional)."""
-        k = self.config.num_classes
-        if not k:
-            return None
-        if class_labels is None:
-            raise DistillError(f"this generator is class-conditional ({k} classes): give class labels")
-        y = torch.as_tensor(class_labels, dtype=torch.long).reshape(-1).to(self.const.device)
-        if y.numel() != batch:
-            raise DistillError(f"{y.numel()} class labels for {batch} latents")
-        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= k):
-            raise DistillError(f"class labels must lie in [0, {k - 1}], got {int(y.min())}..{int(y.max())}")
-        return y
+        return check_labels(class_labels, self.config.num_classes, batch, self.const.device)
 
     @torch.no_grad()
     def track_w_avg(self, w: torch.Tensor, y: Optional[torch.Tensor]) -> None:
@@ -163,38 +162,29 @@ class StyleGAN2Generator(ModelMixin, ConfigMixin):
             img = y if img is None else upsample2x(img) + y
         return img
 
-    def forward(self, z: torch.Tensor, class_labels=None, truncation: float = 1.0, noise: Noise = "const",
-                mix_z: Optional[torch.Tensor] = None, mix_cutoff: Optional[torch.Tensor] = None,
-                update_w_avg: bool = False) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, class_labels=None, truncation: float = 1.0, draws: Optional[Draws] = None,
+                update_stats: bool = False, noise: Noise = "const", mix_z: Optional[torch.Tensor] = None,
+                mix_cutoff: Optional[torch.Tensor] = None) -> torch.Tensor:
         """z (B, z_dim) -> images (B, C, R, R). With `mix_z` and `mix_cutoff` (B,), layers from the
-        cutoff on take the styles of mix_z (same class); w_avg is updated from z's styles only."""
-        ws = self.mapping(z, class_labels, truncation, update_w_avg)
+        cutoff on take the styles of mix_z (same class); w_avg is updated from z's styles only
+        (`update_stats`). A training step's `draws` (training_draws) give noise, mix_z and mix_cutoff."""
+        if draws is not None:
+            noise, mix_z, mix_cutoff = draws["noise"], draws["mix_z"], draws["mix_cutoff"]
+        ws = self.mapping(z, class_labels, truncation, update_stats)
         if mix_z is not None:
             ws = mix_styles(ws, self.mapping(mix_z, class_labels, truncation), mix_cutoff)
         return self.synthesis(ws, noise)
 
+    # ------------------------------------------------------------------------------------------
+    # training (distill.gan.architectures.GANGenerator)
 
-# ----------------------------------------------------------------------------------------------
-# Folders
+    def training_draws(self, batch: int, generator: torch.Generator) -> Draws:
+        """A second latent and a crossover layer for style mixing (probability `style_mixing_prob`,
+        set by the trainer; L = no mixing) and per-layer noise maps. -> CPU tensors"""
+        L = self.num_ws
+        mix_z = torch.randn(batch, self.config.z_dim, generator=generator)
+        mix = torch.rand(batch, generator=generator) < self.style_mixing_prob
+        cutoff = torch.where(mix, torch.randint(1, L, (batch,), generator=generator), torch.full((batch,), L))
+        noise = [torch.randn(batch, 1, r, r, generator=generator) for r in self.noise_resolutions()]
+        return {"mix_z": mix_z, "mix_cutoff": cutoff, "noise": noise}
 
-
-def is_generator_folder(path) -> bool:
-    """Whether `path` is a folder holding an exported StyleGAN2Generator (its config.json names the class)."""
-    cfg = Path(path) / "config.json"
-    if not cfg.is_file():
-        return False
-    try:
-        return json.loads(cfg.read_text()).get("_class_name") == StyleGAN2Generator.__name__
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def load_generator(path) -> StyleGAN2Generator:
-    """`StyleGAN2Generator.from_pretrained(path)` in eval mode; a damaged folder is a one-line DistillError."""
-    if not is_generator_folder(path):
-        raise DistillError(f"{path}: not a GAN generator folder (no config.json naming {StyleGAN2Generator.__name__})")
-    try:
-        return StyleGAN2Generator.from_pretrained(str(path)).eval()
-    except Exception as e:  # OSError, safetensors errors, shape mismatches: one line naming the folder
-        text = str(e).strip().splitlines()
-        raise DistillError(f"{path}: cannot load the generator ({text[0][:200] if text else type(e).__name__})") from None

@@ -168,6 +168,12 @@ def r2_penalty(fake_outputs: Tensor, fake_inputs: Tensor | list[Tensor]) -> Tens
     return _grad_sq_norm(fake_outputs, fake_inputs)
 
 
+def drift_penalty(real_logits: Tensor) -> Tensor:
+    """Progressive GAN's drift term D(x)^2 on real logits, weighted by eps_drift = 0.001 (Karras et al.
+    2018, App. A.1): keeps a WGAN critic's outputs from drifting far from 0. (B,) -> (B,)"""
+    return _per_sample(real_logits.float() ** 2)
+
+
 def lazy_weight(gamma: float, every: int, step: int) -> float:
     """Lazy regularisation (Karras et al. 2020, Sec. 3.1): a penalty computed only on every
     `every`-th step, weighted by gamma x every so its mean weight stays gamma; 0 in between."""
@@ -175,12 +181,15 @@ def lazy_weight(gamma: float, every: int, step: int) -> float:
 
 
 def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,
-                     center: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+                     center: float = 1.0, generator: torch.Generator | None = None,
+                     eps: Tensor | None = None) -> Tensor:
     """WGAN-GP: (||grad D(x_hat)||_2 - center)^2 at x_hat = eps x + (1 - eps) G(z), eps ~ U[0,1]
-    per sample (Gulrajani et al. 2017, Eq. 3). real, fake: (B, ...) -> (B,); weight by lambda
-    (10 in the paper)."""
-    eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device,
-                     dtype=real.dtype, generator=generator)
+    per sample (Gulrajani et al. 2017, Eq. 3; drawn here unless `eps` (B,) is given). real, fake:
+    (B, ...) -> (B,); weight by lambda (10 in the paper)."""
+    shape = (real.shape[0],) + (1,) * (real.dim() - 1)
+    if eps is None:
+        eps = torch.rand(shape, device=real.device, dtype=real.dtype, generator=generator)
+    eps = eps.reshape(shape).to(real)
     x_hat = (eps * real.detach() + (1.0 - eps) * fake.detach()).requires_grad_(True)
     norm = (_grad_sq_norm(critic(x_hat), x_hat) + 1e-12).sqrt()
     return (norm - center) ** 2

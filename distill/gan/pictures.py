@@ -1,13 +1,15 @@
-"""Pictures of a trained generator: a class grid, a style-mixing grid, a truncation sweep and a
-latent interpolation in w. All draw with the layers' fixed noise (`noise="const"`), so only the
-latents change between cells, and from seeds alone, so a picture can be redrawn exactly.
+"""Pictures of a trained generator of any kind: a class grid, a truncation sweep, a latent
+interpolation (in w for the style-based kinds, in z for the others) and, for style-based kinds, a
+style-mixing grid. Style-based generators draw with the layers' fixed noise (`noise="const"`), so only
+the latents change between cells, and all from seeds alone, so a picture can be redrawn exactly.
 
     class grid        one column per class, one row per seed, at truncation psi
     style mixing      cell (i, j): the coarse styles (layers before the crossover) of row seed i,
                       the fine styles (from the crossover on) of column seed j; the top row and the
                       left column show the two sources unmixed
-    truncation sweep  one row per class (one seed), psi from 0 (the class's mean w) to 1
-    interpolation     one row per pair: w moves linearly from (seed a, class c) to (seed b, class c + 1)
+    truncation sweep  one row per class (one seed), psi from 0 (the class's mean latent) to 1
+    interpolation     one row per pair: w (or z, and the label embedding with it for non-style kinds:
+                      the label switches half way) moves from (seed a, class c) to (seed b, class c + 1)
 """
 
 from __future__ import annotations
@@ -19,21 +21,21 @@ import torch
 
 from ..engine.randomness import rng
 from ..viz import grid_tensor, save_grid, upscale_for_view
-from .generator import StyleGAN2Generator
+from .architectures import GANGenerator, StyleBased, model_device
 
 
-def _z(G: StyleGAN2Generator, n: int, seed: int, tag: str) -> torch.Tensor:
-    return torch.randn(n, G.config.z_dim, generator=rng(seed, tag)).to(G.const.device)
+def _z(G: GANGenerator, n: int, seed: int, tag: str) -> torch.Tensor:
+    return torch.randn(n, G.config.z_dim, generator=rng(seed, tag)).to(model_device(G))
 
 
-def _classes(G: StyleGAN2Generator, n: int) -> Optional[torch.Tensor]:
+def _classes(G: GANGenerator, n: int) -> Optional[torch.Tensor]:
     """Labels 0, 1, ..., n - 1 (mod the class count), or None for an unconditional generator."""
     k = G.config.num_classes
     return torch.arange(n) % k if k else None
 
 
 @torch.no_grad()
-def class_grid(G: StyleGAN2Generator, path, truncation: float = 1.0, per_class: int = 8,
+def class_grid(G: GANGenerator, path, truncation: float = 1.0, per_class: int = 8,
                classes: Optional[Sequence[int]] = None, seed: int = 0) -> Path:
     """Columns: classes (all, or `classes`; 10 columns of an unconditional model), rows: seeds."""
     k = G.config.num_classes
@@ -43,13 +45,13 @@ def class_grid(G: StyleGAN2Generator, path, truncation: float = 1.0, per_class: 
     return save_grid(x.float(), path, nrow=len(cols), scale=upscale_for_view(x.shape[-1]))
 
 
-def default_crossover(G: StyleGAN2Generator) -> int:
+def default_crossover(G: StyleBased) -> int:
     """The first layer of the upper half of the styles: coarse = the low-resolution layers."""
     return G.num_ws // 2
 
 
 @torch.no_grad()
-def style_mixing_grid(G: StyleGAN2Generator, path, n: int = 5, crossover: Optional[int] = None,
+def style_mixing_grid(G: StyleBased, path, n: int = 5, crossover: Optional[int] = None,
                       truncation: float = 1.0, seed: int = 0) -> Path:
     """(n + 1) x (n + 1) cells; see the module docstring. Row sources take classes 0..n-1, column
     sources classes n..2n-1 (mod the class count)."""
@@ -68,7 +70,7 @@ def style_mixing_grid(G: StyleGAN2Generator, path, n: int = 5, crossover: Option
 
 
 @torch.no_grad()
-def truncation_sweep(G: StyleGAN2Generator, path, psis: Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+def truncation_sweep(G: GANGenerator, path, psis: Sequence[float] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
                      rows: Optional[int] = None, seed: int = 0) -> Path:
     """One row per class (10 rows unconditional), one column per psi, the same z along a row."""
     n = rows or (G.config.num_classes or 10)
@@ -80,15 +82,23 @@ def truncation_sweep(G: StyleGAN2Generator, path, psis: Sequence[float] = (0.0, 
 
 
 @torch.no_grad()
-def interpolation(G: StyleGAN2Generator, path, rows: int = 4, steps: int = 8, seed: int = 0) -> Path:
-    """Row i: w = lerp(w(z_a, class i), w(z_b, class i + 1), t) for t in [0, 1], `steps` columns."""
+def interpolation(G: GANGenerator, path, rows: int = 4, steps: int = 8, seed: int = 0) -> Path:
+    """Row i: from (z_a, class i) to (z_b, class i + 1), `steps` columns: w = lerp(w_a, w_b, t) for a
+    style-based generator; z = lerp(z_a, z_b, t), the label switching at t = 0.5, for the others."""
     ya, yb = _classes(G, rows), (_classes(G, rows + 1)[1:] if G.config.num_classes else None)
-    wa = G.mapping(_z(G, rows, seed, "interp-a"), ya)  # (rows, L, w_dim)
-    wb = G.mapping(_z(G, rows, seed, "interp-b"), yb)
-    t = torch.linspace(0, 1, steps, device=wa.device)[None, :, None, None]  # (1, S, 1, 1)
-    ws = wa[:, None] + t * (wb - wa)[:, None]  # (rows, S, L, w_dim)
-    x = G.synthesis(ws.reshape(rows * steps, G.num_ws, -1))
-    return _figure(x.float(), path, steps, "interpolation in w (each row: one class to the next)")
+    za, zb = _z(G, rows, seed, "interp-a"), _z(G, rows, seed, "interp-b")  # (rows, z_dim)
+    t = torch.linspace(0, 1, steps, device=za.device)
+    if isinstance(G, StyleBased):
+        wa, wb = G.mapping(za, ya), G.mapping(zb, yb)  # (rows, L, w_dim)
+        ws = wa[:, None] + t[None, :, None, None] * (wb - wa)[:, None]  # (rows, S, L, w_dim)
+        x = G.synthesis(ws.reshape(rows * steps, G.num_ws, -1))
+        what = "w"
+    else:
+        z = za[:, None] + t[None, :, None] * (zb - za)[:, None]  # (rows, S, z_dim)
+        y = None if ya is None else torch.where(t[None, :].cpu() < 0.5, ya[:, None], yb[:, None]).reshape(-1)
+        x = G(z.reshape(rows * steps, -1), y)
+        what = "z (the label switches half way)"
+    return _figure(x.float(), path, steps, f"interpolation in {what} (each row: one class to the next)")
 
 
 def _figure(images: torch.Tensor, path, nrow: int, title: str) -> Path:
@@ -116,9 +126,10 @@ def _figure(images: torch.Tensor, path, nrow: int, title: str) -> Path:
     return path
 
 
-def write_pictures(G: StyleGAN2Generator, out_dir, seed: int = 0) -> dict[str, Path]:
-    """The three pictures (style mixing, truncation sweep, interpolation) into `out_dir`."""
+def write_pictures(G: GANGenerator, out_dir, seed: int = 0) -> dict[str, Path]:
+    """The truncation sweep, the interpolation and, for a style-based generator, the style-mixing grid,
+    into `out_dir`."""
     out = Path(out_dir)
-    return {"style_mixing": style_mixing_grid(G, out / "style-mixing.png", seed=seed),
-            "truncation": truncation_sweep(G, out / "truncation.png", seed=seed),
+    pics = {"style_mixing": style_mixing_grid(G, out / "style-mixing.png", seed=seed)} if isinstance(G, StyleBased) else {}
+    return {**pics, "truncation": truncation_sweep(G, out / "truncation.png", seed=seed),
             "interpolation": interpolation(G, out / "interpolation.png", seed=seed)}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 
@@ -26,6 +27,23 @@ def clip_weights(module: nn.Module, c: float = 0.01) -> None:
     2017, Algorithm 1, line 7)."""
     for p in module.parameters():
         p.clamp_(-c, c)
+
+
+def orthogonal_penalty(module: nn.Module) -> torch.Tensor:
+    """BigGAN's orthogonal regulariser (Brock et al. 2019, Eq. 3): sum over the weights W of every
+    Linear/Conv layer, viewed as (out, in * k * k), of ||W W^T * (1 - I)||_F^2: it pushes filters towards
+    orthogonality without constraining their norms. Embeddings (the shared class embedding) are left out,
+    as BigGAN's code does; a spectrally normalised layer is regularised on its raw weight. The caller
+    weights it by beta (1e-4). -> scalar"""
+    total = torch.zeros(())
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            raw = m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
+            w = raw.reshape(raw.shape[0], -1)  # (out, fan_in)
+            gram = w @ w.t()  # (out, out)
+            off = gram * (1 - torch.eye(gram.shape[0], device=w.device, dtype=w.dtype))
+            total = total.to(w) + off.pow(2).sum()
+    return total
 
 
 class MinibatchStd(nn.Module):

@@ -27,17 +27,35 @@ def _curves(rows: list[dict], run_dir: Path) -> list[str]:
     return out
 
 
-def write_report(recipe, run_dir, facts: dict, rows: Optional[list[dict]]) -> Path:
-    """`facts`: params_g, params_d, num_ws, steps, seconds_per_step (this process's average)."""
+PICTURES = {  # write_pictures' keys -> (file, caption)
+    "style_mixing": ("style-mixing.png", "Style mixing: coarse styles (the low-resolution layers) from the left "
+                     "column's seeds, fine styles from the top row's."),
+    "truncation": ("truncation.png", "Truncation sweep: each row one class and one z, psi from 0 (the class's mean "
+                   "latent) to 1."),
+    "interpolation": ("interpolation.png", "Interpolation: each row from a sample of one class to a sample of the "
+                      "next."),
+}
+
+
+def _other_regularisers(gc) -> str:
+    """WGAN-GP, drift, orthogonal regularisation and weight clipping, where set: ', name value, ...'."""
+    named = (("WGAN-GP lambda", gc.gp_lambda), ("drift", gc.drift), ("orthogonal beta", gc.ortho),
+             ("weight clipping", gc.clip or 0))
+    return "".join(f", {n} {v:g}" for n, v in named if v > 0)
+
+
+def write_report(recipe, run_dir, facts: dict, rows: Optional[list[dict]], pictures=PICTURES) -> Path:
+    """`facts`: params_g, params_d, steps, seconds_per_step (this process's average); `pictures`: the keys
+    of the pictures written (distill.gan.pictures.write_pictures)."""
     run_dir = Path(run_dir)
     g, ec, gc = recipe.generator, recipe.eval, recipe.gan
     metrics = read_metrics(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").is_file() else []
     reg = ", ".join(f"{n} gamma {v:g}" for n, v in (("R1", gc.r1_gamma), ("R2", gc.r2_gamma)) if v > 0) or "none"
     lines = [f"# GAN report: {recipe.name}", "",
-             f"StyleGAN2-class generator ({facts['params_g'] / 1e6:.2f} M parameters, {facts['num_ws']} style "
-             f"layers, z {g.z_dim}, w {g.w_dim}, width {g.width}..{g.max_width}) against a residual discriminator "
+             f"`{g.kind}` generator ({facts['params_g'] / 1e6:.2f} M parameters, z {g.z_dim}, width "
+             f"{g.width}..{g.max_width}) against a `{recipe.discriminator.kind}` discriminator "
              f"({facts['params_d'] / 1e6:.2f} M parameters); loss `{gc.loss}`, regularisation {reg} every "
-             f"{gc.reg_every} step(s), DiffAugment `{gc.augment or 'none'}`, style mixing p = {g.style_mixing_prob:g}. "
+             f"{gc.reg_every} step(s){_other_regularisers(gc)}, DiffAugment `{gc.augment or 'none'}`. "
              f"{facts['steps']} steps of batch {recipe.train.batch_size} on `{recipe.data.source}` "
              f"({recipe.data.resolution} px, {recipe.data.channels} channel(s))"
              + (f", {facts['seconds_per_step']:.3f} s per step." if facts.get("seconds_per_step") else "."), "",
@@ -52,13 +70,11 @@ def write_report(recipe, run_dir, facts: dict, rows: Optional[list[dict]]) -> Pa
         lines += [f"![samples at psi {r['truncation']:g}](eval/gan-psi{r['truncation']:g}.png)" for r in rows] + [""]
     else:
         lines += ["No evaluation (eval.num_samples = 0).", ""]
-    lines += ["## Pictures", "",
-              "Style mixing: coarse styles (the low-resolution layers) from the left column's seeds, fine styles "
-              "from the top row's.", "", "![style mixing](pictures/style-mixing.png)", "",
-              "Truncation sweep: each row one class and one z, psi from 0 (the class's mean w) to 1.", "",
-              "![truncation](pictures/truncation.png)", "",
-              "Interpolation in w: each row from a sample of one class to a sample of the next.", "",
-              "![interpolation](pictures/interpolation.png)", "", "## Training", "",
+    lines += ["## Pictures", ""]
+    for key in pictures:
+        file, caption = PICTURES[key]
+        lines += [caption, "", f"![{key.replace('_', ' ')}](pictures/{file})", ""]
+    lines += ["## Training", "",
               *_curves(metrics, run_dir),
               "Sample grids during training: `samples/`; metrics: `metrics.jsonl` (`distill doctor` reads them)."]
     path = run_dir / "report.md"

@@ -1,13 +1,16 @@
-"""Train the StyleGAN2-class GAN on the training engine (distill.engine.trainer).
+"""Train a GAN of any kind (distill.gan.architectures) on the training engine (distill.engine.trainer).
 
 Per optimizer step (global batch B, every random tensor drawn for the whole batch from
 rng(seed, "gan", step) and sharded, so a resumed run repeats an uninterrupted one exactly):
 
-  D step:  x ~ data (labels y), fake = G(z_d, y) (no grad; styles of z2_d from a random layer on,
-           with probability style_mixing_prob); logits of DiffAugment(x), DiffAugment(fake);
-           L_D = d_loss(real, fake) + w1/2 R1(x) + w2/2 R2(fake), with w = lazy_weight(gamma, reg_every, step)
-  G step:  fake = G(z_g, y) (updates the per-class w_avg); L_G = g_loss(D(fake)), or for the
-           relativistic pairing loss g_loss(D(fake), D(x)) (R3GAN, Eq. 2)
+  growth:  networks with a growth schedule (Progressive GAN) are told the step first
+  D step:  x ~ data (labels y), fake = G(z_d, y; draws_d) (no grad; the generator's own randomness,
+           e.g. StyleGAN's mixing latents and noise maps); logits of DiffAugment(x), DiffAugment(fake);
+           L_D = d_loss(real, fake) + w1/2 R1(x) + w2/2 R2(fake) (w = lazy_weight(gamma, reg_every, step))
+                 + lambda GP(x_hat) (WGAN-GP) + eps_drift D(x)^2 (Progressive GAN);
+           then WGAN's weight clipping of D, if set
+  G step:  fake = G(z_g, y; draws_g) (updates running statistics such as w_avg); L_G = g_loss(D(fake)), or
+           for the relativistic pairing loss g_loss(D(fake), D(x)) (R3GAN, Eq. 2); + beta R_ortho(G) (BigGAN)
   then the engine: LR schedules, the generator's EMA, logs, sample grids + monitor (EMA weights),
   checkpoints. At the end the EMA generator is exported (`generator/`), pictured, evaluated, and
   report.md is written.
@@ -28,22 +31,31 @@ from ..engine.accelerator import micro_batch_size
 from ..engine.optim import grad_norm, make_ema, make_lr_scheduler
 from ..engine.randomness import EpochSampler, rng, shard
 from ..engine.trainer import Engine, Trainer
-from .discriminator import ResidualDiscriminator
-from .generator import StyleGAN2Generator
-from .losses import get_adv_loss, lazy_weight, r1_penalty, r2_penalty
+from .architectures import GANDiscriminator, GANGenerator, Growing, discriminator_class, generator_class
+from .losses import drift_penalty, get_adv_loss, gradient_penalty, lazy_weight, r1_penalty, r2_penalty
 from .pictures import class_grid
+from .regularizers import clip_weights, orthogonal_penalty
 
 PENALTIES = {"r1": r1_penalty, "r2": r2_penalty}
 
 
-def build_networks(recipe, num_classes: int) -> tuple[StyleGAN2Generator, ResidualDiscriminator]:
-    g, d, data = recipe.generator, recipe.discriminator, recipe.data
-    G = StyleGAN2Generator(resolution=data.resolution, channels=data.channels, num_classes=num_classes,
-                           z_dim=g.z_dim, w_dim=g.w_dim, mapping_layers=g.mapping_layers,
-                           mapping_lr_mul=g.mapping_lr_mul, width=g.width, max_width=g.max_width,
-                           w_avg_beta=g.w_avg_beta)
-    D = ResidualDiscriminator(data.resolution, data.channels, num_classes, d.width, d.max_width, d.mbstd_group)
+def build_networks(recipe, num_classes: int) -> tuple[GANGenerator, GANDiscriminator]:
+    """The recipe's generator and discriminator kinds, built from its sections."""
+    G = generator_class(recipe.generator.kind).from_recipe(recipe, num_classes)
+    D = discriminator_class(recipe.discriminator.kind).from_recipe(recipe, num_classes)
     return G, D
+
+
+def trainable(module: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters an optimizer steps: all but frozen ones (a projected discriminator's backbone)."""
+    return [p for p in module.parameters() if p.requires_grad]
+
+
+def set_step(models, step: int) -> None:
+    """Tell every network with a growth schedule (Progressive GAN) the step it is at."""
+    for m in models:
+        if isinstance(m, Growing):
+            m.set_step(step)
 
 
 def num_params(module: torch.nn.Module) -> int:
@@ -80,7 +92,7 @@ class GANTrainer(Trainer):
         self.ema = make_ema(G.parameters(), tc)
         betas = (tc.adam_beta1, tc.adam_beta2)
         opt_g = torch.optim.AdamW(G.parameters(), lr=tc.learning_rate, betas=betas, weight_decay=tc.weight_decay)
-        opt_d = torch.optim.AdamW(D.parameters(), lr=tc.lr_d or tc.learning_rate, betas=betas,
+        opt_d = torch.optim.AdamW(trainable(D), lr=tc.lr_d or tc.learning_rate, betas=betas,
                                   weight_decay=tc.weight_decay)
         self.sched = {"g": make_lr_scheduler(opt_g, tc), "d": make_lr_scheduler(opt_d, tc)}
         self.schedulers = list(self.sched.values())
@@ -104,7 +116,8 @@ class GANTrainer(Trainer):
         G, D = self.models["generator"], self.models["discriminator"]
         return {"dataset_size": len(self.data), "processes": self.engine.accelerator.num_processes,
                 "batch_size": self.tc.batch_size, "num_classes": self.num_classes, "params_g": num_params(G),
-                "params_d": num_params(D), "num_ws": G.num_ws}
+                "params_d": num_params(D), "generator": self.recipe.generator.kind,
+                "discriminator": self.recipe.discriminator.kind}
 
     # ------------------------------------------------------------------------------------------
     # one step
@@ -112,27 +125,31 @@ class GANTrainer(Trainer):
     def draw(self, step: int) -> dict:
         """Every random tensor of the global batch for `step`, sharded to this process."""
         tc, G = self.tc, self.models["generator"]
-        B, L, zd = tc.batch_size, G.num_ws, G.config.z_dim
+        B, zd = tc.batch_size, G.config.z_dim
         g = rng(tc.seed, "gan", step)
         out = {}
         for phase in ("d", "g"):
             out[f"z_{phase}"] = torch.randn(B, zd, generator=g)
-            out[f"z2_{phase}"] = torch.randn(B, zd, generator=g)
-            mix = torch.rand(B, generator=g) < self.recipe.generator.style_mixing_prob
-            out[f"cut_{phase}"] = torch.where(mix, torch.randint(1, L, (B,), generator=g), torch.full((B,), L))
-            out[f"noise_{phase}"] = [torch.randn(B, 1, r, r, generator=g) for r in G.noise_resolutions()]
+            out[f"draws_{phase}"] = G.training_draws(B, g)
         out["u"] = torch.rand(B, 4, NUM_RANDOM, generator=g)  # DiffAugment: real (D), fake (D), fake (G), real (G)
+        out["gp_eps"] = torch.rand(B, generator=g)  # WGAN-GP's interpolation weights
         acc = self.engine.accelerator
         P, rank, dev = acc.num_processes, acc.process_index, acc.device
-        return {k: [shard(t, rank, P).to(dev) for t in v] if isinstance(v, list) else shard(v, rank, P).to(dev)
-                for k, v in out.items()}
+
+        def local(v):
+            if isinstance(v, dict):
+                return {k: local(t) for k, t in v.items()}
+            if isinstance(v, list):
+                return [local(t) for t in v]
+            return shard(v, rank, P).to(dev)
+
+        return local(out)
 
     def augment(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return diff_augment(x, u, self.gc.augment) if self.gc.augment else x
 
-    def fake(self, b: dict, phase: str, y, update_w_avg: bool = False) -> torch.Tensor:
-        return self.G(b[f"z_{phase}"], y, noise=b[f"noise_{phase}"], mix_z=b[f"z2_{phase}"],
-                      mix_cutoff=b[f"cut_{phase}"], update_w_avg=update_w_avg)
+    def fake(self, b: dict, phase: str, y, update_stats: bool = False) -> torch.Tensor:
+        return self.G(b[f"z_{phase}"], y, draws=b[f"draws_{phase}"], update_stats=update_stats)
 
     def _apply(self, opt, model, loss: torch.Tensor) -> torch.Tensor:
         """Backward, gradient norm (logged), optional clipping, optimizer step. -> the norm"""
@@ -141,7 +158,7 @@ class GANTrainer(Trainer):
         acc.backward(loss)
         norm = grad_norm([model])
         if self.tc.max_grad_norm is not None:
-            acc.clip_grad_norm_(model.parameters(), self.tc.max_grad_norm)
+            acc.clip_grad_norm_(trainable(model), self.tc.max_grad_norm)
         opt.step()
         return norm
 
@@ -152,6 +169,7 @@ class GANTrainer(Trainer):
         P, rank, dev = acc.num_processes, acc.process_index, acc.device
         real = shard(real, rank, P).to(dev)
         y = shard(y, rank, P).to(dev) if (y is not None and self.num_classes) else None
+        set_step(self.models.values(), step)
         b = self.draw(step)
         u = b["u"]
 
@@ -170,20 +188,33 @@ class GANTrainer(Trainer):
                 pen = PENALTIES[name](logits, inputs)  # (B,)
                 total = total + weights[name] / 2 * pen
                 self.penalties[name] = pen.mean().detach()
+        if gc.gp_lambda > 0:  # Eq. 3, Gulrajani et al. 2017
+            gp = gradient_penalty(lambda x: self.D(x, y).float(), real, fake, eps=b["gp_eps"])  # (B,)
+            total = total + gc.gp_lambda * gp
+            self.penalties["gp"] = gp.mean().detach()
+        if gc.drift > 0:  # App. A.1, Karras et al. 2018
+            total = total + gc.drift * drift_penalty(real_logits)
         grad_norm_d = self._apply(self.opt_d, self.D, total.mean())
+        if gc.clip is not None:  # Algorithm 1, line 7, Arjovsky et al. 2017
+            clip_weights(self.models["discriminator"], gc.clip)
         acc_real, acc_fake = adv.accuracy(real_logits, fake_logits)
 
         # ---- generator: L_G (paired losses compare with D's logits of the real batch)
         self.D.requires_grad_(False)
         try:
-            fake_g_logits = self.D(self.augment(self.fake(b, "g", y, update_w_avg=True), u[:, 2]), y).float()
+            fake_g_logits = self.D(self.augment(self.fake(b, "g", y, update_stats=True), u[:, 2]), y).float()
             if adv.paired:
                 with torch.no_grad():
                     real_g_logits = self.D(self.augment(real, u[:, 3]), y).float()
                 loss_g = adv.g_loss(fake_g_logits, real_g_logits)
             else:
                 loss_g = adv.g_loss(fake_g_logits)
-            grad_norm_g = self._apply(self.opt_g, self.G, loss_g.mean())
+            total_g = loss_g.mean()
+            if gc.ortho > 0:  # Eq. 3, Brock et al. 2019
+                ortho = orthogonal_penalty(self.models["generator"])
+                total_g = total_g + gc.ortho * ortho
+                self.penalties["ortho"] = ortho.detach()
+            grad_norm_g = self._apply(self.opt_g, self.G, total_g)
         finally:
             self.D.requires_grad_(True)
         return {"loss_d": loss_d.mean().detach(), "loss_g": loss_g.mean().detach(),
@@ -220,21 +251,22 @@ class GANTrainer(Trainer):
         if not engine.is_main:
             return
         raw = self.models["generator"]
+        set_step([raw], engine.step)
         final = copy.deepcopy(raw).eval()
         self.ema.copy_to(final.parameters())
         final.save_pretrained(str(engine.run_dir / "generator"))
         from .pictures import write_pictures
         from .report import write_report
 
-        write_pictures(final, engine.run_dir / "pictures", seed=self.tc.seed)
+        pictures = write_pictures(final, engine.run_dir / "pictures", seed=self.tc.seed)
         rows = None
         if recipe.eval.num_samples > 0:
             from .evaluate import evaluate_generator
 
             rows = evaluate_generator(final, recipe.eval, recipe.data, engine.run_dir / "eval", self.extractor)
         facts = {"params_g": num_params(final), "params_d": num_params(self.models["discriminator"]),
-                 "num_ws": final.num_ws, "steps": engine.step, "seconds_per_step": self.seconds_per_step()}
-        write_report(recipe, engine.run_dir, facts, rows)
+                 "kinds": (recipe.generator.kind, recipe.discriminator.kind), "steps": engine.step, "seconds_per_step": self.seconds_per_step()}
+        write_report(recipe, engine.run_dir, facts, rows, pictures)
         from ..cards import gan_card, hardware, run_facts
 
         wall, steps, _ = run_facts(engine.run_dir)
