@@ -85,6 +85,10 @@ class LoopConfig:
     checkpoints_total_limit: Optional[int] = ranged(2, ge=1)  # keep the newest N; null: all
     resume_from_checkpoint: Optional[str] = None  # a checkpoint folder or "latest"
     interrupt_at: Optional[int] = ranged(None, ge=1)  # stop after this step with a checkpoint, as a pre-empted job would
+    # a wall-clock budget: training ends (checkpoint, export, evaluation, as at max_steps) at the first step at which
+    # this many minutes of training have passed, summed over resumes (set-up, samples and checkpoints count); for
+    # comparisons at equal training time. null: max_steps only
+    max_minutes: Optional[float] = ranged(None, gt=0)
 
 
 @dataclass

@@ -136,6 +136,23 @@ def _tensors(obj) -> list:
     return []
 
 
+def test_max_minutes_ends_training_and_still_exports(tmp_path, monkeypatch):
+    """train.max_minutes: training ends at the first step at which the budget is spent (here after 3 steps of a
+    clock that advances 15 s per reading: set-up, then one per step), with a checkpoint holding the time spent, then exports as at max_steps;
+    resumed with the budget spent, it trains no further."""
+    import distill.engine.trainer as engine_module
+
+    clock = iter(range(0, 100000, 15))
+    monkeypatch.setattr(engine_module, "_now", lambda: float(next(clock)))
+    run_dir = run(tmp_path, max_minutes=1.0, max_steps=50, checkpoint_every=50)
+    state = json.loads((run_dir / "checkpoints" / "checkpoint-3" / "state.json").read_text())
+    assert state["step"] == 3 and state["trained_seconds"] >= 60
+    assert (run_dir / "generator" / "config.json").is_file() and (run_dir / "samples" / "step-0000003.png").is_file()
+    assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl") if "loss_d" in r] == [1, 2, 3]
+    again = run(tmp_path, max_minutes=1.0, max_steps=50, checkpoint_every=50, resume_from_checkpoint="latest")
+    assert again == run_dir and not (run_dir / "checkpoints" / "checkpoint-4").exists()
+
+
 def test_sample_command_draws_a_class_grid(tmp_path):
     run_dir = run(tmp_path, max_steps=2)
     out = tmp_path / "grid.png"

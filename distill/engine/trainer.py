@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -34,6 +35,11 @@ from .run_dir import MetricsLog, check_output_dir, prepare_run_dir
 
 
 logger = get_logger(__name__)
+
+
+def _now() -> float:
+    """The clock of train.max_minutes (monotonic seconds)."""
+    return time.monotonic()
 
 
 def progress(total: int, initial: int, enabled: bool, desc: str):
@@ -120,6 +126,8 @@ class Engine:
         self.last_checkpoint: Optional[Path] = None
         self.trainer: Optional[Trainer] = None
         self._deferred: dict = {}
+        self.trained_seconds = 0.0  # wall time of training so far, over resumes (train.max_minutes)
+        self._since: Optional[float] = None  # when this process's share of trained_seconds started
 
     def logs_at(self, step: int) -> bool:
         """Whether the step that ends at `step` writes a metrics row."""
@@ -135,12 +143,29 @@ class Engine:
         self._deferred = {k: states[k] for k in owned if k in states}
         self.resumed_state = load_checkpoint(self.resume, models, {k: v for k, v in states.items() if k not in owned})
         self.step = self.resumed_state["step"]
+        self.trained_seconds = float(self.resumed_state.get("trained_seconds", 0.0))
         logger.info(f"resumed from {self.resume} at step {self.step}")
         return self.step
 
+    def elapsed(self) -> float:
+        """Seconds of training so far, summed over resumes."""
+        return self.trained_seconds + (_now() - self._since if self._since is not None else 0.0)
+
+    def out_of_time(self) -> bool:
+        """Whether train.max_minutes is spent; the main process decides for all (clocks differ)."""
+        if self.tc.max_minutes is None:
+            return False
+        spent = torch.tensor(float(self.elapsed() >= 60 * self.tc.max_minutes), device=self.device)
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast
+
+            spent = broadcast(spent, from_process=0)
+        return bool(spent.item())
+
     def save(self, trainer: Trainer) -> Optional[Path]:
+        extra = {**trainer.checkpoint_extra(), "trained_seconds": round(self.elapsed(), 3)}
         path = save_all(self.accelerator, self.run_dir, self.step, trainer.models, trainer.states, trainer.owners,
-                        total_limit=self.tc.checkpoints_total_limit, extra=trainer.checkpoint_extra())
+                        total_limit=self.tc.checkpoints_total_limit, extra=extra)
         if path is not None:
             self.last_checkpoint = path
         return path
@@ -163,6 +188,7 @@ class Engine:
     def fit(self, trainer: Trainer) -> Path:
         acc, tc, run_dir = self.accelerator, self.tc, self.run_dir
         self.trainer = trainer
+        self._since = _now()
         trainer.setup(self)  # bad data or teacher: a one-line error before anything in the run folder changes
         use_threads(tc.num_threads, list(trainer.models.values()), say=logger.info)  # knowing the network's size
         if self.is_main and self.prepare_dir:
@@ -178,7 +204,10 @@ class Engine:
                 log.log(0, **head, mixed_precision=acc.mixed_precision)
         bar = progress(tc.max_steps, self.step, acc.is_local_main_process, f"{trainer.name} {self.recipe.name}")
         clock = StepClock(self.step, tc.max_steps) if self.is_main else None
-        while self.step < tc.max_steps:
+        last = tc.max_steps  # the final step: max_steps, or the step at which train.max_minutes ran out
+        if self.step < last and self.out_of_time():  # resumed with the budget already spent
+            last = self.step
+        while self.step < last:
             metrics = trainer.step(self.step)
             self._check_finite(self.step, metrics)
             for s in trainer.schedulers:
@@ -190,8 +219,12 @@ class Engine:
             step = self.step
             if clock is not None and clock.tick(step):
                 self.project(trainer, clock.seconds_per_step())
+            if step < last and self.out_of_time():
+                last = step
+                logger.info(f"train.max_minutes ({tc.max_minutes:g}) spent at step {step} of {tc.max_steps}: "
+                            "training ends here")
 
-            if self.logs_at(step):
+            if self.logs_at(step) or step == last:
                 vals = {k: acc.reduce(_scalar(metrics[k]).to(self.device), reduction="mean").item()
                         for k in sorted(metrics)}
                 vals.update(trainer.log_extras())
@@ -199,12 +232,12 @@ class Engine:
                 post = trainer.postfix(vals)
                 if post:
                     bar.set_postfix(**post)
-            if self.is_main and (step % tc.sample_every == 0 or step == tc.max_steps):
+            if self.is_main and (step % tc.sample_every == 0 or step == last):
                 out = self._sample(trainer, step)
                 if out:
                     self._log(log, step, out)
             interrupted = tc.interrupt_at is not None and step >= tc.interrupt_at
-            if step % tc.checkpoint_every == 0 or step == tc.max_steps or interrupted:
+            if step % tc.checkpoint_every == 0 or step == last or interrupted:
                 self.save(trainer)
             if interrupted:
                 bar.close()
