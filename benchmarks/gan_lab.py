@@ -37,6 +37,10 @@ CONFIGS = [
     ("ns + mbdisc", "ns", ["mbdisc"]),
     ("rpgan", "rpgan", []),
     ("r3gan (rpgan + r1 + r2)", "rpgan", ["r1", "r2"]),
+    # the task: gan kinds' defaults (distill.gan.architectures): Progressive GAN, BigGAN
+    ("wgan-gp + drift (Progressive GAN)", "wgan", ["gp", "drift"]),
+    ("hinge + sn (BigGAN's D)", "hinge", ["sn"]),
+    ("hinge + sn + ortho (BigGAN)", "hinge", ["sn", "ortho"]),
 ]
 CHECKPOINTS = (1000, 5000, 10000)
 

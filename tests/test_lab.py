@@ -54,11 +54,14 @@ def test_bad_names_raise_one_line_errors():
         resolve(LabConfig(dataset="moons"))
     assert resolve(LabConfig(loss="wgan-gp", reg=["sn"])) == ("wgan", ["sn", "gp"])
     assert resolve(LabConfig(loss="r3gan")) == ("rpgan", ["r1", "r2"])
+    assert resolve(LabConfig(loss="progan")) == ("wgan", ["gp", "drift"])
+    assert resolve(LabConfig(loss="biggan")) == ("hinge", ["sn", "ortho"])
     assert cli_main(["lab", "--loss", "bogus", "--out", "/nonexistent/never"]) == 2
 
 
 @pytest.mark.parametrize("loss,reg", [("saturating", ["mbdisc"]), ("wgan-clip", []), ("lsgan", ["r1", "sn"]),
-                                      ("hinge", ["mbstd", "gp"]), ("r3gan", []), ("rpgan", ["r2"])])
+                                      ("hinge", ["mbstd", "gp"]), ("r3gan", []), ("rpgan", ["r2"]), ("progan", []),
+                                      ("biggan", [])])
 def test_every_loss_and_regulariser_runs(loss, reg):
     torch.set_num_threads(1)
     res = train_lab(LabConfig(loss=loss, reg=reg, steps=20, eval_every=10, progress=False, batch_size=32,
@@ -68,6 +71,8 @@ def test_every_loss_and_regulariser_runs(loss, reg):
     for name in ("r1", "r2"):
         if name in reg or loss == "r3gan":
             assert res.rows[-1][name] >= 0
+    implied = {"progan": ("gp", "drift"), "biggan": ("ortho",)}.get(loss, ())
+    assert all(res.rows[-1][name] > 0 for name in implied)  # the penalty was computed and logged
     if loss.startswith(("r3gan", "rpgan")):  # pairwise accuracy: the same for real and fake
         assert all(r["d_acc_real"] == r["d_acc_fake"] for r in res.rows[1:])
 

@@ -16,9 +16,10 @@ def add_arguments(p):
     p.add_argument("--dataset", default=d.dataset, help="ring (8 Gaussians), grid (5x5), gmm1d (1-D, 2 modes)")
     p.add_argument("--loss", default=d.loss,
                    help="ns, saturating (alias minimax), hinge, lsgan, wgan, wgan-gp, wgan-clip, rpgan (relativistic "
-                        "pairing), r3gan (= rpgan with r1 and r2)")
+                        "pairing), r3gan (= rpgan with r1 and r2), progan (= wgan with gp and drift), biggan (= hinge "
+                        "with sn and ortho)")
     p.add_argument("--reg", default="none",
-                   help="comma-separated: none, r1, r2, gp, clip, sn, mbstd, mbdisc (e.g. sn,r1)")
+                   help="comma-separated: none, r1, r2, gp, clip, drift, sn, ortho (on G), mbstd, mbdisc (e.g. sn,r1)")
     p.add_argument("--steps", type=positive_int, default=d.steps)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--lr", type=positive_float, default=d.lr, help="generator learning rate")
@@ -31,6 +32,8 @@ def add_arguments(p):
     p.add_argument("--r2-gamma", type=non_negative_float, default=d.r2_gamma, help="default: --r1-gamma")
     p.add_argument("--gp-lambda", type=non_negative_float, default=d.gp_lambda)
     p.add_argument("--clip", type=positive_float, default=d.clip, help="weight clipping range for --reg clip")
+    p.add_argument("--drift", type=non_negative_float, default=d.drift, help="weight of D(x)^2 for --reg drift")
+    p.add_argument("--ortho", type=non_negative_float, default=d.ortho, help="weight of G's orthogonal regulariser")
     p.add_argument("--eval-every", type=positive_int, default=d.eval_every)
     p.add_argument("--min-count", type=non_negative_int, default=d.min_count,
                    help="samples within 3 std (of 2500) for a mode to count as captured")

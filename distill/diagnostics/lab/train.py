@@ -22,8 +22,8 @@ from torch import nn
 
 from ...errors import DistillError
 from ...engine.optim import grad_norm
-from ...gan.losses import ADV_LOSSES, gradient_penalty, r1_penalty, r2_penalty
-from ...gan.regularizers import MINIBATCH_LAYERS, apply_spectral_norm, clip_weights
+from ...gan.losses import ADV_LOSSES, drift_penalty, gradient_penalty, r1_penalty, r2_penalty
+from ...gan.regularizers import MINIBATCH_LAYERS, apply_spectral_norm, clip_weights, orthogonal_penalty
 from ...engine.run_dir import MetricsLog
 from .toy import DATASETS, ToyDataset, count_modes, get_dataset
 
@@ -49,6 +49,8 @@ class LabConfig:
     r2_gamma: Optional[float] = None  # loss_d += gamma / 2 * R2; None: r1_gamma (R3GAN uses one gamma)
     gp_lambda: float = 10.0  # loss_d += lambda * GP
     clip: float = 0.01  # weight clipping range
+    drift: float = 0.001  # loss_d += drift * D(x)^2 (Progressive GAN)
+    ortho: float = 1e-4  # loss_g += ortho * R_ortho(G) (BigGAN)
     eval_every: int = 100
     eval_samples: int = 2500
     min_count: int = 20  # samples within 3 std for a mode to count as captured
@@ -58,8 +60,10 @@ class LabConfig:
 
 
 # r3gan: the relativistic pairing loss with R1 and R2 (Huang et al. 2024)
+# progan: WGAN-GP with the drift term (Karras et al. 2018); biggan: hinge, spectral norm in D, orthogonal G (Brock et al.)
 LOSS_ALIASES = {"wgan-gp": ("wgan", ["gp"]), "wgan-clip": ("wgan", ["clip"]), "minimax": ("saturating", []),
-                "r3gan": ("rpgan", ["r1", "r2"])}
+                "r3gan": ("rpgan", ["r1", "r2"]), "progan": ("wgan", ["gp", "drift"]),
+                "biggan": ("hinge", ["sn", "ortho"])}
 
 
 @dataclass
@@ -71,6 +75,7 @@ class Regularizer:
     penalty: Optional[Callable] = None  # (cfg, D, real, real_logits, fake, fake_logits) -> (B,), logged under its name
     weight: Callable[[LabConfig], float] = lambda cfg: 1.0  # loss_d += weight * penalty.mean()
     after_d_step: Optional[Callable[[LabConfig, nn.Module], None]] = None
+    g_penalty: Optional[Callable[[nn.Module], torch.Tensor]] = None  # G -> scalar; loss_g += weight * it
 
 
 REGULARIZERS: dict[str, Regularizer] = {
@@ -83,6 +88,10 @@ REGULARIZERS: dict[str, Regularizer] = {
     # Gulrajani et al. 2017, Eq. 3: lambda * E (||grad D(x_hat)|| - 1)^2
     "gp": Regularizer(penalty=lambda cfg, D, x, rl, f, fl: gradient_penalty(D, x, f), weight=lambda cfg: cfg.gp_lambda),
     "clip": Regularizer(after_d_step=lambda cfg, D: clip_weights(D, cfg.clip)),
+    # Karras et al. 2018, App. A.1: eps_drift * E D(x)^2
+    "drift": Regularizer(penalty=lambda cfg, D, x, rl, f, fl: drift_penalty(rl), weight=lambda cfg: cfg.drift),
+    # Brock et al. 2019, Eq. 3: beta * sum_W ||W W^T * (1 - I)||_F^2 over G's weights
+    "ortho": Regularizer(g_penalty=orthogonal_penalty, weight=lambda cfg: cfg.ortho),
     "sn": Regularizer(build=apply_spectral_norm),
     "mbstd": Regularizer(minibatch="mbstd"),
     "mbdisc": Regularizer(minibatch="mbdisc"),
@@ -163,6 +172,7 @@ def train_lab(cfg: LabConfig) -> LabResult:
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr * cfg.d_lr_mult, betas=(cfg.beta1, cfg.beta2))
     penalties = [(r, REGULARIZERS[r]) for r in regs if REGULARIZERS[r].penalty]
     post = [REGULARIZERS[r].after_d_step for r in regs if REGULARIZERS[r].after_d_step]
+    g_penalties = [(r, REGULARIZERS[r]) for r in regs if REGULARIZERS[r].g_penalty]
     need_r1, need_r2 = "r1" in regs, "r2" in regs
 
     out = Path(cfg.out) if cfg.out else None
@@ -185,7 +195,7 @@ def train_lab(cfg: LabConfig) -> LabResult:
     grid = sorted({*range(0, cfg.steps, cfg.eval_every), cfg.steps})  # evaluation steps
     snap_steps = {grid[round(i * (len(grid) - 1) / 4)] for i in range(5)}  # 5 snapshots for the plot
     acc = {k: 0.0 for k in ["loss_d", "loss_g", "d_acc_real", "d_acc_fake", "grad_norm_d", "grad_norm_g",
-                            *(r for r, _ in penalties)]}
+                            *(r for r, _ in penalties), *(r for r, _ in g_penalties)]}
     n_acc = 0
 
     def evaluate(step: int) -> dict:
@@ -241,8 +251,13 @@ def train_lab(cfg: LabConfig) -> LabResult:
             loss_g = adv.g_loss(fl_g, rl_g).mean()
         else:
             loss_g = adv.g_loss(fl_g).mean()
+        total_g = loss_g
+        for name, reg in g_penalties:
+            pen = reg.g_penalty(G)
+            total_g = total_g + reg.weight(cfg) * pen
+            acc[name] += float(pen.detach())
         opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
+        total_g.backward()
         gn_g = float(grad_norm([G]))
         opt_g.step()
 
