@@ -3,7 +3,7 @@ sets it up (no run folder, no evaluation), then steps are timed as the engine ru
 which lazy R1/R2 runs (every gan.reg_every) is timed apart from the others, and the two are
 combined into the mean step time.
 
-    OMP_NUM_THREADS=1 python benchmarks/gan_step.py recipes/gan-mnist.yaml \
+    OMP_NUM_THREADS=1 python benchmarks/gan_step.py recipes/gan-stylegan2-mnist.yaml \
         data.source=../shared/data/mnist/mnist_full.npz --steps 5 --minutes 50
 
 Prints parameter counts, seconds per step and what a budget of --minutes buys (steps, images, epochs).
