@@ -3,8 +3,8 @@ on the frozen teacher features (the MNIST recipe's discriminator) are trained fo
 separate real MNIST images from the student's outputs at the chosen student timesteps, then scored
 (hinge loss; 2.0 = chance, lower = separates) on held-out batches at each student timestep.
 
-  python benchmarks/disc_probe.py --student runs/mnist-dmd/pipeline --train-timesteps 999
-  python benchmarks/disc_probe.py --student runs/mnist-dmd/pipeline --train-timesteps 999 749 499 249
+  python benchmarks/disc_probe.py --student runs/mnist-dmd --train-timesteps 999
+  python benchmarks/disc_probe.py --student runs/mnist-dmd --train-timesteps 999 749 499 249
 
 Writes benchmarks/results/disc_probe.json (one entry per --train-timesteps setting).
 """
@@ -24,7 +24,7 @@ from distill.config import load_recipe  # noqa: E402
 from distill.data import load_images  # noqa: E402
 from distill.discriminator import Discriminator, build_backbone  # noqa: E402
 from distill.gan.losses import get_adv_loss  # noqa: E402
-from distill.diffusion.pipelines import DistillPipeline  # noqa: E402
+from distill.diffusion.pipelines import DistillPipeline, exported_pipeline  # noqa: E402
 from distill.diffusion.sampling import null_label  # noqa: E402
 from distill.diffusion.denoiser import Denoiser  # noqa: E402
 from distill.diffusion.teachers import load_teacher, resolve_teacher_path  # noqa: E402
@@ -59,7 +59,7 @@ def main():
     tp = load_teacher(resolve_teacher_path(dc.teacher))
     teacher = tp.unet.eval().requires_grad_(False)
     ns = DDPMScheduler.from_config(tp.scheduler.config)
-    student = Denoiser.from_scheduler(DistillPipeline.from_pretrained(a.student).unet.eval().requires_grad_(False), ns)
+    student = Denoiser.from_scheduler(DistillPipeline.from_pretrained(str(exported_pipeline(a.student))).unet.eval().requires_grad_(False), ns)
     data = load_images(dataclasses.replace(recipe.data, resolution=teacher.config.sample_size,
                                            channels=teacher.config.in_channels))
     disc = Discriminator(build_backbone("teacher", teacher, ns), null_label(teacher), dsc.head_channels,

@@ -4,10 +4,10 @@ setting scored), then the prose. Every number comes from the run's own files (it
 `metrics.jsonl`); the facts machines read back sit under the card's `distill` key (`training_seconds`,
 which `distill bench compare` uses), so nothing is parsed out of prose.
 
-`teacher_card` is written beside a teacher's exported pipeline (and by scripts/ship_teacher.py),
-`student_card` beside a distilled student's, `gan_card` beside a GAN's exported generator,
-`translator_card` in a pix2pix / CycleGAN run folder;
-`ModelCard.load(folder / "README.md")` reads each.
+Each export sits at its run folder (diffusers' layout) and its card is the folder's README.md: `teacher_card`
+(also by scripts/ship_teacher.py), `student_card` (pixel students), `latent_student_card` (SD, SDXL, SD3, Flux
+students), `gan_card`, `translator_card`; `classifier_card` is `<classifier>.md` beside an evaluation
+classifier's safetensors. `ModelCard.load(path)` reads each.
 """
 
 from __future__ import annotations
@@ -142,8 +142,63 @@ def student_card(recipe, unet, rows: list[dict], teacher_best: dict, wall_second
                       base_model=hub_id(teacher))
 
 
+def latent_student_card(recipe, pipeline_class: str, timing: dict, grid: str, wall_seconds: Optional[float],
+                        steps: Optional[int], hardware: str):
+    """The card of a latent student (a pipeline of its teacher's class): base_model = the teacher where that is a
+    Hub id, text-to-image; `timing`: seconds per grid column of the report, `grid`: its picture (relative)."""
+    sc, teacher, k = recipe.sd, recipe.distill.teacher, len(recipe.distill.student_timesteps)
+    wall = f", wall time {wall_seconds / 60:.1f} min" if wall_seconds else ""
+    dtype = "" if sc.export_dtype == "float32" else f", torch_dtype=torch.{sc.export_dtype}"
+    how = f"LoRA rank {sc.lora_rank}, fused" if sc.lora_rank else "full fine-tuning"
+    body = [f"A {k}-timestep text-to-image student (diffusers `{pipeline_class}`, {how}) distilled with distill "
+            f"from `{teacher}` (adversarial distillation, {sc.input} input), sampled in 1 to 4 steps without guidance.",
+            "", f"- recipe: `recipe.yaml` of the run (task sd-distill; data `{recipe.data.source}`)",
+            f"- training: {steps} steps of batch {recipe.train.batch_size}{wall} ({hardware})",
+            f"- load: `diffusers.{pipeline_class}.from_pretrained(path{dtype})`, then "
+            "`pipe(prompt, num_inference_steps=1, guidance_scale=0.0)`",
+            *([f"- the adapter alone: `lora/`, `pipe.load_lora_weights(path + \"/lora\")` on the teacher"]
+              if sc.lora_rank else []), "", f"![student vs teacher]({grid})", "",
+            "| grid column | seconds (CPU, includes prompt encoding) |", "|---|---|",
+            *[f"| {c} | {s:.2f} |" for c, s in timing.items()]]
+    facts = {"task": "sd-distill", "teacher": teacher, "pipeline": pipeline_class,
+             "student_timesteps": list(recipe.distill.student_timesteps), "lora_rank": sc.lora_rank,
+             "training_steps": steps, "batch_size": recipe.train.batch_size, "export_dtype": sc.export_dtype,
+             "training_seconds": round(wall_seconds, 1) if wall_seconds else None, "hardware": hardware,
+             "data": recipe.data.source}
+    return build_card(f"distill student: {recipe.name}", body, rows=[], data_source=recipe.data.source, split="",
+                      tags=["distillation", "few-step", "text-to-image", pipeline_class], facts=facts,
+                      base_model=hub_id(teacher), pipeline_tag="text-to-image", results=[])
+
+
+def classifier_card(info: dict):
+    """The card of an evaluation classifier (`distill classifier train`; `info`: the .json written beside it): the
+    test accuracy as its model-index, its training facts under `distill`, then the facts as a table."""
+    from huggingface_hub import EvalResult
+
+    name, acc = hub_id(info["data"]) or Path(info["data"]).name, info["test_accuracy"]
+    results = [EvalResult(task_type="image-classification", dataset_type=name, dataset_name=name,
+                          dataset_split=info["eval_split"], metric_type="accuracy", metric_value=round(float(acc), 4),
+                          metric_name=f"accuracy, {info['eval_split']} split")] if acc is not None else []
+    table = {"data": info["data"], "train split": f"{info['split']} ({info['train_size']} images)",
+             "test accuracy": (f"{acc:.4f} on '{info['eval_split']}' ({info['test_size']} images)" if acc is not None
+                               else f"none ({info['eval_note']})"),
+             "classes": f"{info['num_classes']}: {', '.join(map(str, info['classes']))}",
+             "channels": info["channels"], "resolution": info["resolution"], "steps": info["steps"],
+             "batch size": info["batch_size"], "learning rate": info["learning_rate"], "seed": info["seed"],
+             "train accuracy": f"{info['train_accuracy']:.4f}", "wall seconds": info["wall_seconds"]}
+    body = ["Trained by `distill classifier train` for evaluation only (FID/KID features, class accuracy); use it "
+            f"with `eval.features: classifier:{info['file']}`.", "", "| key | value |", "|---|---|",
+            *[f"| {k} | {v} |" for k, v in table.items()]]
+    facts = {"task": "classifier", "training_seconds": info["wall_seconds"], "data": info["data"],
+             **{k: info[k] for k in ("split", "eval_split", "test_accuracy", "train_accuracy", "num_classes", "classes",
+                                     "channels", "resolution", "steps", "batch_size", "learning_rate", "seed")}}
+    return build_card(f"Evaluation classifier: {info['data']}", body, rows=[], data_source=info["data"], split="",
+                      tags=["image-classification", "evaluation"], facts=facts, library="pytorch",
+                      pipeline_tag="image-classification", results=results)
+
+
 def gan_card(recipe, generator, rows: list[dict], wall_seconds: Optional[float], steps: Optional[int], hardware: str):
-    """The card of a trained GAN generator (`<run>/generator`): its size, training facts and the FID at each
+    """The card of a trained GAN generator (exported at its run folder): its size, training facts and the FID at each
     truncation psi scored (`rows`: eval-gan.json)."""
     cfg = generator.config
     n_params = sum(p.numel() for p in generator.parameters())

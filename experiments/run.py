@@ -88,7 +88,7 @@ def run(group: str, name: str, data: str, steps, student_steps, extra=()) -> Non
     wall = time.time() - t0
     # the last step always checkpoints, and its state.json names the teacher weights the student was trained against
     trained_against = json.loads((checkpoint_dirs(out_dir)[-1] / "state.json").read_text())["teacher_weights"]
-    pipe = DistillPipeline.from_pretrained(str(out_dir / "pipeline"))
+    pipe = DistillPipeline.from_pretrained(str(out_dir))
     rows = evaluate_pipeline(pipe, recipe.eval, recipe.data, out_dir / "eval", tag="student", scheduler="pipeline",
                              steps=student_steps, guidance_scale=1.0)
     res = {"name": name, "description": entry["about"], "overrides": entry["overrides"],

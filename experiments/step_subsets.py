@@ -3,7 +3,7 @@
   python experiments/step_subsets.py runs/exp-mnist-<name>-1200 --samples 2000 \
       --subsets 999 999,749 999,249 999,749,499,249
 
-A run folder holds `pipeline/` (an LCMScheduler student) and `recipe.yaml` (its data and evaluation
+A run folder holds its exported pipeline (an LCMScheduler student) and `recipe.yaml` (its data and evaluation
 settings). Each subset is sampled x0-then-renoise as the student's own sampler does, with the same
 noise and labels (the evaluation seed), and scored as `distill eval` scores: FID/KID, class accuracy
 and within-class distance on the recipe's evaluation features. One JSON line per subset, also written
@@ -20,20 +20,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", type=Path, help="a distillation run folder (pipeline/, recipe.yaml)")
+    ap.add_argument("run", type=Path, help="a distillation run folder (its pipeline, recipe.yaml)")
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--subsets", nargs="+", required=True, help="comma-separated decreasing timesteps, e.g. 999,249")
     a = ap.parse_args()
 
     from distill.config import load_recipe
-    from distill.diffusion.pipelines import DistillPipeline
+    from distill.diffusion.pipelines import DistillPipeline, exported_pipeline
     from distill.eval.evaluate import generate, reference_at, score
 
     subsets = [[int(t) for t in s.split(",")] for s in a.subsets]
     for ts in subsets:
         if any(b >= c for c, b in zip(ts, ts[1:])):
             ap.error(f"--subsets: {ts} is not strictly decreasing")
-    pipe = DistillPipeline.from_pretrained(str(a.run / "pipeline"))
+    pipe = DistillPipeline.from_pretrained(str(exported_pipeline(a.run)))
     recipe = load_recipe(a.run / "recipe.yaml")
     extractor, ref, real_feats, real_div = reference_at(pipe.unet.config, recipe.eval, recipe.data)
     sched, set_timesteps = pipe.scheduler, pipe.scheduler.set_timesteps

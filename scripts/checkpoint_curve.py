@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from distill.config import load_recipe  # noqa: E402
-from distill.diffusion.pipelines import DistillPipeline  # noqa: E402
+from distill.diffusion.pipelines import DistillPipeline, exported_pipeline  # noqa: E402
 from distill.engine.checkpoint import checkpoint_dirs  # noqa: E402
 from distill.engine.run_dir import read_metrics, wall_seconds  # noqa: E402
 from distill.errors import DistillError  # noqa: E402
@@ -73,12 +73,12 @@ def main() -> int:
     ap.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8], help="sampling steps to score")
     ap.add_argument("--num-samples", type=int, default=2000)
     ap.add_argument("--pipeline", default=None, help="the network and scheduler to load weights into (default: "
-                    "RUN/pipeline; for a run still training, any pipeline of the student's architecture)")
+                    "RUN's export; for a run still training, any pipeline of the student's architecture)")
     a = ap.parse_args()
     run = Path(a.run)
     try:
         recipe = load_recipe(str(run / "recipe.yaml"))
-        pipe = DistillPipeline.from_pretrained(a.pipeline or str(run / "pipeline"))
+        pipe = DistillPipeline.from_pretrained(a.pipeline or str(exported_pipeline(run)))
         found = {int(p.name.split("-")[1]): p for p in checkpoint_dirs(run)}
         at = a.at or sorted(found)
         if missing := [s for s in at if s not in found]:

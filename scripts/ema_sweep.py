@@ -26,7 +26,7 @@ from safetensors.torch import load_file  # noqa: E402
 from distill.config import TrainConfig, load_recipe  # noqa: E402
 from distill.errors import DistillError  # noqa: E402
 from distill.eval.evaluate import evaluate_pipeline  # noqa: E402
-from distill.diffusion.pipelines import DistillPipeline  # noqa: E402
+from distill.diffusion.pipelines import DistillPipeline, exported_pipeline  # noqa: E402
 from distill.engine.checkpoint import checkpoint_dirs  # noqa: E402
 from distill.engine.optim import make_ema  # noqa: E402
 
@@ -77,7 +77,7 @@ def main():
     try:
         recipe = load_recipe(str(run / "recipe.yaml"))
         ckpts = checkpoints(run)
-        pipe = DistillPipeline.from_pretrained(str(run / "pipeline"))
+        pipe = DistillPipeline.from_pretrained(str(exported_pipeline(run)))
     except DistillError as e:
         sys.exit(f"error: {e}")
     ends = a.at or [list(ckpts)[-1]]

@@ -1,8 +1,8 @@
-"""The pictures of an exported GAN generator (a run's `generator/` folder or a shipped one): a
+"""The pictures of an exported GAN generator (a `task: gan` run folder or a shipped one): a
 style-mixing grid, a truncation sweep (psi 0..1) and a latent interpolation in w, as
 `distill run` writes them at the end of a `task: gan` run (docs/gan.md, "Pictures").
 
-    python scripts/gan_pictures.py runs/gan-stylegan2-mnist/generator --out runs/gan-stylegan2-mnist/pictures --seed 0
+    python scripts/gan_pictures.py runs/gan-stylegan2-mnist --out runs/gan-stylegan2-mnist/pictures --seed 0
 
 Bad input (not a generator folder, damaged weights, an unwritable --out) is one line on stderr, exit 2.
 """

@@ -20,7 +20,19 @@ from distill.eval.classifier import ASSETS  # noqa: E402
 from distill.cards import hardware, teacher_card  # noqa: E402
 from distill.eval.evaluate import evaluate_pipeline  # noqa: E402
 from distill.engine.run_dir import read_metrics, wall_seconds  # noqa: E402
+from distill.diffusion.pipelines import exported_pipeline  # noqa: E402
 from distill.diffusion.teachers import load_teacher  # noqa: E402
+
+
+def copy_pipeline(src: Path, dest: Path) -> None:
+    """The pipeline of `src` (model_index.json and the component folders it names) into `dest`, without the rest of
+    its run folder (checkpoints, samples, metrics)."""
+    index = json.loads((src / "model_index.json").read_text())
+    dest.mkdir(parents=True)
+    shutil.copy2(src / "model_index.json", dest / "model_index.json")
+    for name, value in index.items():
+        if not name.startswith("_") and isinstance(value, list) and value[0] and (src / name).is_dir():
+            shutil.copytree(src / name, dest / name)
 
 
 def main():
@@ -44,7 +56,7 @@ def main():
         ap.error(f"--paused-min {a.paused_min}: must be in [0, {wall_min:.1f}) (the run's wall time in minutes)")
     if dest.exists():
         shutil.rmtree(dest)
-    shutil.copytree(run / "pipeline", dest)
+    copy_pipeline(exported_pipeline(run), dest)  # the run folder itself, or its pipeline/ (earlier layout)
     # the recipe as trained, its output folder relative (the folder of this machine means nothing to a user)
     dump_recipe(dataclasses.replace(recipe, output_dir=f"runs/{recipe.name}"), dest / "recipe.yaml")
     pipe = load_teacher(str(dest))

@@ -402,7 +402,7 @@ def test_unconditional_ddpm_teacher_with_labelled_data_trains_unconditional_stud
     with pytest.warns(UserWarning, match="the teacher is unconditional; the labels of digits are not used") as rec:
         run_dir = train_distill(recipe_from_dict(r))
     assert sum("teacher is unconditional" in str(w.message) for w in rec) == 1
-    pipe = DiffusionPipeline.from_pretrained(str(run_dir / "pipeline"))
+    pipe = DiffusionPipeline.from_pretrained(str(run_dir))
     assert pipe.unet.config.num_class_embeds is None and pipe.unet.config.class_embed_type is None
     x = pipe(batch_size=2, num_inference_steps=1, generator=torch.Generator().manual_seed(0), output_type="pt").images
     assert x.shape == (2, 1, 8, 8) and torch.isfinite(x).all()

@@ -72,14 +72,44 @@ def test_teacher_run_exports_a_card_and_bench_reads_its_time(tmp_path):
     from distill.diffusion.train import train_teacher
 
     run_dir = train_teacher(recipe_from_dict(tiny_recipe_dict(tmp_path, max_steps=2)))
-    data = _meta(run_dir / "pipeline")
+    data = _meta(run_dir)
     assert data.library_name == "diffusers" and data.eval_results is None  # eval.num_samples 0: no FID claimed
-    secs = training_seconds(run_dir / "pipeline")
+    secs = training_seconds(run_dir)
     assert secs is not None and secs >= 0
-    (run_dir / "pipeline" / "README.md").write_text((run_dir / "pipeline" / "README.md").read_text().replace(
+    (run_dir / "metrics.jsonl").unlink()  # the card alone, as a shipped teacher carries it
+    (run_dir / "README.md").write_text((run_dir / "README.md").read_text().replace(
         f"training_seconds: {secs}", "training_seconds: 1234.5"))
-    assert train_wall([run_dir / "pipeline"]) == (1234.5, str(run_dir / "pipeline" / "README.md"))
+    assert train_wall([run_dir]) == (1234.5, str(run_dir / "README.md"))
     (tmp_path / "prose").mkdir()
     (tmp_path / "prose" / "README.md").write_text("# a card\n\nwall time 12.0 min\n")  # prose is not read
     assert train_wall([tmp_path / "prose"]) == (None, None)
 
+
+
+def test_shipped_classifier_card_carries_its_json():
+    from distill.eval.classifier import ASSETS
+
+    info = json.loads((ASSETS / "classifier-cifar10.json").read_text())
+    data = ModelCard.load(ASSETS / "classifier-cifar10.md").data
+    assert (data.library_name, data.pipeline_tag) == ("pytorch", "image-classification")
+    assert [(r.metric_type, r.metric_value, r.dataset_split) for r in data.eval_results] == \
+        [("accuracy", round(info["test_accuracy"], 4), info["eval_split"])]
+    assert data.to_dict()["distill"]["training_seconds"] == info["wall_seconds"]
+
+
+def test_latent_student_card_metadata_parses(tmp_path):
+    from distill.cards import latent_student_card
+    from distill.config import load_recipe
+
+    timing = {"student, 1 step": 0.25, "student, 4 steps": 0.5}
+    for teacher, base in [("stabilityai/sd-turbo", "stabilityai/sd-turbo"), (str(tmp_path / "teacher"), None)]:
+        recipe = load_recipe(ROOT / "recipes" / "tiny-sd.yaml", [f"distill.teacher={teacher}"])
+        latent_student_card(recipe, "StableDiffusionPipeline", timing, "samples/grid.png", 90.0, 2,
+                            "test CPU").save(tmp_path / "README.md")
+        data = _meta(tmp_path)
+        assert (data.library_name, data.pipeline_tag, data.base_model) == ("diffusers", "text-to-image", base)
+        assert {"distillation", "text-to-image", "StableDiffusionPipeline"} <= set(data.tags)
+        facts = data.to_dict()["distill"]
+        assert facts["lora_rank"] == recipe.sd.lora_rank and facts["training_seconds"] == 90.0
+        text = (tmp_path / "README.md").read_text()
+        assert "| student, 4 steps | 0.50 |" in text and "load_lora_weights" in text

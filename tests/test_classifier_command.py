@@ -25,6 +25,11 @@ def test_train_on_rgb_split_folder_and_reload(tmp_path, capsys):
     assert card["resolution"] == 16 and card["steps"] == 20 and card["eval_split"] == "test"
     assert card["test_size"] == 18 and 0 <= card["test_accuracy"] <= 1
     assert "test accuracy" in out.with_suffix(".md").read_text()
+    from huggingface_hub import ModelCard  # the .md is a Hub card: the test accuracy as its model-index
+
+    meta = ModelCard.load(out.with_suffix(".md")).data
+    assert (meta.library_name, meta.pipeline_tag) == ("pytorch", "image-classification")
+    assert [(r.metric_value, r.dataset_split) for r in meta.eval_results] == [(round(card["test_accuracy"], 4), "test")]
     clf = load_classifier(str(out))  # channels, classes and input size from the file
     assert clf.config["in_channels"] == 3 and clf.config["num_classes"] == 3 and clf.config["input_size"] == 16
     feats = feature_extractor(f"classifier:{out}")
@@ -49,6 +54,9 @@ def test_class_folder_without_splits_has_no_test_accuracy(tmp_path, capsys):
                 "--out", str(out), "--steps", "2", "--quiet"]) == 0
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["test_accuracy"] is None and "no split folders" in card["eval_note"]
+    from huggingface_hub import ModelCard
+
+    assert ModelCard.load(out.with_suffix(".md")).data.eval_results is None  # no accuracy claimed
     assert "no test accuracy" in capsys.readouterr().out
 
 

@@ -143,7 +143,7 @@ def test_lcm_run_exports_an_lcm_pipeline_sampled_in_a_fresh_process(tmp_path, ti
     from distill.diffusion.pipelines import DistillPipeline
     from distill.diffusion.sampling import make_scheduler, sample
 
-    pipe = DistillPipeline.from_pretrained(str(run_dir / "pipeline"))
+    pipe = DistillPipeline.from_pretrained(str(run_dir))
     tcd = make_scheduler("tcd", pipe.scheduler.config)  # TCD's gamma-sampling on the student's grid
     for k in (1, 2, 4, 8):
         x = sample(pipe.unet, tcd, torch.randn(2, 1, 8, 8), torch.tensor([0, 1]), k, generator=torch.Generator().manual_seed(0))
@@ -199,11 +199,11 @@ def test_lcm_lora_on_tiny_sd_loads_into_the_teacher(tmp_path):
     run = train_sd_distill(sd_recipe(tmp_path, teacher, distill={**LCM, "teacher_guidance": 2.0},
                                      consistency={"target_decay": 0.0}, sd={"lora_rank": 4}))
     assert [r for r in read_metrics(run / "metrics.jsonl") if "loss_consistency" in r]
-    student = StableDiffusionPipeline.from_pretrained(str(run / "pipeline"))
+    student = StableDiffusionPipeline.from_pretrained(str(run))
     assert type(student.scheduler).__name__ == "LCMScheduler" and student.scheduler.config.original_inference_steps == 50
     pipe = StableDiffusionPipeline.from_pretrained(teacher)
     pipe.scheduler = LCMScheduler.from_config(student.scheduler.config)
-    pipe.load_lora_weights(str(run / "pipeline" / "lora"))
+    pipe.load_lora_weights(str(run / "lora"))
     kw = dict(num_inference_steps=4, guidance_scale=0.0, height=R, width=R, output_type="pt")
     a = student(["a photo of the digit 1"], generator=torch.Generator().manual_seed(0), **kw).images
     b = pipe(["a photo of the digit 1"], generator=torch.Generator().manual_seed(0), **kw).images
@@ -227,8 +227,8 @@ def test_lcm_lora_on_tiny_sd3_flow_teacher(tmp_path):
     run = train_sd_distill(recipe_from_dict(d))
     assert all(r["loss_consistency"] > 0 for r in read_metrics(run / "metrics.jsonl") if "loss" in r)
     pipe = StableDiffusion3Pipeline.from_pretrained(teacher)
-    pipe.load_lora_weights(str(run / "pipeline" / "lora"))
-    student = StableDiffusion3Pipeline.from_pretrained(str(run / "pipeline"))
+    pipe.load_lora_weights(str(run / "lora"))
+    student = StableDiffusion3Pipeline.from_pretrained(str(run))
     for k in (1, 2, 4):
         x = student(["a cat"], num_inference_steps=k, guidance_scale=0.0, height=R, width=R, output_type="pt").images
         assert torch.isfinite(x).all()

@@ -23,7 +23,7 @@ from .conftest import tiny_recipe_dict
 def tiny_teacher(tmp_path_factory):
     d = tmp_path_factory.mktemp("teacher")
     run_dir = train_teacher(recipe_from_dict(tiny_recipe_dict(d, max_steps=30, learning_rate=3e-3, checkpoint_every=30)))
-    return str(run_dir / "pipeline")
+    return str(run_dir)
 
 
 def distill_recipe(tmp_path, teacher, distill=None, discriminator=None, dmd=None, experimental=None, consistency=None,
@@ -50,7 +50,7 @@ def distill_recipe_dict(tmp_path, teacher, distill=None, discriminator=None, dmd
 def test_distill_run_files_and_metrics(tmp_path, tiny_teacher):
     rec = distill_recipe(tmp_path, tiny_teacher, distill={"coverage_classifier": "digits"}, sample_every=2)
     run_dir = train_distill(rec)
-    for f in ["recipe.yaml", "metrics.jsonl", "pipeline/model_index.json", "checkpoints/checkpoint-4/student.safetensors",
+    for f in ["recipe.yaml", "metrics.jsonl", "model_index.json", "checkpoints/checkpoint-4/student.safetensors",
               "checkpoints/checkpoint-4/heads.safetensors", "samples/step-0000002.png"]:
         assert (run_dir / f).exists(), f
     rows = read_metrics(run_dir / "metrics.jsonl")
@@ -61,7 +61,7 @@ def test_distill_run_files_and_metrics(tmp_path, tiny_teacher):
     cov = [r for r in rows if "class_coverage" in r]
     assert cov and 0 <= cov[-1]["class_coverage"] <= 1 and "diversity_ratio" in cov[-1]
     # the student samples in 1 step with no guidance through plain diffusers
-    pipe = DiffusionPipeline.from_pretrained(str(run_dir / "pipeline"))
+    pipe = DiffusionPipeline.from_pretrained(str(run_dir))
     assert type(pipe.scheduler).__name__ == "LCMScheduler"
     pipe.scheduler.set_timesteps(4)
     assert pipe.scheduler.timesteps.tolist() == [999, 749, 499, 249]
@@ -127,7 +127,7 @@ def test_timm_backbone_warns_when_random(tmp_path, tiny_teacher):
     with pytest.warns(UserWarning, match="RANDOM features"):
         run_dir = train_distill(distill_recipe(tmp_path, tiny_teacher, max_steps=1, discriminator={
             "backbone": "timm:test_vit", "backbone_pretrained": "none", "backbone_img_size": 32, "backbone_layers": [1, 3]}))
-    assert (run_dir / "pipeline" / "model_index.json").exists()
+    assert (run_dir / "model_index.json").exists()
 
 
 def test_bad_inputs(tmp_path, tiny_teacher):
@@ -169,12 +169,16 @@ def test_run_distill_writes_report(tmp_path, tiny_teacher):
     # the exported student's model card: Hub metadata with the report's numbers (a local teacher: no base_model)
     from huggingface_hub import ModelCard
 
-    card = ModelCard.load(run_dir / "pipeline" / "README.md").data
+    card = ModelCard.load(run_dir / "README.md").data
     assert card.library_name == "diffusers" and card.base_model is None
     assert card.to_dict()["distill"]["teacher"] == tiny_teacher
     assert {r.metric_name: r.metric_value for r in card.eval_results} == \
         {f"FID, {s} steps": round(fid, 4) for s, fid in rep["student"].items()}
     assert card.to_dict()["distill"]["teacher_best_fid"] == round(rep["teacher_best"]["fid"], 4)
+    # the finished run folder is the pipeline, as diffusers' training scripts leave output_dir
+    pipe = DiffusionPipeline.from_pretrained(str(run_dir))
+    assert type(pipe).__name__ == "DistillPipeline" and set(pipe.components) == {"unet", "scheduler"}
+    assert (run_dir / "checkpoints" / "checkpoint-2").is_dir() and (run_dir / "model_index.json").is_file()
 
 
 def test_dmd_loss_gradient_is_the_normalised_score_difference():
@@ -225,7 +229,7 @@ def test_disc_weights_drop_pairs_from_the_discriminator_loss():
 def test_disc_timesteps_run_and_validation(tmp_path, tiny_teacher):
     run_dir = train_distill(distill_recipe(tmp_path / "a", tiny_teacher, max_steps=2,
                                            experimental={"disc_timesteps": [999]}))
-    assert (run_dir / "pipeline" / "model_index.json").exists()
+    assert (run_dir / "model_index.json").exists()
     with pytest.raises(DistillError, match="disc_timesteps"):
         distill_recipe(tmp_path / "b", tiny_teacher, experimental={"disc_timesteps": [500]})
 
@@ -248,7 +252,7 @@ def test_distill_timesteps_mask_the_regression_term(tmp_path, tiny_teacher, monk
     rec = distill_recipe(tmp_path / "noadv", tiny_teacher, max_steps=1, checkpoint_every=1,
                          distill={"timestep_weights": [0, 1, 0, 0], "lambda_adv": 0.0},
                          experimental={"distill_timesteps": [999]})
-    assert (train_distill(rec) / "pipeline" / "model_index.json").exists()  # a loss of zeros still backpropagates
+    assert (train_distill(rec) / "model_index.json").exists()  # a loss of zeros still backpropagates
     assert all(v > 0 for v in loss_distill([0, 1, 0, 0], [749, 249])) and len(calls) >= 2
     with pytest.raises(DistillError, match="distill_timesteps"):
         distill_recipe(tmp_path / "b", tiny_teacher, experimental={"distill_timesteps": [500]})
@@ -263,7 +267,7 @@ def test_student_timestep_weights_draw_and_validation(tmp_path, tiny_teacher):
     assert torch.equal(student_timestep_index(4, None, 64, g1), torch.randint(0, 4, (64,), generator=g2))
     run_dir = train_distill(distill_recipe(tmp_path / "a", tiny_teacher, max_steps=2,
                                            distill={"timestep_weights": [2, 1, 1, 1]}))
-    assert (run_dir / "pipeline" / "model_index.json").exists()
+    assert (run_dir / "model_index.json").exists()
     for bad in ([1, 1], [1, -1, 1, 1], [0, 0, 0, 0]):
         with pytest.raises(DistillError, match="timestep_weights"):
             distill_recipe(tmp_path / "b", tiny_teacher, distill={"timestep_weights": bad})
@@ -312,7 +316,7 @@ def test_bf16_mixed_precision_run(tmp_path, tiny_teacher):
     b = load_file(fp / "checkpoints/checkpoint-2/student.safetensors")
     assert all(a[k].dtype == torch.float32 for k in a)  # master weights stay fp32
     assert 0 < max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-2
-    pipe = DiffusionPipeline.from_pretrained(str(bf / "pipeline"))
+    pipe = DiffusionPipeline.from_pretrained(str(bf))
     assert torch.isfinite(pipe(batch_size=2, num_inference_steps=1, output_type="pt").images).all()
 
 
@@ -355,7 +359,7 @@ def test_one_step_student_exports_a_one_step_scheduler(tmp_path, tiny_teacher):
 
     run_dir = train_distill(distill_recipe(tmp_path, tiny_teacher, max_steps=1, checkpoint_every=1,
                                            distill={"student_timesteps": [999]}))
-    pipe = DiffusionPipeline.from_pretrained(str(run_dir / "pipeline"))
+    pipe = DiffusionPipeline.from_pretrained(str(run_dir))
     pipe.scheduler.set_timesteps(1)
     assert pipe.scheduler.timesteps.tolist() == [999]
     x = pipe(class_labels=[0, 1], num_inference_steps=1, output_type="pt").images

@@ -192,10 +192,10 @@ def test_flow_teacher_trains_exports_and_resumes_exactly(tmp_path, kind):
     flow_teacher(tmp_path / "b", kind, resume_from_checkpoint="latest")
     wa, wb = (load_file(d / "checkpoints/checkpoint-4/unet.safetensors") for d in (full, part))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    cfg = json.loads((full / "pipeline/scheduler/scheduler_config.json").read_text())
+    cfg = json.loads((full / "scheduler/scheduler_config.json").read_text())
     assert cfg["_class_name"] == "FlowMatchEulerDiscreteScheduler" and cfg["shift"] == 2.0
     assert not cfg["stochastic_sampling"]
-    pipe = load_teacher(str(full / "pipeline"))
+    pipe = load_teacher(str(full))
     assert pipe.num_classes == 10 and Denoiser.from_scheduler(pipe.unet, pipe.scheduler).param.name == "flow"
     x = pipe(class_labels=[0, 5], num_inference_steps=3, guidance_scale=2.0, output_type="pt").images
     assert x.shape == (2, 1, 8, 8) and torch.isfinite(x).all()
@@ -205,7 +205,7 @@ def test_dit_trains_with_the_ddpm_objective(tmp_path):
     """teacher.kind dit with v-prediction: a DDPM schedule, exported with DDIM, sampled with guidance."""
     r = tiny_recipe_dict(tmp_path, max_steps=2, checkpoint_every=2)
     r["teacher"].update(kind="dit", prediction_type="v_prediction", dit_depth=2, dit_width=16, dit_heads=2)
-    pipe = load_teacher(str(train_teacher(recipe_from_dict(r)) / "pipeline"))
+    pipe = load_teacher(str(train_teacher(recipe_from_dict(r))))
     assert type(pipe.scheduler).__name__ == "DDIMScheduler" and pipe.scheduler.config.prediction_type == "v_prediction"
     x = pipe(class_labels=[4], num_inference_steps=2, guidance_scale=2.0, output_type="pt").images
     assert x.shape == (1, 1, 8, 8) and torch.isfinite(x).all()
@@ -227,7 +227,7 @@ def test_flow_dit_teacher_samples_and_evaluates_after_reloading(tmp_path, capsys
     from distill.cli import main as cli
 
     run = flow_teacher(tmp_path, "dit")
-    pipe = str(run / "pipeline")
+    pipe = str(run)
     code = ("import torch, distill; from diffusers import DiffusionPipeline; p = DiffusionPipeline.from_pretrained("
             f"{pipe!r}); x = p(class_labels=[1, 2], num_inference_steps=4, guidance_scale=1.5, "
             "generator=torch.Generator().manual_seed(3), output_type='pt').images; torch.save(x, "

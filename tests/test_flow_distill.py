@@ -30,7 +30,7 @@ def train_flow_teacher(root, kind):
     r = tiny_recipe_dict(root, max_steps=6, checkpoint_every=6, learning_rate=3e-3)
     r["teacher"].update(kind=kind, prediction_type="flow", timestep_sampling="logit_normal", flow_shift=2.0,
                         dit_depth=2, dit_width=16, dit_heads=2)
-    return str(train_teacher(recipe_from_dict(r)) / "pipeline")
+    return str(train_teacher(recipe_from_dict(r)))
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_student_timesteps_are_the_exported_schedulers(tmp_path, flow_unet):
     run = train_distill(distill_recipe(tmp_path, flow_unet, max_steps=2, distill={"student_timesteps": FOUR}))
     teacher = load_teacher(flow_unet)
     ts = Denoiser.from_scheduler(teacher.unet, noise_scheduler_from(teacher.scheduler.config)).student_timesteps(FOUR)
-    pipe = DiffusionPipeline.from_pretrained(str(run / "pipeline"))
+    pipe = DiffusionPipeline.from_pretrained(str(run))
     cfg = pipe.scheduler.config
     assert type(pipe.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler" and cfg.stochastic_sampling and cfg.shift == 2.0
     for k, idx in [(1, [0]), (2, [0, 3]), (4, [0, 1, 2, 3])]:
@@ -66,7 +66,7 @@ def test_one_step_student_pipeline_is_the_loops_x0(tmp_path, flow_unet):
     prediction at s = T: x_s = z, x0 = z - v(z, T, y)."""
     run = train_distill(distill_recipe(tmp_path, flow_unet, max_steps=1, checkpoint_every=1,
                                        distill={"student_timesteps": [1000], "lambda_dmd": 1.0}))
-    pipe = DiffusionPipeline.from_pretrained(str(run / "pipeline"))
+    pipe = DiffusionPipeline.from_pretrained(str(run))
     teacher = load_teacher(flow_unet)
     den = Denoiser.from_scheduler(pipe.unet, noise_scheduler_from(teacher.scheduler.config))
     s = den.student_timesteps([1000])
@@ -105,7 +105,7 @@ def test_dit_teacher_distils_with_its_own_features(tmp_path, flow_dit, backbone)
     assert w and all(torch.isfinite(v).all() for v in w.values())
     convs = [tuple(v.shape) for k, v in w.items() if k.endswith("conv.parametrizations.weight.original")]
     assert convs == [(8, 16, 3, 3)] * 2  # one head per DiT layer read (depth 2), on its 16-wide tokens
-    pipe = DiffusionPipeline.from_pretrained(str(run / "pipeline"))
+    pipe = DiffusionPipeline.from_pretrained(str(run))
     assert type(pipe.unet).__name__ == "DiTTransformer2DModel"
     x = pipe(class_labels=[2, 9], num_inference_steps=2, output_type="pt").images
     assert x.shape == (2, 1, 8, 8) and torch.isfinite(x).all()

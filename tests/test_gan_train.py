@@ -44,7 +44,7 @@ def run(tmp_path, **kw):
 def test_run_folder(tmp_path):
     run_dir = run(tmp_path, loss="rpgan", eval_samples=40)
     for f in ["recipe.yaml", "metrics.jsonl", "samples/step-0000003.png", "samples/step-0000006.png",
-              "generator/config.json", "generator/diffusion_pytorch_model.safetensors",
+              "config.json", "diffusion_pytorch_model.safetensors",
               "pictures/style-mixing.png", "pictures/truncation.png", "pictures/interpolation.png",
               "eval/eval-gan.json", "eval/eval-gan.md", "eval/gan-psi1.png", "eval/gan-psi0.7.png",
               "report.md", "losses.png", "checkpoints/checkpoint-3/generator.safetensors",
@@ -67,7 +67,7 @@ def test_run_folder(tmp_path):
     # the exported generator's Hub card: metadata the Hub parser reads, each FID the one of eval-gan.json
     from huggingface_hub import ModelCard
 
-    card = ModelCard.load(run_dir / "generator" / "README.md")
+    card = ModelCard.load(run_dir / "README.md")
     meta = card.data.to_dict()
     assert meta["library_name"] == "diffusers" and {"gan", "class-conditional"} <= set(meta["tags"])
     results = card.data.eval_results
@@ -79,7 +79,7 @@ def test_run_folder(tmp_path):
                  "pictures/interpolation.png", "rpgan", "| truncation | fid |"):
         assert text in report, text
     # the exported EMA generator is the checkpoint's EMA weights
-    G = load_generator(run_dir / "generator")
+    G = load_generator(run_dir)
     shadow = torch.load(run_dir / "checkpoints" / "checkpoint-6" / "ema.pt", weights_only=True)["shadow_params"]
     assert all(torch.equal(p, s) for p, s in zip(G.parameters(), shadow))
     # the doctor reads the run: its metric names are the ones its rules expect
@@ -96,7 +96,7 @@ def test_resume_is_exact(tmp_path, loss):
     the same weights, EMA, optimizer states and metrics as an uninterrupted run, bitwise."""
     full = run(tmp_path / "a", loss=loss, checkpoint_every=6)
     part = run(tmp_path / "b", loss=loss, checkpoint_every=6, interrupt_at=3)
-    assert (part / "checkpoints" / "checkpoint-3").is_dir() and not (part / "generator").exists()
+    assert (part / "checkpoints" / "checkpoint-3").is_dir() and not (part / "config.json").exists()
     resumed = run(tmp_path / "b", loss=loss, checkpoint_every=6, resume_from_checkpoint="latest")
     assert resumed == part
     a, b = full / "checkpoints" / "checkpoint-6", part / "checkpoints" / "checkpoint-6"
@@ -147,7 +147,7 @@ def test_max_minutes_ends_training_and_still_exports(tmp_path, monkeypatch):
     run_dir = run(tmp_path, max_minutes=1.0, max_steps=50, checkpoint_every=50)
     state = json.loads((run_dir / "checkpoints" / "checkpoint-3" / "state.json").read_text())
     assert state["step"] == 3 and state["trained_seconds"] >= 60
-    assert (run_dir / "generator" / "config.json").is_file() and (run_dir / "samples" / "step-0000003.png").is_file()
+    assert (run_dir / "config.json").is_file() and (run_dir / "samples" / "step-0000003.png").is_file()
     assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl") if "loss_d" in r] == [1, 2, 3]
     again = run(tmp_path, max_minutes=1.0, max_steps=50, checkpoint_every=50, resume_from_checkpoint="latest")
     assert again == run_dir and not (run_dir / "checkpoints" / "checkpoint-4").exists()
@@ -156,7 +156,7 @@ def test_max_minutes_ends_training_and_still_exports(tmp_path, monkeypatch):
 def test_sample_command_draws_a_class_grid(tmp_path):
     run_dir = run(tmp_path, max_steps=2)
     out = tmp_path / "grid.png"
-    res = subprocess.run([sys.executable, "-m", "distill.cli", "sample", str(run_dir / "generator"), "--truncation",
+    res = subprocess.run([sys.executable, "-m", "distill.cli", "sample", str(run_dir), "--truncation",
                           "0.5", "--per-class", "3", "--out", str(out)], capture_output=True, text=True, cwd=ROOT,
                          env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
     assert res.returncode == 0, res.stderr[-2000:]
@@ -165,10 +165,10 @@ def test_sample_command_draws_a_class_grid(tmp_path):
     im = Image.open(out)
     assert im.size[0] > im.size[1] > 0  # 10 class columns x 3 rows
     # a GAN folder with a diffusion-only option, a folder holding neither kind: one line each
-    for argv, msg in (([str(run_dir / "generator"), "--steps", "4"], "--steps: for diffusion pipelines"),
-                      ([str(run_dir / "generator"), "--classes", "10"], "labels must lie in [0, 9]"),
-                      ([str(run_dir)], "nor a GAN generator folder"),
-                      ([str(run_dir / "generator"), "--truncation", "-1"], "must be >= 0")):
+    for argv, msg in (([str(run_dir), "--steps", "4"], "--steps: for diffusion pipelines"),
+                      ([str(run_dir), "--classes", "10"], "labels must lie in [0, 9]"),
+                      ([str(tmp_path)], "nor a GAN generator folder"),
+                      ([str(run_dir), "--truncation", "-1"], "must be >= 0")):
         assert _cli(["sample", *argv, "--out", str(tmp_path / "x.png")], msg) == 2
     # the pictures of an exported generator, by the script
     import importlib.util
@@ -176,10 +176,10 @@ def test_sample_command_draws_a_class_grid(tmp_path):
     spec = importlib.util.spec_from_file_location("gan_pictures", ROOT / "scripts" / "gan_pictures.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    assert script.main([str(run_dir / "generator"), "--out", str(tmp_path / "pics"), "--seed", "2"]) == 0
+    assert script.main([str(run_dir), "--out", str(tmp_path / "pics"), "--seed", "2"]) == 0
     assert sorted(p.name for p in (tmp_path / "pics").iterdir()) == ["interpolation.png", "style-mixing.png",
                                                                      "truncation.png"]
-    assert script.main([str(run_dir), "--out", str(tmp_path / "pics2")]) == 2  # not a generator folder
+    assert script.main([str(tmp_path), "--out", str(tmp_path / "pics2")]) == 2  # not a generator folder
 
 
 def _cli(argv, msg):
@@ -244,7 +244,7 @@ def test_unconditional_run(tmp_path):
     cfg = tiny_gan(tmp_path, eval_samples=40, max_steps=3)
     cfg["generator"]["class_conditional"] = False
     run_dir = train_gan(recipe_from_dict(cfg))
-    G = load_generator(run_dir / "generator")
+    G = load_generator(run_dir)
     assert G.num_classes == 0 and G.w_avg.shape == (1, 8) and G.w_avg.abs().sum() > 0
     assert G(torch.randn(2, 8)).shape == (2, 1, 8, 8)
     ev = json.loads((run_dir / "eval" / "eval-gan.json").read_text())

@@ -35,12 +35,12 @@ def runs(tmp_path_factory):
     ec = EvalConfig(num_samples=20, batch_size=20, features="classifier:digits", seed=3)
     from distill.config import DataConfig
 
-    evaluate_pipeline(load_teacher(str(teacher / "pipeline")), ec, DataConfig(source="digits"), teacher / "eval",
+    evaluate_pipeline(load_teacher(str(teacher)), ec, DataConfig(source="digits"), teacher / "eval",
                       tag="teacher", scheduler="ddim", steps=[1, 2])
     r = tiny_recipe_dict(root / "s", max_steps=2, checkpoint_every=2, learning_rate=1e-4, lr_scheduler="constant",
                          lr_warmup_steps=0)
     del r["teacher"], r["data"]["resolution"]
-    r.update(task="distill", distill={"teacher": str(teacher / "pipeline"), "coverage_classifier": None},
+    r.update(task="distill", distill={"teacher": str(teacher), "coverage_classifier": None},
              discriminator={"head_channels": 8})
     student = train_distill(recipe_from_dict(r))
     g = tiny_gan(root / "g", max_steps=2, checkpoint_every=2, sample_every=1000)
@@ -50,21 +50,21 @@ def runs(tmp_path_factory):
 
 def test_latency_bench_times_the_gan_beside_teacher_and_student(runs, tmp_path):
     out = tmp_path / "bench"
-    rc = cli(["bench", "latency", "--teacher", str(runs["teacher"] / "pipeline"), "--student",
-              str(runs["student"] / "pipeline"), "--gan", str(runs["gan"] / "generator"), "--batch-sizes", "1", "3",
+    rc = cli(["bench", "latency", "--teacher", str(runs["teacher"]), "--student",
+              str(runs["student"]), "--gan", str(runs["gan"]), "--batch-sizes", "1", "3",
               "--teacher-steps", "2", "--student-steps", "1", "--warmup", "1", "--repeats", "3",
               "--profile-repeats", "1", "--out", str(out), "--quiet", "--no-plots"])
     assert rc == 0
     data = json.loads((out / "latency.json").read_text())
     gans = [r for r in data["rows"] if r["kind"] == "gan"]
     assert [(r["model"], r["batch"], r["nfe"]) for r in gans] == [("gan", 1, 1), ("gan", 3, 1)]
-    G = load_generator(runs["gan"] / "generator")
+    G = load_generator(runs["gan"])
     for r in gans:
         assert "error" not in r and 0 < r["median_s"] <= r["p95_s"] < math.inf
         assert r["images_per_s"] == pytest.approx(r["batch"] / r["median_s"])
         assert r["params"] == sum(p.numel() for p in G.parameters()) and r["generator_s"] > 0
     teacher = next(r for r in data["rows"] if r["kind"] == "teacher")
-    assert teacher["params"] == sum(p.numel() for p in load_teacher(str(runs["teacher"] / "pipeline")).unet.parameters())
+    assert teacher["params"] == sum(p.numel() for p in load_teacher(str(runs["teacher"])).unet.parameters())
     # the student's fewest steps against the GAN, timed in alternation at each batch
     assert [(p["batch"], p["gan"], p["student_steps"]) for p in data["paired_gan"]] == [(1, "gan", 1), (3, "gan", 1)]
     assert all(p["student_over_gan"] > 0 and p["n"] == 3 for p in data["paired_gan"])
@@ -73,13 +73,13 @@ def test_latency_bench_times_the_gan_beside_teacher_and_student(runs, tmp_path):
 
 
 def test_gan_call_is_one_forward_to_unit_range(runs):
-    cfg = BenchConfig(gans=[str(runs["gan"] / "generator")], batch_sizes=[4], warmup=1, repeats=1, profile_repeats=1)
+    cfg = BenchConfig(gans=[str(runs["gan"])], batch_sizes=[4], warmup=1, repeats=1, profile_repeats=1)
     res = run_benchmark(cfg, progress=False)
     (row,) = res.rows
     assert row["denoiser_calls_seen"] == 1  # the instrumented call ran the generator's forward once
     from distill.bench.models import MODELS
 
-    prep = MODELS["gan"].prepare(MODELS["gan"].load(str(runs["gan"] / "generator"), cfg), 1, 1.0, 4, cfg)
+    prep = MODELS["gan"].prepare(MODELS["gan"].load(str(runs["gan"]), cfg), 1, 1.0, 4, cfg)
     x = prep.call()
     assert x.shape == (4, 1, 8, 8) and x.min() >= 0 and x.max() <= 1
 
@@ -138,8 +138,8 @@ def test_compare_times_the_guided_row_without_scoring_it(runs, tmp_path, capsys)
 
 
 def test_compare_plan_without_a_teacher_eval(runs, tmp_path):
-    cfg = CompareConfig(teacher=str(runs["student"] / "pipeline"), student=str(runs["student"]),
-                        gan=str(runs["gan"] / "generator"), teacher_best_steps=None, out=str(tmp_path))
+    cfg = CompareConfig(teacher=str(runs["student"]), student=str(runs["student"]),
+                        gan=str(runs["gan"]), teacher_best_steps=None, out=str(tmp_path))
     rows, notes = plan(cfg, resolve_all(cfg), conditional=True)
     assert [r["label"] for r in rows] == ["teacher 50 steps", "teacher 50 steps w=2", "student 1 step",
                                           "student 2 steps", "student 4 steps", "GAN psi=1"]
@@ -150,14 +150,14 @@ def test_compare_plan_without_a_teacher_eval(runs, tmp_path):
 
 
 @pytest.mark.parametrize("argv, msg", [
-    (["bench", "latency", "--gan", "{teacher}/pipeline"], "not a GAN generator folder"),
+    (["bench", "latency", "--gan", "{teacher}"], "not a GAN generator folder"),
     (["bench", "latency", "--gan", "{tmp}/none"], "no such GAN generator folder"),
-    (["bench", "compare", "--teacher", "{teacher}", "--student", "{student}", "--gan", "{teacher}/pipeline"],
+    (["bench", "compare", "--teacher", "{teacher}", "--student", "{student}", "--gan", "{teacher}"],
      "--gan"),
     (["bench", "compare", "--teacher", "{gan}", "--student", "{student}", "--gan", "{gan}"], "--teacher"),
-    (["eval", "{gan}/generator", "--steps", "4"], "--steps: for diffusion pipelines"),
-    (["eval", "{gan}/generator", "--guidance-sweep", "2"], "--guidance-sweep: for diffusion pipelines"),
-    (["eval", "{teacher}/pipeline", "--truncation", "0.7"], "--truncation: for GAN generator folders"),
+    (["eval", "{gan}", "--steps", "4"], "--steps: for diffusion pipelines"),
+    (["eval", "{gan}", "--guidance-sweep", "2"], "--guidance-sweep: for diffusion pipelines"),
+    (["eval", "{teacher}", "--truncation", "0.7"], "--truncation: for GAN generator folders"),
 ])
 def test_bad_input_is_one_line(runs, tmp_path, capsys, argv, msg):
     argv = [a.format(tmp=tmp_path, **runs) for a in argv]
@@ -169,7 +169,7 @@ def test_bad_input_is_one_line(runs, tmp_path, capsys, argv, msg):
 
 def test_eval_scores_a_gan_folder(runs, tmp_path, capsys):
     out = tmp_path / "ev"
-    rc = cli(["eval", str(runs["gan"] / "generator"), *SAMPLES, "--batch-size", "20", "--truncation", "1", "0.5",
+    rc = cli(["eval", str(runs["gan"]), *SAMPLES, "--batch-size", "20", "--truncation", "1", "0.5",
               "--out", str(out)])
     assert rc == 0
     rows = json.loads((out / "eval-gan.json").read_text())
@@ -182,7 +182,7 @@ def test_compare_refuses_more_steps_than_the_student_has(runs, tmp_path, capsys)
     from distill.diffusion.pipelines import DistillPipeline
     from distill.diffusion.sampling import student_scheduler
 
-    t = load_teacher(str(runs["teacher"] / "pipeline"))
+    t = load_teacher(str(runs["teacher"]))
     DistillPipeline(unet=t.unet, scheduler=student_scheduler(t.scheduler, [999])).save_pretrained(str(tmp_path / "s1"))
     capsys.readouterr()  # loading the teacher above drew a progress bar
     rc = cli(["bench", "compare", "--teacher", str(runs["teacher"]), "--student", str(tmp_path / "s1"), "--gan",

@@ -58,14 +58,14 @@ def test_two_processes_equal_one(tmp_path, task):
         # with the DMD2 fake score on, so its DDP path (trained in the D phase, queried in the G phase) is covered,
         # and one head set per student timestep (a process's shard need not hold every timestep)
         del r["teacher"], r["data"]["resolution"]
-        r["distill"] = {"teacher": str(teacher / "pipeline"), "lambda_dmd": 0.5}
+        r["distill"] = {"teacher": str(teacher), "lambda_dmd": 0.5}
         r["discriminator"] = {"head_channels": 8, "r1_gamma": 1e-3, "loss": "ns", "heads_per_timestep": True}
         names = ["student.safetensors", "heads.safetensors", "fake_score.safetensors"]
     else:
         names = ["unet.safetensors"]
     one_equals_two(tmp_path, r, names)
     if task == "distill":  # and the step did something
-        moved = load_file(teacher / "pipeline" / "unet" / "diffusion_pytorch_model.safetensors")
+        moved = load_file(teacher / "unet" / "diffusion_pytorch_model.safetensors")
         w = load_file(tmp_path / "one" / "checkpoints" / "checkpoint-2" / "student.safetensors")
         assert max(float((w[k] - moved[k]).abs().max()) for k in w) > 1e-4
 
@@ -82,7 +82,7 @@ def test_sd_distill_two_processes_equal_one(tmp_path):
          "train": {"max_steps": 2, "batch_size": 4, "learning_rate": 1e-3, "lr_scheduler": "constant",
                    "lr_warmup_steps": 0, "checkpoint_every": 2, "ema_decay": 0.0, "log_every": 1}}
     one_equals_two(tmp_path, r, ["student.safetensors", "heads.safetensors"])
-    assert (tmp_path / "two" / "pipeline" / "lora" / "pytorch_lora_weights.safetensors").is_file()
+    assert (tmp_path / "two" / "lora" / "pytorch_lora_weights.safetensors").is_file()
 
 
 @pytest.mark.slow  # ~65 s on 2 CPU cores
@@ -112,7 +112,7 @@ def test_sd_distill_fsdp2_two_cpu_processes(tmp_path):
         assert res.returncode == 0, res.stderr[-3000:]
         if not extra:
             for name in ["checkpoints/checkpoint-2/student.safetensors", "checkpoints/checkpoint-2/heads.safetensors",
-                         "pipeline/unet/diffusion_pytorch_model.safetensors"]:
+                         "unet/diffusion_pytorch_model.safetensors"]:
                 a, b = load_file(tmp_path / "one" / name), load_file(tmp_path / "fsdp" / name)
                 assert a.keys() == b.keys()
                 worst = max(float((a[k] - b[k]).abs().max()) for k in a)

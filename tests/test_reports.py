@@ -75,7 +75,7 @@ def test_teacher_run_writes_a_report_with_class_names(named_teacher):
     assert f"FID {best['fid']:.3f}" in md[2]
     assert md[4].startswith("Training: 30 steps, wall time ")
     assert "2 2-two" in md[6] and "9 9-nine" in md[6]
-    assert json.loads((named_teacher / "pipeline" / "model_index.json").read_text())["class_names"] == NAMES
+    assert json.loads((named_teacher / "model_index.json").read_text())["class_names"] == NAMES
     # grids carry a caption strip over the columns: 10 columns of 8 px x 8 + padding, 8 rows, + 14 px
     grid = Image.open(named_teacher / "samples" / "step-0000030.png")
     assert grid.size == (10 * 66 + 2, 8 * 66 + 2 + 14)
@@ -88,7 +88,7 @@ def test_collapsed_student_report_says_so_first(tmp_path, named_teacher, named_d
     from distill.cli import main as cli
     from distill.distillation.loop import run_distill
 
-    r = distill_recipe_dict(tmp_path, str(named_teacher / "pipeline"), distill={"coverage_classifier": "digits"},
+    r = distill_recipe_dict(tmp_path, str(named_teacher), distill={"coverage_classifier": "digits"},
                             max_steps=4, learning_rate=1.0, sample_every=2)
     r["data"] = {"source": str(named_digits), "channels": 1}
     r["eval"] = dict(EVAL)
@@ -103,10 +103,10 @@ def test_collapsed_student_report_says_so_first(tmp_path, named_teacher, named_d
     assert md[4].startswith("Training: 4 steps, wall time ") and "distillation/teacher time ratio" in md[4]
     assert str(named_teacher / "metrics.jsonl") in md[4]
     assert md[6].startswith("Classes (grid columns, left to right): 0 0-zero, 1 1-one")
-    assert json.loads((run_dir / "pipeline" / "model_index.json").read_text())["class_names"] == NAMES
+    assert json.loads((run_dir / "model_index.json").read_text())["class_names"] == NAMES
     # `distill sample` names the columns, in the grid and on its line
     out = tmp_path / "s.png"
-    assert cli(["sample", str(run_dir / "pipeline"), "--steps", "1", "--classes", "3", "7", "--per-class", "2",
+    assert cli(["sample", str(run_dir), "--steps", "1", "--classes", "3", "7", "--per-class", "2",
                 "--out", str(out)]) == 0
     assert "(columns: 3-three, 7-seven)" in capsys.readouterr().out
     assert Image.open(out).size == (2 * 66 + 2, 2 * 66 + 2 + 14)

@@ -68,12 +68,12 @@ def test_tiny_pipeline_save_and_reload(tiny_sd):
 def test_distill_files_metrics_and_export(runs):
     for name, run in runs.items():
         for f in ["recipe.yaml", "metrics.jsonl", "checkpoints/checkpoint-2/student.safetensors",
-                  "checkpoints/checkpoint-2/heads.safetensors", "pipeline/model_index.json", "pipeline/unet/config.json"]:
+                  "checkpoints/checkpoint-2/heads.safetensors", "model_index.json", "unet/config.json"]:
             assert (run / f).exists(), (name, f)
         rows = [r for r in read_metrics(run / "metrics.jsonl") if "loss_d" in r]
         assert len(rows) == 2 and all(r["loss_distill"] >= 0 for r in rows), name
-    assert (runs["lora"] / "pipeline/lora/pytorch_lora_weights.safetensors").is_file()
-    pipe = StableDiffusionPipeline.from_pretrained(str(runs["full"] / "pipeline"))  # plain diffusers
+    assert (runs["lora"] / "lora/pytorch_lora_weights.safetensors").is_file()
+    pipe = StableDiffusionPipeline.from_pretrained(str(runs["full"]))  # plain diffusers
     assert type(pipe.scheduler).__name__ == "LCMScheduler"
     pipe.scheduler.set_timesteps(1)
     assert pipe.scheduler.timesteps.tolist() == [999]
@@ -96,10 +96,10 @@ def test_lora_trains_adapters_only_and_saves_optimizer_memory(runs, tiny_sd):
     assert full_trained == sum(p.numel() for p in StableDiffusionPipeline.from_pretrained(tiny_sd).unet.parameters())
     # base weights unchanged: teacher + the exported LoRA, fused, equals the exported student UNet
     pipe = StableDiffusionPipeline.from_pretrained(tiny_sd)
-    pipe.load_lora_weights(str(runs["lora"] / "pipeline/lora"))
+    pipe.load_lora_weights(str(runs["lora"] / "lora"))
     pipe.fuse_lora()
     pipe.unload_lora_weights()
-    exported = StableDiffusionPipeline.from_pretrained(str(runs["lora"] / "pipeline")).unet.state_dict()
+    exported = StableDiffusionPipeline.from_pretrained(str(runs["lora"])).unet.state_dict()
     fused = pipe.unet.state_dict()
     assert max(float((fused[k] - exported[k]).abs().max()) for k in exported) < 1e-5
     teacher = StableDiffusionPipeline.from_pretrained(tiny_sd).unet.state_dict()
@@ -111,7 +111,7 @@ def test_lora_trains_adapters_only_and_saves_optimizer_memory(runs, tiny_sd):
 
 
 def test_one_step_img2img_avoids_empty_timesteps(runs):
-    pipe = StableDiffusionPipeline.from_pretrained(str(runs["lora"] / "pipeline"))
+    pipe = StableDiffusionPipeline.from_pretrained(str(runs["lora"]))
     pipe.set_progress_bar_config(disable=True)
     calls = []
     h = pipe.unet.register_forward_hook(lambda *a: calls.append(1))
@@ -132,7 +132,7 @@ def test_one_step_img2img_avoids_empty_timesteps(runs):
 def test_resume_matches_uninterrupted_run(tiny_sd, runs, tmp_path):
     over = dict(sd={"lora_rank": 4, "lora_alpha": 8, "gradient_checkpointing": True, "loss_space": "pixel"})
     part = train_sd_distill(sd_recipe(tmp_path, tiny_sd, interrupt_at=1, **over))
-    assert (part / "checkpoints/checkpoint-1").is_dir() and not (part / "pipeline").exists()
+    assert (part / "checkpoints/checkpoint-1").is_dir() and not (part / "model_index.json").exists()
     train_sd_distill(sd_recipe(tmp_path, tiny_sd, resume_from_checkpoint="latest", **over))
     for name in ["student.safetensors", "heads.safetensors"]:
         a = load_file(runs["lora"] / "checkpoints/checkpoint-2" / name)
@@ -153,8 +153,8 @@ def test_sdxl_lora_synthetic_timm_latent(tmp_path):
     with pytest.warns(UserWarning, match="RANDOM features"):
         run = train_sd_distill(rec)
     assert len(list((run / "cache").glob("synthetic-*.safetensors"))) == 1
-    pipe = StableDiffusionXLPipeline.from_pretrained(str(run / "pipeline"))
-    assert (run / "pipeline/lora/pytorch_lora_weights.safetensors").is_file()
+    pipe = StableDiffusionXLPipeline.from_pretrained(str(run))
+    assert (run / "lora/pytorch_lora_weights.safetensors").is_file()
     x = pipe("a red square", num_inference_steps=1, guidance_scale=0.0, height=R, width=R, output_type="pt").images
     assert x.shape == (1, 3, R, R) and torch.isfinite(x).all()
 
@@ -163,10 +163,15 @@ def test_cli_runs_tiny_sd_recipe(tmp_path):
     rc = cli_main(["run", "recipes/tiny-sd.yaml", f"output_dir={tmp_path}/run", f"distill.teacher={tmp_path}/teacher",
                    "train.max_steps=2", "train.checkpoint_every=2", "data.limit=16"])
     assert rc == 0
-    for f in ["pipeline/model_index.json", "pipeline/lora/pytorch_lora_weights.safetensors", "report.md",
+    for f in ["model_index.json", "lora/pytorch_lora_weights.safetensors", "report.md",
               "samples/student-vs-teacher.png", "metrics.jsonl"]:
         assert (tmp_path / "run" / f).exists(), f
     assert "student-vs-teacher.png" in (tmp_path / "run/report.md").read_text()
+    from huggingface_hub import ModelCard  # the export's Hub card, at the run folder beside model_index.json
+
+    card = ModelCard.load(tmp_path / "run" / "README.md").data
+    assert (card.pipeline_tag, card.base_model) == ("text-to-image", None)  # a local teacher: no base_model
+    assert card.to_dict()["distill"]["training_steps"] == 2 and "StableDiffusionPipeline" in card.tags
 
 
 def test_bad_inputs(tiny_sd, tmp_path, capsys):
@@ -247,7 +252,7 @@ def test_bf16_mixed_precision_with_r1_and_export(tiny_sd, tmp_path):
         AcceleratorState._reset_state(True)
     rows = [r for r in read_metrics(run / "metrics.jsonl") if "loss_d" in r]
     assert len(rows) == 2 and all(r["r1"] > 0 for r in rows)
-    pipe = StableDiffusionPipeline.from_pretrained(str(run / "pipeline"))
+    pipe = StableDiffusionPipeline.from_pretrained(str(run))
     assert {p.dtype for m in [pipe.unet, pipe.vae, pipe.text_encoder] for p in m.parameters()} == {torch.float32}
     assert torch.isfinite(_sample(pipe, 1)).all()
 
@@ -262,7 +267,7 @@ def test_tiny_autoencoder_decoder(tiny_sd, tmp_path):
     assert type(dec.vae).__name__ == "AutoencoderTiny" and dec(torch.randn(2, 4, R // 2, R // 2)).shape == (2, 3, R, R)
     run = train_sd_distill(sd_recipe(tmp_path, tiny_sd, sd={"taesd": taesd, "loss_space": "pixel"}, max_steps=1,
                                      checkpoint_every=1))
-    assert (run / "pipeline/model_index.json").is_file()
+    assert (run / "model_index.json").is_file()
     with pytest.raises(DistillError, match="sd.taesd"):
         make_decoder(load_sd_teacher(tiny_sd), str(tmp_path / "missing"))
 

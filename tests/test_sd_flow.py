@@ -168,12 +168,12 @@ def test_distil_export_and_reload_in_plain_diffusers(runs):
         ckpt = load_file(run / "checkpoints/checkpoint-2/student.safetensors")
         assert ckpt and all("lora" in k for k in ckpt), kind
         assert len(list((run / "cache").glob("synthetic-*.safetensors"))) == 1
-        assert (run / "pipeline/lora/pytorch_lora_weights.safetensors").is_file()
-        sched = json.loads((run / "pipeline/scheduler/scheduler_config.json").read_text())
+        assert (run / "lora/pytorch_lora_weights.safetensors").is_file()
+        sched = json.loads((run / "scheduler/scheduler_config.json").read_text())
         assert sched["_class_name"] == "FlowMatchEulerDiscreteScheduler" and sched["stochastic_sampling"]
-    cfg = json.loads((runs["flux"] / "pipeline/transformer/config.json").read_text())
+    cfg = json.loads((runs["flux"] / "transformer/config.json").read_text())
     assert cfg["guidance_embeds"] is False  # the student's guidance embedding is folded in
-    res = subprocess.run([sys.executable, "-c", RELOAD, str(runs["sd3"] / "pipeline"), str(runs["flux"] / "pipeline")],
+    res = subprocess.run([sys.executable, "-c", RELOAD, str(runs["sd3"]), str(runs["flux"])],
                          capture_output=True, text=True, timeout=300,
                          env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
     assert res.returncode == 0, res.stderr[-2000:]
@@ -198,8 +198,8 @@ def test_student_timesteps_must_be_the_pipelines(teachers, tmp_path, kind):
 def test_lora_export_on_the_teacher_equals_the_student(teachers, runs, kind):
     """The LoRA file loads on the teacher with plain diffusers; fused, at the training guidance, it computes
     what the exported student computes (Flux: the student has the guidance folded in)."""
-    teacher, student = _load(teachers, kind), _load({kind: str(runs[kind] / "pipeline")}, kind)
-    teacher.load_lora_weights(str(runs[kind] / "pipeline/lora"))
+    teacher, student = _load(teachers, kind), _load({kind: str(runs[kind])}, kind)
+    teacher.load_lora_weights(str(runs[kind] / "lora"))
     teacher.fuse_lora()
     teacher.unload_lora_weights()
     fam = family_of(teacher)
@@ -214,7 +214,7 @@ def test_lora_export_on_the_teacher_equals_the_student(teachers, runs, kind):
 
 def test_resume_matches_uninterrupted_run(teachers, runs, tmp_path):
     part = train_sd_distill(flow_recipe(tmp_path, teachers["sd3"], "sd3", interrupt_at=1))
-    assert (part / "checkpoints/checkpoint-1").is_dir() and not (part / "pipeline").exists()
+    assert (part / "checkpoints/checkpoint-1").is_dir() and not (part / "model_index.json").exists()
     train_sd_distill(flow_recipe(tmp_path, teachers["sd3"], "sd3", resume_from_checkpoint="latest"))
     for name in ["student.safetensors", "heads.safetensors"]:
         a = load_file(runs["sd3"] / "checkpoints/checkpoint-2" / name)
@@ -234,8 +234,8 @@ def test_full_finetune_real_latents_and_img2img(teachers, tmp_path):
                                        sd={"lora_rank": 0, "input": "real", "loss_space": "pixel"},
                                        distill={"backward_simulation": True},
                                        discriminator={"backbone_layers": [1]}, max_steps=1, checkpoint_every=1))
-    student = FluxPipeline.from_pretrained(str(run / "pipeline"))
-    assert not (run / "pipeline/lora").exists() and not student.transformer.config.guidance_embeds
+    student = FluxPipeline.from_pretrained(str(run))
+    assert not (run / "lora").exists() and not student.transformer.config.guidance_embeds
     calls = []
     student.transformer.register_forward_hook(lambda *a: calls.append(1))
     out = img2img_one_step(student, torch.rand(2, 3, R, R) * 2 - 1, ["a cat"] * 2, 0.5, torch.Generator().manual_seed(0))
@@ -246,7 +246,7 @@ def test_tiny_sd3_recipe_through_the_cli(tmp_path):
     rc = cli_main(["run", "recipes/tiny-sd3.yaml", f"output_dir={tmp_path}/run", f"distill.teacher={tmp_path}/teacher",
                    "train.max_steps=2", "train.checkpoint_every=2", "sd.synthetic_count=8"])
     assert rc == 0
-    for f in ["pipeline/model_index.json", "pipeline/lora/pytorch_lora_weights.safetensors", "report.md",
+    for f in ["model_index.json", "lora/pytorch_lora_weights.safetensors", "report.md",
               "samples/student-vs-teacher.png"]:
         assert (tmp_path / "run" / f).exists(), f
     assert "StableDiffusion3Pipeline" in (tmp_path / "run/report.md").read_text()
@@ -269,7 +269,7 @@ def test_two_processes_equal_one(teachers, tmp_path):
     d = flow_recipe_dict(tmp_path, teachers["sd3"], "sd3", discriminator={"r1_gamma": 1e-3})
     del d["output_dir"]  # one/ and two/
     one_equals_two(tmp_path, d, ["student.safetensors", "heads.safetensors"])
-    assert (tmp_path / "two" / "pipeline" / "transformer" / "config.json").is_file()
+    assert (tmp_path / "two" / "transformer" / "config.json").is_file()
 
 
 @pytest.mark.slow  # ~45 s each on 2 CPU cores
@@ -298,7 +298,7 @@ def test_fsdp2_two_cpu_processes(teachers, tmp_path, kind, wrap):
                              env=env, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
     for name in ["checkpoints/checkpoint-2/student.safetensors", "checkpoints/checkpoint-2/heads.safetensors",
-                 "pipeline/transformer/diffusion_pytorch_model.safetensors"]:
+                 "transformer/diffusion_pytorch_model.safetensors"]:
         a, b = load_file(tmp_path / "one" / name), load_file(tmp_path / "fsdp" / name)
         assert a.keys() == b.keys()
         worst = max(float((a[k] - b[k]).abs().max()) for k in a)
@@ -319,7 +319,7 @@ def test_bf16_mixed_precision_with_r1(teachers, tmp_path, kind):
         AcceleratorState._reset_state(True)
     rows = [r for r in read_metrics(run / "metrics.jsonl") if "loss_d" in r]
     assert len(rows) == 2 and all(r["r1"] > 0 and r["loss_d"] == r["loss_d"] for r in rows)
-    pipe = _load({kind: str(run / "pipeline")}, kind)
+    pipe = _load({kind: str(run)}, kind)
     assert {p.dtype for p in network(pipe).parameters()} == {torch.float32}
     x = pipe("a cat", num_inference_steps=2, guidance_scale=0.0, height=R, width=R, output_type="pt").images
     assert torch.isfinite(x).all()

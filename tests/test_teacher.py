@@ -22,7 +22,7 @@ def run(tmp_path, **train):
 
 def test_run_folder_and_loss_falls(tmp_path):
     run_dir = run(tmp_path, max_steps=40, learning_rate=3e-3, checkpoint_every=20)
-    for f in ["recipe.yaml", "metrics.jsonl", "pipeline/model_index.json", "samples/step-0000040.png"]:
+    for f in ["recipe.yaml", "metrics.jsonl", "model_index.json", "samples/step-0000040.png"]:
         assert (run_dir / f).exists(), f
     assert any((run_dir / "logs").rglob("events.out.tfevents*"))
     rows = read_metrics(run_dir / "metrics.jsonl")
@@ -44,9 +44,10 @@ def test_checkpoints_total_limit(tmp_path):
 def test_resume_is_exact(tmp_path):
     full = run(tmp_path / "a", max_steps=6, checkpoint_every=3)
     part = run(tmp_path / "b", max_steps=6, checkpoint_every=3, interrupt_at=4)
-    assert (part / "checkpoints" / "checkpoint-4").is_dir() and not (part / "pipeline").exists()
+    assert (part / "checkpoints" / "checkpoint-4").is_dir() and not (part / "model_index.json").exists()
     resumed = run(tmp_path / "b", max_steps=6, checkpoint_every=3, resume_from_checkpoint="latest")
-    assert resumed == part
+    assert resumed == part and (part / "model_index.json").is_file()  # exported into the run folder it resumed in
+    assert (part / "checkpoints" / "checkpoint-4").is_dir() and (part / "samples").is_dir()  # the export removed nothing
     for name in ["unet.safetensors"]:
         wa = load_file(full / "checkpoints" / "checkpoint-6" / name)
         wb = load_file(part / "checkpoints" / "checkpoint-6" / name)
@@ -61,16 +62,18 @@ def test_resume_is_exact(tmp_path):
 
 
 def test_refuses_to_overwrite_run(tmp_path):
-    run(tmp_path, max_steps=3, checkpoint_every=3)
+    run_dir = run(tmp_path, max_steps=3, checkpoint_every=3)
+    before = (run_dir / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
     with pytest.raises(DistillError, match="already holds checkpoints"):
         run(tmp_path, max_steps=3)
+    assert (run_dir / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == before  # the export stays
 
 
 def test_export_load_sample_any_scheduler(tmp_path):
     run_dir = run(tmp_path, max_steps=4)
-    pipe = DiffusionPipeline.from_pretrained(str(run_dir / "pipeline"))
+    pipe = DiffusionPipeline.from_pretrained(str(run_dir))
     assert type(pipe).__name__ == "DistillPipeline" and pipe.num_classes == 10
-    again = DiffusionPipeline.from_pretrained(str(run_dir / "pipeline"))
+    again = DiffusionPipeline.from_pretrained(str(run_dir))
     for name in ["ddim", "ddpm", "dpm++", "euler"]:
         pipe.scheduler = make_scheduler(name, pipe.scheduler.config)
         again.scheduler = make_scheduler(name, again.scheduler.config)
@@ -94,7 +97,7 @@ def test_sample_cli_writes_grid(tmp_path):
 
     run_dir = run(tmp_path, max_steps=2)
     out = tmp_path / "grid.png"
-    res = subprocess.run([sys.executable, "-m", "distill.cli", "sample", str(run_dir / "pipeline"), "--steps", "4",
+    res = subprocess.run([sys.executable, "-m", "distill.cli", "sample", str(run_dir), "--steps", "4",
                           "--guidance", "2", "--per-class", "2", "--out", str(out)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     from PIL import Image

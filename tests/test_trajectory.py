@@ -111,7 +111,7 @@ def test_ctm_run_exports_a_trajectory_pipeline_sampled_in_a_fresh_process(tmp_pa
 
     for sched in ([], ["--scheduler", "ddim"]):  # its own gamma-sampler, or DDIM on the teacher's schedule
         out = tmp_path / f"grid{len(sched)}.png"
-        assert cli_main(["sample", str(run_dir / "pipeline"), "--steps", "2", *sched, "--out", str(out)]) == 0
+        assert cli_main(["sample", str(run_dir), "--steps", "2", *sched, "--out", str(out)]) == 0
         assert out.stat().st_size > 0
 
 

@@ -34,9 +34,9 @@ TEACHER_STEPS = 50
 
 @dataclass
 class CompareConfig:
-    teacher: str  # pipeline folder, its run folder (with pipeline/), or shipped:<name>
-    student: str  # pipeline folder or its distillation run folder (with pipeline/)
-    gan: str  # exported GAN generator folder (any kind) or its `task: gan` run folder (with generator/)
+    teacher: str  # pipeline folder (a teacher run folder is one), or shipped:<name>
+    student: str  # pipeline folder (a distillation run folder is one)
+    gan: str  # exported GAN generator folder of any kind (a `task: gan` run folder is one)
     out: str = "runs/compare"
     data: str = "digits"  # reference data source (digits, .npz, image folder, Hub name)
     split: str = "test"  # reference split FID compares against
@@ -69,7 +69,8 @@ class Model:
 
 
 def resolve(spec: str, what: str, is_model, sub: str, kind: str) -> Model:
-    """`spec` is the model folder itself, or a run folder holding it under `sub`."""
+    """`spec` is the model folder itself (a run folder holds its export itself), or a run folder of the earlier
+    layout holding it under `sub`."""
     p = Path(spec)
     if p.is_dir() and is_model(p):
         return Model(p, [p, p.parent])

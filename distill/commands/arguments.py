@@ -84,14 +84,16 @@ def check_output_path(path, what: str, kind: str = "file") -> Path:
 
 
 def check_pipeline_path(path, what: str = "pipeline") -> None:
-    """A pipeline is a local folder or a Hub id (`org/name`). A path that exists must be a folder
-    with model_index.json; anything else must look like a Hub id `org/name` (x, ./x, a/b/c are
-    local paths that do not exist)."""
+    """A pipeline is a local folder or a Hub id (`org/name`). A path that exists must be a folder with
+    model_index.json (or a run folder of the earlier layout, with pipeline/model_index.json); anything else
+    must look like a Hub id `org/name` (x, ./x, a/b/c are local paths that do not exist)."""
     p = Path(path)
     if p.exists():
         if not p.is_dir():
             raise DistillError(f"{what} {p}: not a pipeline folder")
-        if not (p / "model_index.json").is_file():
+        from ..diffusion.pipelines import exported_pipeline
+
+        if not (exported_pipeline(p) / "model_index.json").is_file():
             raise DistillError(f"{what} {p}: not a pipeline folder (no model_index.json)")
     elif str(path).startswith((".", "/", "~")) or len(p.parts) != 2:
         raise DistillError(f"{what} {p}: not found")

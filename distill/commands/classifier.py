@@ -1,9 +1,9 @@
 """`distill classifier train --data SOURCE --channels C --resolution R --out PATH.safetensors`: train
 the evaluation classifier (FID/KID features, class accuracy; never a training loss) on any data
 source: digits, a .npz file, an image folder (class folders, or split folders of class folders), a
-Hub dataset name. Writes PATH (safetensors, the architecture in its metadata) and a card beside it
-(PATH with .json and .md: test accuracy on --eval-split when the source has it, classes, channels,
-resolution, steps). `eval.features: classifier:PATH` (or `distill eval --features classifier:PATH`)
+Hub dataset name. Writes PATH (safetensors, the architecture in its metadata) and beside it PATH with
+.json (test accuracy on --eval-split when the source has it, classes, channels, resolution, steps) and
+.md (a Hub model card of the same facts: metadata, then a table). `eval.features: classifier:PATH` (or `distill eval --features classifier:PATH`)
 then uses it."""
 
 from __future__ import annotations
@@ -68,23 +68,6 @@ def _eval_split(cfg, split: str):
         return None, str(e)
 
 
-def _card_markdown(info: dict) -> str:
-    acc = info["test_accuracy"]
-    lines = [f"# Evaluation classifier: {info['data']}", "",
-             f"Trained by `distill classifier train` for evaluation only (FID/KID features, class accuracy); "
-             f"use it with `eval.features: classifier:{info['file']}`.", "",
-             "| key | value |", "|---|---|"]
-    rows = {"data": info["data"], "train split": f"{info['split']} ({info['train_size']} images)",
-            "test accuracy": (f"{acc:.4f} on '{info['eval_split']}' ({info['test_size']} images)" if acc is not None
-                              else f"none ({info['eval_note']})"),
-            "classes": f"{info['num_classes']}: {', '.join(map(str, info['classes']))}",
-            "channels": info["channels"], "resolution": info["resolution"], "steps": info["steps"],
-            "batch size": info["batch_size"], "learning rate": info["learning_rate"], "seed": info["seed"],
-            "train accuracy": f"{info['train_accuracy']:.4f}", "wall seconds": info["wall_seconds"]}
-    lines += [f"| {k} | {v} |" for k, v in rows.items()]
-    return "\n".join(lines) + "\n"
-
-
 def train(args) -> int:
     import json
     import time
@@ -139,7 +122,9 @@ def train(args) -> int:
     save_classifier(model, out, info)
     js, md = card_paths(out)
     js.write_text(json.dumps(info, indent=1) + "\n")
-    md.write_text(_card_markdown(info))
+    from ..cards import classifier_card
+
+    classifier_card(info).save(md)
     acc = info["test_accuracy"]
     print(f"test accuracy {acc:.4f} on '{args.eval_split}'" if acc is not None else
           f"train accuracy {info['train_accuracy']:.4f} (no test split)")

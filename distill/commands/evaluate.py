@@ -41,6 +41,7 @@ def add_arguments(p):
 
 def main(args) -> int:
     from ..errors import DistillError
+    from ..diffusion.pipelines import exported_pipeline
     from ..gan.architectures import is_generator_folder
 
     path = Path(args.pipeline)
@@ -48,7 +49,7 @@ def main(args) -> int:
         return evaluate_gan(args)
     if args.truncation is not None:
         raise DistillError(f"--truncation: for GAN generator folders; {path} is not one")
-    if path.is_dir() and not (path / "model_index.json").is_file():
+    if path.is_dir() and not (exported_pipeline(path) / "model_index.json").is_file():
         raise DistillError(f"pipeline {path}: not a pipeline folder (no model_index.json) nor a GAN generator folder "
                            "(no config.json naming a GAN generator class)")
 

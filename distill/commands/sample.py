@@ -39,6 +39,7 @@ def _classes(args, k):
 
 def main(args) -> int:
     from ..errors import DistillError
+    from ..diffusion.pipelines import exported_pipeline
     from ..gan.architectures import is_generator_folder
 
     path = Path(args.pipeline)
@@ -48,7 +49,7 @@ def main(args) -> int:
             raise DistillError(f"{', '.join(given)}: for diffusion pipelines; {path} is a GAN generator (use --truncation)")
         check_output_path(args.out, "--out")
         return sample_gan(args)
-    if path.is_dir() and not (path / "model_index.json").is_file():
+    if path.is_dir() and not (exported_pipeline(path) / "model_index.json").is_file():
         raise DistillError(f"pipeline {path}: not a pipeline folder (no model_index.json) nor a GAN generator folder "
                            "(no config.json naming a GAN generator class)")
     if args.truncation is not None:

@@ -4,10 +4,11 @@
   gan         an exported GAN generator folder of any kind (config.json + safetensors)
   translator  a pix2pix / CycleGAN checkpoint folder (state.json) or a translator run folder (checkpoints/)
 
-A run folder of `task: distill` or `task: teacher` stands for its `pipeline/`, one of `task: gan`
-for its `generator/`. Only local folders are accepted (no Hub ids: nothing is downloaded), and
-pipelines of other classes (Stable Diffusion and the other latent, text-prompted pipelines) are
-refused: the page serves class-conditional pixel pipelines.
+A run folder holds its export itself (a pipeline for `task: distill` / `teacher`, a generator for
+`task: gan`); a run folder of the earlier layout stands for its `pipeline/` or `generator/`. Only local
+folders are accepted (no Hub ids: nothing is downloaded), and pipelines of other classes (Stable
+Diffusion and the other latent, text-prompted pipelines) are refused: the page serves class-conditional
+pixel pipelines.
 """
 
 from __future__ import annotations
@@ -56,14 +57,13 @@ def classify(path, what: str) -> Folder:
         raise DistillError(f"{what} {p}: not found")
     if not p.is_dir():
         raise DistillError(f"{what} {p}: not a folder")
-    if (p / "model_index.json").is_file():
-        return _pipeline(p, what)
-    if _is_gan(p):
-        return Folder("gan", p)
-    if (p / "pipeline" / "model_index.json").is_file():  # a distillation or teacher run folder
-        return _pipeline(p / "pipeline", what)
-    if _is_gan(p / "generator"):  # a `task: gan` run folder
-        return Folder("gan", p / "generator")
+    from ..diffusion.pipelines import exported_pipeline
+    from ..gan.architectures import exported_generator
+
+    if (exported_pipeline(p) / "model_index.json").is_file():  # a pipeline or a distillation / teacher run folder
+        return _pipeline(exported_pipeline(p), what)
+    if _is_gan(p):  # a generator or a `task: gan` run folder
+        return Folder("gan", exported_generator(p))
     if (p / "state.json").is_file() or checkpoint_dirs(p):
         return Folder("translator", p)
     raise DistillError(f"{what} {p}: not a pipeline folder (no model_index.json), a GAN generator folder, "

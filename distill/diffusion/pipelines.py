@@ -11,10 +11,14 @@ The denoiser network sits under `unet` whatever its class (UNet2DModel, DiTTrans
 reach it through its conditioning adapter (distill.diffusion.denoiser.LabelCond.of).
 `class_names` (optional, in model_index.json): label id -> the data's class name, where the data names its
 classes (image folders, Hub datasets with ClassLabel names); pipelines saved without it load with None.
+A run exports its pipeline into the run folder itself (model_index.json beside checkpoints/, samples/,
+report.md), as diffusers' training scripts do; `exported_pipeline` also finds the `pipeline/` subfolder
+of run folders written before.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional, Union
 
 import torch
@@ -75,6 +79,15 @@ class DistillPipeline(DiffusionPipeline):
         if not return_dict:
             return (out,)
         return ImagePipelineOutput(images=out)
+
+
+def exported_pipeline(folder: Union[str, Path]) -> Union[str, Path]:
+    """The pipeline a folder stands for: `folder` itself (a pipeline folder, a run folder, a Hub id), or its
+    `pipeline/` when only that holds a model_index.json (a run folder of the earlier layout)."""
+    p = Path(folder)
+    if not (p / "model_index.json").is_file() and (p / "pipeline" / "model_index.json").is_file():
+        return str(p / "pipeline") if isinstance(folder, str) else p / "pipeline"
+    return folder
 
 
 def register_with_diffusers() -> None:

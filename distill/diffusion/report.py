@@ -49,8 +49,8 @@ def write_teacher_report(recipe, run_dir: Path, rows: list[dict], num_classes: O
         base = rows[0]["guidance_scale"]
         best_grid = f"eval/{grid_name('teacher', best['steps'], best['guidance_scale'], base)}"
         lines += ["", f"Samples at the best setting:", "", f"![best setting]({best_grid})", ""]
-    lines += ["Pipeline: `pipeline/` (model card `pipeline/README.md`); metrics: `metrics.jsonl` "
-              "(diagnose with `distill doctor`)."]
+    lines += ["Pipeline: this folder (`DiffusionPipeline.from_pretrained` of it after `import distill`; model card "
+              "`README.md`); metrics: `metrics.jsonl` (diagnose with `distill doctor`)."]
     path = run_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -40,11 +40,12 @@ def build_noise_scheduler(cfg: TeacherConfig):
 
 
 def load_teacher(path: str):
-    """Load an exported teacher pipeline (folder or Hub id) -> DistillPipeline (a DiT without its own label dropout)."""
-    from .pipelines import DistillPipeline
+    """Load an exported teacher pipeline (folder, run folder or Hub id) -> DistillPipeline (a DiT without its own
+    label dropout)."""
+    from .pipelines import DistillPipeline, exported_pipeline
 
     try:
-        pipe = DistillPipeline.from_pretrained(path)
+        pipe = DistillPipeline.from_pretrained(str(exported_pipeline(path)))
     except (OSError, ValueError) as e:
         raise DistillError(f"{path}: cannot load a pipeline ({str(e).splitlines()[0]})") from None
     without_label_dropout(pipe.unet)

@@ -170,7 +170,7 @@ class TeacherTrainer(Trainer):
         final = copy.deepcopy(self.raw).eval()
         self.ema.copy_to(final.parameters())
         names = self.data.class_names if self.num_classes else None
-        pipe = export_pipeline(final, self.noise_scheduler, engine.run_dir / "pipeline", names)
+        pipe = export_pipeline(final, self.noise_scheduler, engine.run_dir, names)  # diffusers' layout: at output_dir
         rows = []
         if recipe.eval.num_samples > 0:
             from ..eval.evaluate import evaluate_pipeline
@@ -179,7 +179,7 @@ class TeacherTrainer(Trainer):
         from ..cards import hardware, run_facts, teacher_card
 
         card = teacher_card(recipe, final, rows, *run_facts(engine.run_dir), hardware())
-        card.save(engine.run_dir / "pipeline" / "README.md")
+        card.save(engine.run_dir / "README.md")
         from .report import write_teacher_report
 
         logger.info(f"report: {write_teacher_report(recipe, engine.run_dir, rows, self.num_classes, names)}")

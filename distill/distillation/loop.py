@@ -400,7 +400,7 @@ class DistillTrainer(Trainer):
             self.ema.copy_to(self.trainable)
         student = self.space.gather_student(self.accelerator, self.raw_student, self.student_w.net)
         if self.accelerator.is_main_process:
-            self.space.export(student.eval(), self.engine.run_dir / "pipeline")
+            self.space.export(student.eval(), self.engine.run_dir)  # diffusers' layout: the pipeline at output_dir
         if self.ema is not None:
             self.ema.restore(self.trainable)
 
@@ -419,6 +419,6 @@ def run_distill(recipe, space=None) -> Path:
 
     space = space or PixelSpace(recipe)
     run_dir = train_distill(recipe, space)
-    if (run_dir / "pipeline").is_dir() and PartialState().is_main_process:
+    if (run_dir / "model_index.json").is_file() and PartialState().is_main_process:
         space.report(run_dir)
     return run_dir

@@ -94,7 +94,7 @@ def write_distill_report(recipe, run_dir: Path) -> Path:
     rc, ec = recipe.report, recipe.eval
     teacher_path = resolve_teacher_path(recipe.distill.teacher)
     teacher = load_teacher(teacher_path)
-    student = DistillPipeline.from_pretrained(str(run_dir / "pipeline"))
+    student = DistillPipeline.from_pretrained(str(run_dir))
     data_cfg = recipe.data  # evaluate_pipeline loads the reference at each pipeline's resolution
     out = run_dir / "eval"
     names = telling_names(student.config.get("class_names")) if student.num_classes else None
@@ -119,7 +119,7 @@ def write_distill_report(recipe, run_dir: Path) -> Path:
     # latency, through the same sampler
     b, n = rc.latency_batch, rc.latency_repeats
     lat = [(r["model"] + (" + guidance" if r["guidance"] != 1.0 else ""), r["steps"], r["guidance"], r["nfe"], r["median_s"])
-           for r in latency_rows(teacher_path, str(run_dir / "pipeline"), rc.student_steps, b, n)]
+           for r in latency_rows(teacher_path, str(run_dir), rc.student_steps, b, n)]
     best = best_row(t_rows)
     s1 = next((r for r in s_rows if r["steps"] == 1), s_rows[0])
     t1 = next((r for r in t_line if r["steps"] == 1), None)
@@ -159,5 +159,5 @@ def write_distill_report(recipe, run_dir: Path) -> Path:
     from ..cards import hardware, run_facts, student_card
 
     card = student_card(recipe, student.unet, s_rows, best, run_facts(run_dir)[0], hardware())
-    card.save(run_dir / "pipeline" / "README.md")  # the Hub card of the exported student, numbers from the rows above
+    card.save(run_dir / "README.md")  # the Hub card of the exported student, numbers from the rows above
     return path

@@ -135,9 +135,17 @@ def model_device(module: torch.nn.Module) -> torch.device:
 # Folders
 
 
+def exported_generator(path) -> Path:
+    """The generator folder `path` stands for: `path` itself (an exported generator; a `task: gan` run folder,
+    where the export sits), or its `generator/` when only that holds a config.json (a run folder of the
+    earlier layout)."""
+    p = Path(path)
+    return p / "generator" if not (p / "config.json").is_file() and (p / "generator" / "config.json").is_file() else p
+
+
 def generator_kind_of(path) -> Optional[str]:
     """The kind of the generator exported in folder `path` (its config.json's class name), or None."""
-    cfg = Path(path) / "config.json"
+    cfg = exported_generator(path) / "config.json"
     if not cfg.is_file():
         return None
     try:
@@ -159,7 +167,7 @@ def load_generator(path):
         names = ", ".join(v.split(":")[1] for v in GENERATORS.values())
         raise DistillError(f"{path}: not a GAN generator folder (no config.json naming one of {names})")
     try:
-        return generator_class(kind).from_pretrained(str(path)).eval()
+        return generator_class(kind).from_pretrained(str(exported_generator(path))).eval()
     except DistillError:
         raise
     except Exception as e:  # OSError, safetensors errors, shape mismatches: one line naming the folder

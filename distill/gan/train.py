@@ -254,7 +254,7 @@ class GANTrainer(Trainer):
         set_step([raw], engine.step)
         final = copy.deepcopy(raw).eval()
         self.ema.copy_to(final.parameters())
-        final.save_pretrained(str(engine.run_dir / "generator"))
+        final.save_pretrained(str(engine.run_dir))  # diffusers' layout: the export at output_dir
         from .pictures import write_pictures
         from .report import write_report
 
@@ -270,7 +270,7 @@ class GANTrainer(Trainer):
         from ..cards import gan_card, hardware, run_facts
 
         wall, steps, _ = run_facts(engine.run_dir)
-        gan_card(recipe, final, rows or [], wall, steps, hardware()).save(engine.run_dir / "generator" / "README.md")
+        gan_card(recipe, final, rows or [], wall, steps, hardware()).save(engine.run_dir / "README.md")
 
 
 def standalone(recipe) -> GANTrainer:

@@ -1,6 +1,7 @@
-"""After an SD distillation: reload the exported student with plain diffusers, draw a sample grid
-(rows: prompts; columns: student 1 step, student 4 steps, teacher N steps with its guidance, then one-step
-image-to-image of a training image at strength 0.5 when real images were used) and a report.md."""
+"""After an SD distillation: reload the exported student (the pipeline at the run folder) with plain diffusers,
+draw a sample grid (rows: prompts; columns: student 1 step, student 4 steps, teacher N steps with its guidance,
+then one-step image-to-image of a training image at strength 0.5 when real images were used), write report.md
+and the student's Hub card (README.md, distill.cards.latent_student_card)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ def write_sd_report(recipe, run_dir: Path) -> Path:
     from .teacher import load_sd_teacher
 
     sc, R, run_dir = recipe.sd, recipe.data.resolution, Path(run_dir)
-    name = json.loads((run_dir / "pipeline" / "model_index.json").read_text())["_class_name"]
-    student = getattr(diffusers, name).from_pretrained(str(run_dir / "pipeline"), torch_dtype=getattr(torch, sc.export_dtype))
+    name = json.loads((run_dir / "model_index.json").read_text())["_class_name"]
+    student = getattr(diffusers, name).from_pretrained(str(run_dir), torch_dtype=getattr(torch, sc.export_dtype))
     student.to(torch.float32)  # CPU sampling for the grid
     student.set_progress_bar_config(disable=True)
     teacher = load_sd_teacher(recipe.distill.teacher, sc.revision, sc.variant)
@@ -62,8 +63,8 @@ def write_sd_report(recipe, run_dir: Path) -> Path:
              f"- steps: {last.get('step', 0)}; last loss_g {last.get('loss_g', float('nan')):.4g}"
              + (f", loss_distill {last['loss_distill']:.4g}" if "loss_distill" in last else "") + ", "
              f"loss_d {last.get('loss_d', float('nan')):.4g}",
-             f"- exported pipeline: `pipeline/` (load with `diffusers.{name}.from_pretrained`, "
-             f"`pipe(prompt, num_inference_steps=1, guidance_scale=0.0)`)", "",
+             f"- exported pipeline: this folder (load with `diffusers.{name}.from_pretrained`, "
+             f"`pipe(prompt, num_inference_steps=1, guidance_scale=0.0)`; model card `README.md`)", "",
              f"![samples](samples/{grid_path.name})", "",
              "Columns: " + " | ".join(list(timing) + ["student img2img from the teacher column, strength 0.5, 1 step"]),
              "", "Rows: " + " | ".join(f"`{p}`" for p in prompts), "",
@@ -71,4 +72,9 @@ def write_sd_report(recipe, run_dir: Path) -> Path:
     lines += [f"| {k} | {v:.2f} |" for k, v in timing.items()]
     path = run_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
+    from ..cards import hardware, latent_student_card, run_facts
+
+    wall, steps, _ = run_facts(run_dir)
+    latent_student_card(recipe, name, timing, f"samples/{grid_path.name}", wall, steps, hardware()).save(
+        run_dir / "README.md")
     return path
