@@ -47,13 +47,7 @@ class ResidualDiscriminator(nn.Module):
         widths = [level_width(resolution, r, width, max_width) for r in levels]
         self.from_rgb = EqualizedConv2d(channels, widths[0], 1, activation=True)
         self.blocks = nn.ModuleList(ResidualBlock(a, b) for a, b in zip(widths[:-1], widths[1:]))
-        c0, r0 = widths[-1], levels[-1]
-        self.mbstd = MinibatchStd(mbstd_group) if mbstd_group else None
-        self.conv = EqualizedConv2d(c0 + (1 if mbstd_group else 0), c0, 3, activation=True)
-        self.fc = EqualizedLinear(c0 * r0 * r0, c0, activation=True)
-        self.out = EqualizedLinear(c0, 1)  # psi
-        self.embed = nn.Embedding(num_classes, c0) if num_classes else None  # V
-        self.embed_gain = 1.0 / math.sqrt(c0)
+        add_epilogue(self, widths[-1], levels[-1], num_classes, mbstd_group)
         self.num_classes = num_classes
 
     @classmethod
@@ -66,15 +60,37 @@ class ResidualDiscriminator(nn.Module):
         h = self.from_rgb(x)
         for block in self.blocks:
             h = block(h)
-        if self.mbstd is not None:
-            h = self.mbstd(h)
-        return self.fc(self.conv(h).flatten(1))
+        return epilogue(self, h)
 
     def forward(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         phi = self.features(x)  # (B, C0)
-        logits = self.out(phi).squeeze(1)  # psi(phi(x)) (B,)
-        if self.embed is not None:
-            if labels is None:
-                raise ValueError("a class-conditional discriminator needs labels")
-            logits = logits + self.embed_gain * (self.embed(labels) * phi).sum(dim=1)  # y^T V phi(x)
-        return logits
+        return projection_logits(self.out(phi).squeeze(1), phi, self.embed, labels, self.embed_gain)
+
+
+def add_epilogue(d: nn.Module, c0: int, r0: int, num_classes: int, mbstd_group: int) -> None:
+    """The layers at the base resolution r0 (c0 channels), as attributes of `d`: minibatch std (`mbstd_group` 0:
+    none), conv 3x3, fc -> phi(x); psi `out`, the projection V `embed` (num_classes 0: none) and its gain."""
+    d.mbstd = MinibatchStd(mbstd_group) if mbstd_group else None
+    d.conv = EqualizedConv2d(c0 + (1 if mbstd_group else 0), c0, 3, activation=True)
+    d.fc = EqualizedLinear(c0 * r0 * r0, c0, activation=True)
+    d.out = EqualizedLinear(c0, 1)  # psi
+    d.embed = nn.Embedding(num_classes, c0) if num_classes else None  # V
+    d.embed_gain = 1.0 / math.sqrt(c0)
+
+
+def epilogue(d: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """phi(x) from the features at r0 through `add_epilogue`'s layers: (B, c0, r0, r0) -> (B, c0)."""
+    if d.mbstd is not None:
+        h = d.mbstd(h)
+    return d.fc(d.conv(h).flatten(1))
+
+
+def projection_logits(psi: torch.Tensor, phi: torch.Tensor, embed: Optional[nn.Embedding],
+                      labels: Optional[torch.Tensor], gain: float = 1.0) -> torch.Tensor:
+    """psi(phi(x)) + gain y^T V phi(x) (Miyato & Koyama 2018, Eq. 3; V = `embed`, None: unconditional).
+    psi (B,), phi (B, F), labels (B,) -> logits (B,)."""
+    if embed is None:
+        return psi
+    if labels is None:
+        raise ValueError("a class-conditional discriminator needs labels")
+    return psi + gain * (embed(labels) * phi).sum(dim=1)
