@@ -57,7 +57,8 @@ def main(argv=None) -> int:
         reg = [_timed(lambda: t.step(every)), _timed(lambda: t.step(2 * every))] if regs else []
     G, D = t.models["generator"], t.models["discriminator"]
     res = {"recipe": a.recipe, "overrides": a.overrides, "threads": a.threads, "batch_size": recipe.train.batch_size,
-           "params_g": num_params(G), "params_d": num_params(D), "num_ws": G.num_ws, "dataset_size": len(t.data)}
+           "params_g": num_params(G), "params_d": num_params(D), "generator": recipe.generator.kind,
+           "discriminator": recipe.discriminator.kind, "dataset_size": len(t.data)}
     for i, clock in enumerate(("wall", "cpu")):
         s_plain = statistics.median(v[i] for v in plain)
         s_reg = statistics.median(v[i] for v in reg) if reg else s_plain

@@ -89,6 +89,9 @@ class LoopConfig:
     # this many minutes of training have passed, summed over resumes (set-up, samples and checkpoints count); for
     # comparisons at equal training time. null: max_steps only
     max_minutes: Optional[float] = ranged(None, gt=0)
+    # the clock of max_minutes: "wall" (elapsed time), or "cpu" (this process's CPU time over all its threads): with one
+    # thread per run, equal CPU budgets stay equal on a machine shared with other jobs, where wall budgets do not
+    budget_clock: Literal["wall", "cpu"] = "wall"
 
 
 @dataclass

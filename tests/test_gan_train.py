@@ -143,7 +143,7 @@ def test_max_minutes_ends_training_and_still_exports(tmp_path, monkeypatch):
     import distill.engine.trainer as engine_module
 
     clock = iter(range(0, 100000, 15))
-    monkeypatch.setattr(engine_module, "_now", lambda: float(next(clock)))
+    monkeypatch.setattr(engine_module, "_now", lambda kind="wall": float(next(clock)))
     run_dir = run(tmp_path, max_minutes=1.0, max_steps=50, checkpoint_every=50)
     state = json.loads((run_dir / "checkpoints" / "checkpoint-3" / "state.json").read_text())
     assert state["step"] == 3 and state["trained_seconds"] >= 60
@@ -151,6 +151,17 @@ def test_max_minutes_ends_training_and_still_exports(tmp_path, monkeypatch):
     assert [r["step"] for r in read_metrics(run_dir / "metrics.jsonl") if "loss_d" in r] == [1, 2, 3]
     again = run(tmp_path, max_minutes=1.0, max_steps=50, checkpoint_every=50, resume_from_checkpoint="latest")
     assert again == run_dir and not (run_dir / "checkpoints" / "checkpoint-4").exists()
+
+
+def test_cpu_budget_clock_counts_this_process_only(monkeypatch):
+    """train.budget_clock cpu reads the process's CPU time: time.sleep (another job using the core) does not count."""
+    import time
+
+    from distill.engine.trainer import _now
+
+    w0, c0 = _now("wall"), _now("cpu")
+    time.sleep(0.3)
+    assert _now("wall") - w0 >= 0.29 and _now("cpu") - c0 < 0.1
 
 
 def test_sample_command_draws_a_class_grid(tmp_path):

@@ -37,9 +37,9 @@ from .run_dir import MetricsLog, check_output_dir, prepare_run_dir
 logger = get_logger(__name__)
 
 
-def _now() -> float:
-    """The clock of train.max_minutes (monotonic seconds)."""
-    return time.monotonic()
+def _now(clock: str = "wall") -> float:
+    """The clock of train.max_minutes in seconds: monotonic wall time, or this process's CPU time."""
+    return time.process_time() if clock == "cpu" else time.monotonic()
 
 
 def progress(total: int, initial: int, enabled: bool, desc: str):
@@ -126,7 +126,7 @@ class Engine:
         self.last_checkpoint: Optional[Path] = None
         self.trainer: Optional[Trainer] = None
         self._deferred: dict = {}
-        self.trained_seconds = 0.0  # wall time of training so far, over resumes (train.max_minutes)
+        self.trained_seconds = 0.0  # training time so far on train.budget_clock, over resumes (train.max_minutes)
         self._since: Optional[float] = None  # when this process's share of trained_seconds started
 
     def logs_at(self, step: int) -> bool:
@@ -149,7 +149,7 @@ class Engine:
 
     def elapsed(self) -> float:
         """Seconds of training so far, summed over resumes."""
-        return self.trained_seconds + (_now() - self._since if self._since is not None else 0.0)
+        return self.trained_seconds + (_now(self.tc.budget_clock) - self._since if self._since is not None else 0.0)
 
     def out_of_time(self) -> bool:
         """Whether train.max_minutes is spent; the main process decides for all (clocks differ)."""
@@ -188,7 +188,7 @@ class Engine:
     def fit(self, trainer: Trainer) -> Path:
         acc, tc, run_dir = self.accelerator, self.tc, self.run_dir
         self.trainer = trainer
-        self._since = _now()
+        self._since = _now(tc.budget_clock)
         trainer.setup(self)  # bad data or teacher: a one-line error before anything in the run folder changes
         use_threads(tc.num_threads, list(trainer.models.values()), say=logger.info)  # knowing the network's size
         if self.is_main and self.prepare_dir:
@@ -221,8 +221,8 @@ class Engine:
                 self.project(trainer, clock.seconds_per_step())
             if step < last and self.out_of_time():
                 last = step
-                logger.info(f"train.max_minutes ({tc.max_minutes:g}) spent at step {step} of {tc.max_steps}: "
-                            "training ends here")
+                logger.info(f"train.max_minutes ({tc.max_minutes:g}, {tc.budget_clock} clock) spent at step {step} "
+                            f"of {tc.max_steps}: training ends here")
 
             if self.logs_at(step) or step == last:
                 vals = {k: acc.reduce(_scalar(metrics[k]).to(self.device), reduction="mean").item()
