@@ -229,6 +229,7 @@ def gan_card(recipe, generator, rows: list[dict], wall_seconds: Optional[float],
 
 
 DIRECTIONS = {"AtoB": "A to B", "BtoA": "B to A"}
+SPADE_NETS = ("SPADE", "multi-scale PatchGAN")  # its networks have no netG / netD names
 
 
 def translator_card(recipe, method: str, result: Optional[dict], parameters: int, wall_seconds: Optional[float],
@@ -249,7 +250,8 @@ def translator_card(recipe, method: str, result: Optional[dict], parameters: int
                for direction, metrics in groups.items() for k, v in metrics.items()
                if isinstance(v, float) and k != "n"]
     wall = f", wall time {wall_seconds / 60:.1f} min" if wall_seconds else ""
-    body = [f"A {method} image-to-image translator (generator `{cfg.netG}`, discriminator `{cfg.netD}`, "
+    net_g, net_d = SPADE_NETS if method == "spade" else (cfg.netG, cfg.netD)
+    body = [f"A {method} image-to-image translator (generator `{net_g}`, discriminator `{net_d}`, "
             f"{parameters / 1e6:.2f} M generator parameters, {data.crop_size}x{data.crop_size}, "
             f"{DIRECTIONS[data.direction]}), trained with distill.", "",
             f"- recipe: `recipe.yaml` (task {method}; data `{data.source}`)",

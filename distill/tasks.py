@@ -28,6 +28,8 @@ TASKS = {
                     "train a paired image-to-image translator"),
     "cyclegan": Task("distill.translate.config:TranslateRecipe", "distill.translate.train:train_cyclegan",
                      "train an unpaired image-to-image translator"),
+    "spade": Task("distill.translate.config:TranslateRecipe", "distill.translate.train:train_spade",
+                  "train a label-map-to-photo translator (SPADE / GauGAN)"),
     "gan": Task("distill.gan.recipe:GANRecipe", "distill.gan.train:train_gan",
                 "train a class-conditional StyleGAN2-class GAN from scratch"),
 }

@@ -1,12 +1,13 @@
-"""Recipe sections of pix2pix (Isola et al. 2017) and CycleGAN (Zhu et al. 2017): `data:` (the two
-image domains), `translate:` (networks, losses, fine-tuning, evaluation) and `train:` (the engine's
-loop keys plus Adam and the LR policy). No key appears twice, and a key these tasks do not use
+"""Recipe sections of pix2pix (Isola et al. 2017), CycleGAN (Zhu et al. 2017) and SPADE (Park et al.
+2019): `data:` (the two image domains), `translate:` (networks, losses, fine-tuning, evaluation) and
+`train:` (the engine's loop keys plus Adam and the LR policy). No key appears twice, and a key these tasks do not use
 (`train.ema_decay`, `train.max_grad_norm`, ...) is an error.
 
 Defaults are the papers' (and the reference code junyanz/pytorch-CycleGAN-and-pix2pix):
 Adam 2e-4 with betas (0.5, 0.999), constant LR then linear decay over the second half,
 lambda_L1 = 100, lambda_cycle = 10 each way, lambda_identity = 0.5, a 50-image history pool,
 70x70 PatchGAN, normal(0, 0.02) initialisation, load 286 -> random crop 256 + horizontal flip.
+SPADE's (hinge loss, TTUR: G 1e-4, D 4e-4, betas (0, 0.999)) are set in its recipe.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Literal, Optional
 
 from ..config import EvalConfig, LoopConfig, RecipeBase, ranged
 from ..errors import DistillError, RecipeError
+from .labels import LabelsConfig
 
 
 @dataclass
@@ -57,6 +59,17 @@ class TranslateConfig:
     lambda_B: float = ranged(10.0, ge=0)  # cycle B -> A -> B
     lambda_identity: float = ranged(0.5, ge=0)  # identity loss weight, relative to lambda_A / lambda_B
     pool_size: int = ranged(50, ge=0)  # history of generated images for CycleGAN's discriminators
+
+    # --- SPADE (Park et al. 2019; distill.translate.spade, multiscale, semantic); ngf / ndf / n_layers_D apply
+    labels: LabelsConfig = field(default_factory=LabelsConfig)  # the label maps (input domain)
+    spade_norm: Literal["batch", "instance"] = "batch"  # the parameter-free norm before each SPADE (paper: sync BN)
+    spade_hidden: int = ranged(128, ge=1)  # channels of the shared conv on the label map (paper: 128)
+    num_D: int = ranged(2, ge=1)  # multi-scale discriminator: PatchGANs at 1, 1/2, ... resolution
+    lambda_feat: float = ranged(10.0, ge=0)  # discriminator feature matching (pix2pixHD Eq. 4; SPADE)
+    lambda_vgg: float = ranged(0.0, ge=0)  # VGG19 perceptual loss (paper 10); needs local torchvision weights
+    style_encoder: bool = False  # VAE style encoder: multi-modal outputs and style transfer (Sec. 3, App. B)
+    z_dim: int = ranged(256, ge=1)  # the style code's size
+    lambda_kld: float = ranged(0.05, ge=0)  # KL(q(z|x) || N(0, I)) weight (App. B)
 
     # --- fine-tuning (distill.translate.weights)
     init_from: Optional[str] = None  # our checkpoint folder | reference .pth / .safetensors generator | ref folder
@@ -126,4 +139,6 @@ def configs_from_state(state: dict, where: str = "state.json") -> tuple[Translat
     unknown = sorted(set(t) - known) + sorted(set(d) - data_keys)
     if unknown:
         raise DistillError(f"{where}: unknown translate config keys {', '.join(unknown)} (written by a newer version?)")
+    if isinstance(t.get("labels"), dict):
+        t["labels"] = LabelsConfig(**t["labels"])
     return TranslateConfig(**t), TranslateDataConfig(**d)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from ..data.pixels import to_uint8
 from ..errors import DataError
+from .labels import LabelsConfig, check_indices, one_hot, read_label_image, resize_labels
 
 IMG_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -34,6 +35,11 @@ class TranslationData:
     a: torch.Tensor  # (N_A, C, H, W) uint8, the input domain (after direction)
     b: torch.Tensor  # (N_B, C, H, W) uint8, the output domain
     paired: bool
+    num_classes: Optional[int] = None  # set: `a` holds label maps (N, 1, H, W) of class indices
+
+    def to_input(self, xa: torch.Tensor) -> torch.Tensor:
+        """uint8 input-domain images -> the network's input: [-1, 1] floats, or one-hot label maps."""
+        return one_hot(xa, self.num_classes) if self.num_classes else _to_float(xa)
 
     def __len__(self) -> int:
         return max(len(self.a), len(self.b))
@@ -43,11 +49,12 @@ class TranslationData:
         """-> (real_A, real_B) float (n, C, crop, crop) in [-1, 1]. Paired data uses idx_a for both."""
         xa, xb = self.a[idx_a], self.b[idx_a if self.paired else idx_b]
         if not train:
-            return _to_float(_resize(xa, cfg.crop_size)), _to_float(_resize(xb, cfg.crop_size))
+            resize_a = resize_labels if self.num_classes else _resize
+            return self.to_input(resize_a(xa, cfg.crop_size)), _to_float(_resize(xb, cfg.crop_size))
         if self.paired:  # one crop/flip for both halves: stack along channels
             ab = augment(torch.cat([xa, xb], 1), cfg, generator)
-            return _to_float(ab[:, :xa.shape[1]]), _to_float(ab[:, xa.shape[1]:])
-        return _to_float(augment(xa, cfg, generator)), _to_float(augment(xb, cfg, generator))
+            return self.to_input(ab[:, :xa.shape[1]]), _to_float(ab[:, xa.shape[1]:])
+        return self.to_input(augment(xa, cfg, generator)), _to_float(augment(xb, cfg, generator))
 
 
 def _to_float(x: torch.Tensor) -> torch.Tensor:
@@ -95,11 +102,41 @@ def _list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMG_EXTS) if folder.is_dir() else []
 
 
-def _read(path: Path, channels: int, size: int) -> torch.Tensor:
+@dataclass
+class ImageReader:
+    """One domain's photos: PIL images / (N, H, W, C) arrays -> uint8 (C, size, size) / (N, C, size, size)."""
+
+    channels: int
+    size: int
+
+    def image(self, im, where: str) -> torch.Tensor:
+        return _resize(_pil_to_tensor(im, self.channels)[None], self.size)[0]
+
+    def array(self, arr: np.ndarray, where: str) -> torch.Tensor:
+        return _resize(_array_to_tensor(arr, self.channels, where), self.size)
+
+
+@dataclass
+class LabelReader:
+    """One domain's label maps (distill.translate.labels): -> uint8 class indices (1, size, size)."""
+
+    cfg: LabelsConfig
+    size: int
+
+    def image(self, im, where: str) -> torch.Tensor:
+        return resize_labels(read_label_image(im, self.cfg, where)[None], self.size)[0]
+
+    def array(self, arr: np.ndarray, where: str) -> torch.Tensor:
+        if arr.ndim != 3:
+            raise DataError(f"{where}: label maps must be (N, H, W) class indices, got shape {arr.shape}")
+        return resize_labels(check_indices(arr, self.cfg.num_classes, where)[:, None], self.size)
+
+
+def _read(path: Path, reader) -> torch.Tensor:
     from PIL import Image
 
     with Image.open(path) as im:
-        return _resize(_pil_to_tensor(im, channels)[None], size)[0]
+        return reader.image(im, str(path))
 
 
 def _stack(images: list[torch.Tensor], what: str) -> torch.Tensor:
@@ -132,7 +169,7 @@ def _match_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     raise DataError(f"cannot convert {x.shape[1]}-channel images to {channels} channels")
 
 
-def _load_npz(cfg, split, size):
+def _load_npz(cfg, split, readers):
     path = Path(cfg.source)
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -142,13 +179,13 @@ def _load_npz(cfg, split, size):
                 k = f"{split}{d}"
                 if k not in z:
                     raise DataError(f"{path}: no array '{k}' (missing half; arrays: {', '.join(keys)})")
-                out.append(_resize(_array_to_tensor(z[k], cfg.input_nc if d == "A" else cfg.output_nc, f"{path}:{k}"), size))
+                out.append(readers[d].array(z[k], f"{path}:{k}"))
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # not a zip, truncated, object arrays (no pickles)
         raise DataError(f"{path}: cannot read as .npz ({e.__class__.__name__})") from None
     return out[0], out[1], False
 
 
-def _load_aligned(cfg, split, size):
+def _load_aligned(cfg, split, readers):
     files = _list_images(Path(cfg.source) / split)
     a, b = [], []
     from PIL import Image
@@ -159,12 +196,12 @@ def _load_aligned(cfg, split, size):
             if w < 2 or w != 2 * h:
                 raise DataError(f"{f}: aligned images must hold A|B side by side (width = 2 x height), got {w}x{h}; "
                                 f"missing half?")
-            a.append(_resize(_pil_to_tensor(im.crop((0, 0, w // 2, h)), cfg.input_nc)[None], size)[0])
-            b.append(_resize(_pil_to_tensor(im.crop((w // 2, 0, w, h)), cfg.output_nc)[None], size)[0])
+            a.append(readers["A"].image(im.crop((0, 0, w // 2, h)), f"{f} (left half)"))
+            b.append(readers["B"].image(im.crop((w // 2, 0, w, h)), f"{f} (right half)"))
     return _stack(a, f"{Path(cfg.source) / split}"), _stack(b, f"{Path(cfg.source) / split}"), True
 
 
-def _load_paired(cfg, split, size):
+def _load_paired(cfg, split, readers):
     root = Path(cfg.source)
     da, db = (root / "A" / split, root / "B" / split) if (root / "A").is_dir() else (root / f"{split}A", root / f"{split}B")
     fa, fb = _list_images(da), _list_images(db)
@@ -176,22 +213,22 @@ def _load_paired(cfg, split, size):
         raise DataError(f"{root}: paired data needs the same file names in A and B ({len(fa)} A vs {len(fb)} B "
                         f"images; unmatched: {', '.join(only[:3])}{'...' if len(only) > 3 else ''})")
     names = sorted(na)
-    return (torch.stack([_read(na[n], cfg.input_nc, size) for n in names]),
-            torch.stack([_read(nb[n], cfg.output_nc, size) for n in names]), True)
+    return (torch.stack([_read(na[n], readers["A"]) for n in names]),
+            torch.stack([_read(nb[n], readers["B"]) for n in names]), True)
 
 
-def _load_unaligned(cfg, split, size):
+def _load_unaligned(cfg, split, readers):
     root = Path(cfg.source)
     da, db = root / f"{split}A", root / f"{split}B"
     for d in (da, db):
         if not d.is_dir():
             raise DataError(f"{d}: folder missing (unaligned data needs {split}A and {split}B; missing half)")
-    a = _stack([_read(p, cfg.input_nc, size) for p in _list_images(da)], str(da))
-    b = _stack([_read(p, cfg.output_nc, size) for p in _list_images(db)], str(db))
+    a = _stack([_read(p, readers["A"]) for p in _list_images(da)], str(da))
+    b = _stack([_read(p, readers["B"]) for p in _list_images(db)], str(db))
     return a, b, False
 
 
-def _load_hub(cfg, split, size):  # pragma: no cover - needs the Hub
+def _load_hub(cfg, split, readers):  # pragma: no cover - needs the Hub
     try:
         from datasets import load_dataset
 
@@ -203,8 +240,8 @@ def _load_hub(cfg, split, size):  # pragma: no cover - needs the Hub
     for c in (ca, cb):
         if c not in ds.column_names:
             raise DataError(f"{cfg.source}: no column '{c}' (columns: {', '.join(ds.column_names)}); set data.hub_columns")
-    a = _stack([_resize(_pil_to_tensor(r[ca], cfg.input_nc)[None], size)[0] for r in ds], cfg.source)
-    b = _stack([_resize(_pil_to_tensor(r[cb], cfg.output_nc)[None], size)[0] for r in ds], cfg.source)
+    a = _stack([readers["A"].image(r[ca], f"{cfg.source}:{ca}") for r in ds], cfg.source)
+    b = _stack([readers["B"].image(r[cb], f"{cfg.source}:{cb}") for r in ds], cfg.source)
     return a, b, True
 
 
@@ -231,13 +268,19 @@ def detect_mode(cfg, split: str) -> str:
     raise DataError(f"{p}: no '{split}' data found (expected {split}/, {split}A/+{split}B/ or A/{split}/+B/{split}/)")
 
 
-def load_translation(cfg, split: str = "train", train: bool = True) -> TranslationData:
-    """Load both domains of `split`, resized to load_size (train) or crop_size (evaluation)."""
+def load_translation(cfg, split: str = "train", train: bool = True,
+                     labels: Optional[LabelsConfig] = None) -> TranslationData:
+    """Load both domains of `split`, resized to load_size (train) or crop_size (evaluation).
+    `labels`: the input domain holds label maps (SPADE), read as class indices."""
     mode = cfg.dataset_mode if cfg.dataset_mode != "auto" else detect_mode(cfg, split)
     if mode in ("aligned", "paired", "unaligned", "npz") and not Path(cfg.source).exists():
         raise DataError(f"{cfg.source}: not found")
     size = cfg.load_size if (train and cfg.preprocess == "resize_and_crop") else cfg.crop_size
-    a, b, paired = LOADERS[mode](cfg, split, size)
+    readers = {"A": ImageReader(cfg.input_nc, size), "B": ImageReader(cfg.output_nc, size)}
+    if labels is not None:  # the input domain, before the direction swap
+        readers["B" if cfg.direction == "BtoA" else "A"] = LabelReader(labels, size)
+        readers["A" if cfg.direction == "BtoA" else "B"] = ImageReader(cfg.output_nc, size)
+    a, b, paired = LOADERS[mode](cfg, split, readers)
     if cfg.direction == "BtoA":
         a, b = b, a  # channels are matched to input_nc / output_nc below
     if cfg.max_images:
@@ -246,4 +289,6 @@ def load_translation(cfg, split: str = "train", train: bool = True) -> Translati
         raise DataError(f"{cfg.source} ({split}): empty domain {'A' if len(a) == 0 else 'B'}")
     if paired and len(a) != len(b):
         raise DataError(f"{cfg.source} ({split}): paired data with {len(a)} A but {len(b)} B images")
+    if labels is not None:
+        return TranslationData(a, _match_channels(b, cfg.output_nc), paired, labels.num_classes)
     return TranslationData(_match_channels(a, cfg.input_nc), _match_channels(b, cfg.output_nc), paired)

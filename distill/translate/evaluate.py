@@ -2,7 +2,7 @@
 
 Paired data (pix2pix): L1, PSNR and SSIM between G(A) and the target B, images in [0, 1],
 averaged per image, in eval mode (running BN statistics) and in the paper's test mode
-(per-image statistics, dropout on). Unpaired data (CycleGAN): the independent domain
+(per-image statistics, dropout on); SPADE: the same in eval mode, from label maps. Unpaired data (CycleGAN): the independent domain
 classifier's rate of translations classified as the target domain, KID / FID on its features
 against real target-domain test images, and the cycle-reconstruction L1; each next to the
 untranslated inputs ("before") as a baseline.
@@ -64,43 +64,66 @@ def _grid(columns, path: Path, n: int = 8) -> Path:
     return save_grid(x, path, nrow=len(cols), scale=max(1, 128 // cols[0].shape[-1]))
 
 
+def _eval_pix2pix(nets, real_A, real_B, result, run_dir, cfg, data_cfg, palette=None):
+    fake = _batched(nets["G"], real_A)
+    result["eval_mode"] = paired_metrics(fake, real_B)
+    result["paper_test_mode"] = paired_metrics(_batched(nets["G"], real_A, eval_mode=False), real_B)
+    result["metrics"] = result["eval_mode" if cfg.eval_mode else "paper_test_mode"]
+    return _grid([real_A, fake, real_B], run_dir / "eval-grid.png"), "input (A) | output G(A) | target (B)"
+
+
+def _eval_spade(nets, real_A, real_B, result, run_dir, cfg, data_cfg, palette=None):
+    """Eval mode only (no dropout; the paper's test time); with the style encoder, z ~ N(0, I) seeded."""
+    from .labels import colorize
+
+    torch.manual_seed(0)
+    fake = _batched(nets["G"], real_A, batch=8)
+    result["eval_mode"] = result["metrics"] = paired_metrics(fake, real_B)
+    return (_grid([colorize(real_A, palette), fake, real_B], run_dir / "eval-grid.png"),
+            "label map | output G(labels) | photo")
+
+
+def _eval_cyclegan(nets, real_A, real_B, result, run_dir, cfg, data_cfg, palette=None):
+    fake_B, fake_A = _batched(nets["G_A"], real_A), _batched(nets["G_B"], real_B)
+    rec_A, rec_B = _batched(nets["G_B"], fake_B), _batched(nets["G_A"], fake_A)
+    if cfg.domain_classifier:
+        from .domain import load_domain_classifier
+
+        clf = load_domain_classifier(cfg.domain_classifier)
+        tb = 1 if data_cfg.direction == "AtoB" else 0  # the classifier's label of our output domain b
+        result["classifier"] = {"spec": cfg.domain_classifier, **getattr(clf, "info", {})}
+        result["AtoB"] = unpaired_metrics(clf, fake_B, real_A, real_B, tb, rec_A)
+        result["BtoA"] = unpaired_metrics(clf, fake_A, real_B, real_A, 1 - tb, rec_B)
+    else:
+        result["AtoB"] = {"cycle_l1": float((rec_A - real_A).abs().mean() / 2)}
+        result["BtoA"] = {"cycle_l1": float((rec_B - real_B).abs().mean() / 2)}
+    pics = _grid([real_A, fake_B, rec_A], run_dir / "eval-grid.png")
+    _grid([real_B, fake_A, rec_B], run_dir / "eval-grid-BtoA.png")
+    return pics, "input (A) | output G_A(A) | reconstruction G_B(G_A(A)); eval-grid-BtoA.png: the reverse"
+
+
+EVALUATORS = {"pix2pix": _eval_pix2pix, "spade": _eval_spade, "cyclegan": _eval_cyclegan}
+
+
 @torch.no_grad()
 def evaluate_run(run_dir: Path, nets: dict, method: str, cfg, data_cfg, train_it_per_s: Optional[float] = None) -> dict:
     """`cfg`: the `translate:` section (evaluation keys), `data_cfg`: the `data:` section."""
+    from .labels import palette_of
+    from .methods import labels_for
+
     run_dir = Path(run_dir)
-    data = load_translation(data_cfg, cfg.eval_split, train=False)
+    labels = labels_for(method, cfg)
+    data = load_translation(data_cfg, cfg.eval_split, train=False, labels=labels)
     n = cfg.eval_max_images
     a, b = (data.a[:n], data.b[:n]) if n else (data.a, data.b)
-    real_A, real_B = a.float() / 127.5 - 1, b.float() / 127.5 - 1
+    real_A, real_B = data.to_input(a), b.float() / 127.5 - 1
     for net in nets.values():
         net.eval()
     result = {"method": method, "split": cfg.eval_split, "direction": data_cfg.direction, "crop_size": data_cfg.crop_size}
     if train_it_per_s is not None:
         result["train_it_per_s"] = train_it_per_s
-    if method == "pix2pix":
-        fake = _batched(nets["G"], real_A)
-        result["eval_mode"] = paired_metrics(fake, real_B)
-        result["paper_test_mode"] = paired_metrics(_batched(nets["G"], real_A, eval_mode=False), real_B)
-        result["metrics"] = result["eval_mode" if cfg.eval_mode else "paper_test_mode"]
-        pics = _grid([real_A, fake, real_B], run_dir / "eval-grid.png")
-        header = "input (A) | output G(A) | target (B)"
-    else:
-        fake_B, fake_A = _batched(nets["G_A"], real_A), _batched(nets["G_B"], real_B)
-        rec_A, rec_B = _batched(nets["G_B"], fake_B), _batched(nets["G_A"], fake_A)
-        if cfg.domain_classifier:
-            from .domain import load_domain_classifier
-
-            clf = load_domain_classifier(cfg.domain_classifier)
-            tb = 1 if data_cfg.direction == "AtoB" else 0  # the classifier's label of our output domain b
-            result["classifier"] = {"spec": cfg.domain_classifier, **getattr(clf, "info", {})}
-            result["AtoB"] = unpaired_metrics(clf, fake_B, real_A, real_B, tb, rec_A)
-            result["BtoA"] = unpaired_metrics(clf, fake_A, real_B, real_A, 1 - tb, rec_B)
-        else:
-            result["AtoB"] = {"cycle_l1": float((rec_A - real_A).abs().mean() / 2)}
-            result["BtoA"] = {"cycle_l1": float((rec_B - real_B).abs().mean() / 2)}
-        pics = _grid([real_A, fake_B, rec_A], run_dir / "eval-grid.png")
-        _grid([real_B, fake_A, rec_B], run_dir / "eval-grid-BtoA.png")
-        header = "input (A) | output G_A(A) | reconstruction G_B(G_A(A)); eval-grid-BtoA.png: the reverse"
+    palette = palette_of(labels) if labels is not None else None
+    pics, header = EVALUATORS[method](nets, real_A, real_B, result, run_dir, cfg, data_cfg, palette)
     (run_dir / "eval.json").write_text(json.dumps(result, indent=2))
     write_report(run_dir, result, pics, header)
     for net in nets.values():
@@ -142,7 +165,7 @@ def evaluate_checkpoint(checkpoint: str | Path, out_dir: Optional[str | Path] = 
     ckpt = resolve_checkpoint(checkpoint)
     state = json.loads((ckpt / "state.json").read_text())
     if "translate" not in state:
-        raise DistillError(f"{ckpt}: not a pix2pix / CycleGAN checkpoint")
+        raise DistillError(f"{ckpt}: not a pix2pix / CycleGAN / SPADE checkpoint")
     cfg, data_cfg = configs_from_state(state, str(ckpt / "state.json"))
     m = METHODS[state["method"]](cfg, data_cfg)
     nets = {g: m.nets[g] for g in m.generators}

@@ -1,4 +1,4 @@
-"""One optimisation step of pix2pix and of CycleGAN, written like the reference models'
+"""One optimisation step of pix2pix and of CycleGAN (SPADE's: semantic.py), written like the reference models'
 `optimize_parameters`. Each method owns its networks (`nets`, reference names), says which are
 generators (one Adam "G") and discriminators (one Adam "D"), and returns logged scalars.
 
@@ -16,6 +16,7 @@ from ..errors import RecipeError
 from .losses import d_loss, g_adv_loss, get_gan_mode, l1
 from .networks import build_discriminator, build_generator
 from .pool import ImagePool
+from .semantic import Spade
 from ..engine.optim import grad_norm
 
 
@@ -128,4 +129,9 @@ class CycleGAN:
         return [real_A, fake_B, nets["G_B"](fake_B), real_B, fake_A, nets["G_A"](fake_A)]
 
 
-METHODS = {"pix2pix": Pix2Pix, "cyclegan": CycleGAN}
+METHODS = {"pix2pix": Pix2Pix, "cyclegan": CycleGAN, "spade": Spade}
+
+
+def labels_for(method: str, cfg):
+    """The `translate.labels` section where `method` reads label maps (SPADE), else None."""
+    return cfg.labels if getattr(METHODS[method], "label_input", False) else None

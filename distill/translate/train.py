@@ -1,4 +1,4 @@
-"""Train pix2pix or CycleGAN on the training engine (distill.engine.trainer), one trainer for both methods.
+"""Train pix2pix, CycleGAN or SPADE on the training engine (distill.engine.trainer), one trainer for all.
 
 Per step: global batch indices (EpochSampler per domain) -> uint8 images -> resize / crop / flip
 drawn from rng(seed, "aug", step) -> this process's shard -> `method.step` (D and G
@@ -24,7 +24,7 @@ from ..engine.messages import get_logger
 from ..engine.trainer import Engine, Trainer
 from ..viz import save_grid
 from .data import load_translation
-from .methods import METHODS
+from .methods import METHODS, labels_for
 from .schedule import make_lr_scheduler, make_optimizer
 from .weights import freeze, init_from
 
@@ -45,11 +45,12 @@ class TranslateTrainer(Trainer):
     def __init__(self, recipe, method: str):
         self.recipe, self.method_name, self.name = recipe, method, method
         self.cfg, self.data_cfg, self.tc = recipe.translate, recipe.data, recipe.train
+        self.labels = labels_for(method, self.cfg)  # SPADE: the input domain holds label maps
 
     def setup(self, engine) -> None:
         self.engine, acc, tc, cfg = engine, engine.accelerator, self.tc, self.cfg
         self.accelerator = acc
-        self.data = load_translation(self.data_cfg, "train", train=True)
+        self.data = load_translation(self.data_cfg, "train", train=True, labels=self.labels)
         micro_batch_size(tc.batch_size, 1, acc.num_processes)
         torch.manual_seed(tc.seed)  # weight init
         self.method = METHODS[self.method_name](cfg, self.data_cfg)
@@ -80,7 +81,7 @@ class TranslateTrainer(Trainer):
 
     def _preview_data(self):
         try:
-            return load_translation(self.data_cfg, self.cfg.eval_split, train=False)
+            return load_translation(self.data_cfg, self.cfg.eval_split, train=False, labels=self.labels)
         except DistillError:
             return self.data
 
@@ -177,3 +178,7 @@ def train_pix2pix(recipe) -> Path:
 
 def train_cyclegan(recipe) -> Path:
     return train(recipe, "cyclegan")
+
+
+def train_spade(recipe) -> Path:
+    return train(recipe, "spade")
