@@ -217,3 +217,18 @@ def test_export_and_translate_label_maps_in_a_fresh_process(tmp_path, labelled):
     Image.fromarray(tiny_images(1, 32, seed=4)[0]).save(tmp_path / "photo.png")
     res = cli(tmp_path / "photo.png", tmp_path / "bad.png")  # a photo where a label map is expected
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "photo.png: not a label map" in res.stderr
+
+
+def test_vgg_loss_without_local_weights_is_a_notice(tmp_path, capfd):
+    from distill.translate.config import TranslateConfig
+    from distill.translate.semantic import Spade
+
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))  # an empty cache: nothing is downloaded
+    try:
+        m = Spade(TranslateConfig(lambda_vgg=10.0, ngf=1, ndf=2, spade_hidden=2, n_layers_D=1), _data_cfg(tmp_path))
+    finally:
+        torch.hub.set_dir(old)
+    assert m.vgg is None
+    notes = [line for line in capfd.readouterr().out.splitlines() if "lambda_vgg" in line]
+    assert len(notes) == 1 and "the VGG loss is off" in notes[0]
