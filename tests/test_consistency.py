@@ -135,7 +135,7 @@ def test_lcm_run_exports_an_lcm_pipeline_sampled_in_a_fresh_process(tmp_path, ti
     assert len(rows) == 4 and "loss_d" not in rows[0]  # no critic phase
     assert (run_dir / "checkpoints/checkpoint-4/consistency_target.safetensors").exists()
     code = ("import distill, torch; from diffusers import DiffusionPipeline; "
-            f"p = DiffusionPipeline.from_pretrained({str(run_dir / 'pipeline')!r}); "
+            f"p = DiffusionPipeline.from_pretrained({str(run_dir)!r}); "
             "assert type(p.scheduler).__name__ == 'LCMScheduler', p.scheduler; "
             "print([p(class_labels=[0, 1], num_inference_steps=k, output_type='pt').images.shape[0] for k in (1, 2, 4, 8)])")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -102,7 +102,7 @@ def test_ctm_run_exports_a_trajectory_pipeline_sampled_in_a_fresh_process(tmp_pa
     rows = [r for r in read_metrics(run_dir / "metrics.jsonl") if "loss_dsm" in r]
     assert len(rows) == 4 and all(r["loss_soft_consistency"] >= 0 and "loss_d" in r for r in rows)
     code = ("import distill, torch; from diffusers import DiffusionPipeline; "
-            f"p = DiffusionPipeline.from_pretrained({str(run_dir / 'pipeline')!r}); "
+            f"p = DiffusionPipeline.from_pretrained({str(run_dir)!r}); "
             "assert type(p.unet).__name__ == 'TrajectoryUNet2DModel' and type(p.scheduler).__name__ == 'TrajectoryScheduler'; "
             "print([tuple(p(class_labels=[0, 1], num_inference_steps=k, output_type='pt').images.shape) for k in (1, 2, 4, 8)])")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
