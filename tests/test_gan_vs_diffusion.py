@@ -14,6 +14,7 @@ from distill.cli import main as cli
 from distill.config import EvalConfig, recipe_from_dict
 from distill.diffusion.teachers import load_teacher
 from distill.diffusion.train import train_teacher
+from distill.errors import DistillError
 from distill.distillation.loop import train_distill
 from distill.engine.run_dir import read_metrics, wall_seconds
 from distill.eval.evaluate import evaluate_pipeline
@@ -87,8 +88,8 @@ def test_gan_call_is_one_forward_to_unit_range(runs):
 def test_compare_writes_json_markdown_plot(runs, tmp_path, capsys):
     out = tmp_path / "cmp"
     rc = cli(["bench", "compare", "--teacher", str(runs["teacher"]), "--student", str(runs["student"]),
-              "--gan", str(runs["gan"]), *SAMPLES, "--eval-batch-size", "20", "--student-steps", "1", "2",
-              "--truncation", "0.5", "--batch", "2", "--warmup", "1", "--repeats", "2", "--out", str(out)])
+              "--gan", f"g1={runs['gan']}", "--gan", f"g2={runs['gan']}", *SAMPLES, "--eval-batch-size", "20",
+              "--student-steps", "1", "2", "--truncation", "0.5", "--batch", "2", "--warmup", "1", "--repeats", "2", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     res = json.loads((out / "compare.json").read_text())
     rows = {r["label"]: r for r in res["rows"]}
@@ -96,24 +97,25 @@ def test_compare_writes_json_markdown_plot(runs, tmp_path, capsys):
     best = min(t_eval, key=lambda r: r["fid"])
     assert list(rows) == ["teacher 50 steps", "teacher 50 steps w=2", f"teacher {best['steps']} step"
                           + ("s" if best["steps"] > 1 else "") + " (best)", "student 1 step", "student 2 steps",
-                          "GAN psi=1", "GAN psi=0.5"]
+                          "GAN g1 psi=1", "GAN g1 psi=0.5", "GAN g2 psi=1", "GAN g2 psi=0.5"]
     b = rows[next(k for k in rows if k.endswith("(best)"))]
     assert b["fid"] == best["fid"] and b["quality_source"].endswith("eval-teacher.json")  # reused, not re-sampled
     for r in res["rows"]:
         assert math.isfinite(r["fid"]) and r["intra_class_dist"] > 0 and r["num_samples"] == 20, r["label"]
         assert 0 < r["latency_p50_s"] <= r["latency_p95_s"] and r["images_per_s"] > 0 and r["params"] > 0, r["label"]
         assert r["latency_error"] is None and r["batch"] == 2
-    assert rows["teacher 50 steps w=2"]["nfe"] == 100 and rows["GAN psi=1"]["nfe"] == 1
-    assert rows["GAN psi=1"]["latency_p50_s"] == rows["GAN psi=0.5"]["latency_p50_s"]
+    assert rows["teacher 50 steps w=2"]["nfe"] == 100 and rows["GAN g1 psi=1"]["nfe"] == 1
+    assert rows["GAN g1 psi=1"]["latency_p50_s"] == rows["GAN g1 psi=0.5"]["latency_p50_s"]
+    assert rows["GAN g1 psi=1"]["fid"] == rows["GAN g2 psi=1"]["fid"]  # one generator under two names: same samples
     assert rows["teacher 50 steps"]["quality_source"] == "evaluated"
     # training wall time from each run's metrics.jsonl
-    for kind, label in [("teacher", "teacher 50 steps"), ("student", "student 1 step"), ("gan", "GAN psi=1")]:
+    for kind, label in [("teacher", "teacher 50 steps"), ("student", "student 1 step"), ("gan", "GAN g2 psi=1")]:
         assert rows[label]["train_wall_s"] == pytest.approx(wall_seconds(read_metrics(runs[kind] / "metrics.jsonl")))
-    assert res["paired_gan"] and res["paired_gan"][0]["student_over_gan"] > 0
+    assert {p["gan"] for p in res["paired_gan"]} == {"g1", "g2"} and res["paired_gan"][0]["student_over_gan"] > 0
     md = (out / "compare.md").read_text()
     header = "| " + " | ".join(h for h, _ in COLUMNS) + " |"
     assert header in md and sum(line.startswith("| teacher") or line.startswith("| student")
-                                or line.startswith("| GAN") for line in md.splitlines()) == 7
+                                or line.startswith("| GAN") for line in md.splitlines()) == 9
     assert (out / "compare-fid-vs-latency.png").stat().st_size > 1000
     assert header in capsys.readouterr().out
     # what was evaluated here is found again by the cache: a second run re-samples nothing
@@ -139,14 +141,17 @@ def test_compare_times_the_guided_row_without_scoring_it(runs, tmp_path, capsys)
 
 def test_compare_plan_without_a_teacher_eval(runs, tmp_path):
     cfg = CompareConfig(teacher=str(runs["student"]), student=str(runs["student"]),
-                        gan=str(runs["gan"]), teacher_best_steps=None, out=str(tmp_path))
+                        gans=[str(runs["gan"])], teacher_best_steps=None, out=str(tmp_path))
     rows, notes = plan(cfg, resolve_all(cfg), conditional=True)
+    gan = f"GAN {runs['gan'].name}"  # a GAN's name defaults to its folder's
     assert [r["label"] for r in rows] == ["teacher 50 steps", "teacher 50 steps w=2", "student 1 step",
-                                          "student 2 steps", "student 4 steps", "GAN psi=1"]
+                                          "student 2 steps", "student 4 steps", f"{gan} psi=1"]
     assert any("no best-steps row" in n for n in notes)
     cfg.teacher_best_steps, cfg.truncation = 50, 0.7
     rows, _ = plan(cfg, resolve_all(cfg), conditional=False)  # unconditional: no guided row; 50 steps is the best
-    assert [r["label"] for r in rows][:1] == ["teacher 50 steps (best)"] and rows[-1]["label"] == "GAN psi=0.7"
+    assert [r["label"] for r in rows][:1] == ["teacher 50 steps (best)"] and rows[-1]["label"] == f"{gan} psi=0.7"
+    with pytest.raises(DistillError, match="given twice"):
+        resolve_all(CompareConfig(teacher=cfg.teacher, student=cfg.student, gans=[f"a={runs['gan']}", f"a={runs['gan']}"]))
 
 
 @pytest.mark.parametrize("argv, msg", [

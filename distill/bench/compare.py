@@ -1,11 +1,11 @@
-"""`distill bench compare`: the teacher, the distilled student and a GAN side by side, measured in
-one run on one machine at one batch:
+"""`distill bench compare`: the teacher, the distilled student and one or more GANs side by side,
+measured in one run on one machine at one batch:
 
   teacher  50 steps without guidance, 50 steps at `guidance`, and its best step count (the lowest-FID
            row of its eval-teacher.json, or `teacher_best_steps`)
   student  each of `student_steps` (its own scheduler, no guidance: distilled in)
-  GAN      one forward at truncation psi 1 and at its best psi (`truncation`, or the lowest-FID row of
-           its eval-gan.json)
+  GAN      each of `gans` ([NAME=]PATH; NAME defaults to the folder's name): one forward at truncation
+           psi 1 and at its best psi (`truncation`, or the lowest-FID row of its eval-gan.json)
 
 Columns: FID, KID, class accuracy and within-class feature distance (distill.eval, on the same
 reference data and features), latency p50/p95 per call, images/s and parameters (distill.bench's
@@ -36,7 +36,7 @@ TEACHER_STEPS = 50
 class CompareConfig:
     teacher: str  # pipeline folder (a teacher run folder is one), or shipped:<name>
     student: str  # pipeline folder (a distillation run folder is one)
-    gan: str  # exported GAN generator folder of any kind (a `task: gan` run folder is one)
+    gans: list[str]  # [NAME=]PATH of exported GAN generator folders of any kind (a `task: gan` run folder is one)
     out: str = "runs/compare"
     data: str = "digits"  # reference data source (digits, .npz, image folder, Hub name)
     split: str = "test"  # reference split FID compares against
@@ -85,15 +85,36 @@ def is_pipeline(p: Path) -> bool:
     return (p / "model_index.json").is_file()
 
 
+def gan_names(specs: list[str]) -> list[tuple[str, str]]:
+    """[NAME=]PATH -> (name, path); the name defaults to the folder's name; names must differ."""
+    out = []
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        name, path = (name, path) if sep else (Path(spec).name or spec, spec)
+        if not name or not path:
+            raise DistillError(f"--gan {spec}: expected [NAME=]PATH")
+        out.append((name, path))
+    names = [n for n, _ in out]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup:
+        raise DistillError(f"--gan: the name '{dup}' is given twice (use NAME=PATH)")
+    return out
+
+
 def resolve_all(cfg: CompareConfig) -> dict[str, Model]:
+    """'teacher', 'student' and 'gan:<name>' for each GAN."""
     from ..diffusion.teachers import resolve_teacher_path
     from ..gan.architectures import is_generator_folder
 
-    return {"teacher": resolve(resolve_teacher_path(cfg.teacher), "--teacher", is_pipeline, "pipeline",
-                               "a pipeline (model_index.json)"),
-            "student": resolve(cfg.student, "--student", is_pipeline, "pipeline", "a pipeline (model_index.json)"),
-            "gan": resolve(cfg.gan, "--gan", is_generator_folder, "generator",
-                           "a GAN generator (config.json naming a generator class)")}
+    if not cfg.gans:
+        raise DistillError("--gan: give at least one GAN generator folder")
+    models = {"teacher": resolve(resolve_teacher_path(cfg.teacher), "--teacher", is_pipeline, "pipeline",
+                                 "a pipeline (model_index.json)"),
+              "student": resolve(cfg.student, "--student", is_pipeline, "pipeline", "a pipeline (model_index.json)")}
+    for name, path in gan_names(cfg.gans):
+        models[f"gan:{name}"] = resolve(path, "--gan", is_generator_folder, "generator",
+                                        "a GAN generator (config.json naming a generator class)")
+    return models
 
 
 # ---------------------------------------------------------------- what is compared
@@ -135,14 +156,15 @@ def plan(cfg: CompareConfig, models: dict[str, Model], conditional: bool) -> tup
         teacher.append(best)
     rows = [{"kind": "teacher", "steps": s, "guidance": w, "best": (s, w) == best} for s, w in teacher]
     rows += [{"kind": "student", "steps": s, "guidance": 1.0, "best": False} for s in cfg.student_steps]
-    psi = cfg.truncation
-    if psi is None:
-        r = best_row(models["gan"].homes, "gan")
-        if r is not None and "truncation" in r:
-            psi = float(r["truncation"])
-            notes.append(f"GAN's best truncation psi {psi:g} from its eval-gan.json")
-    rows += [{"kind": "gan", "steps": 1, "truncation": p, "best": p == psi} for p in ([1.0] + ([psi] if psi not in
-                                                                                         (None, 1.0) else []))]
+    for key in [k for k in models if k.startswith("gan:")]:
+        psi = cfg.truncation
+        if psi is None:
+            r = best_row(models[key].homes, "gan")
+            if r is not None and "truncation" in r:
+                psi = float(r["truncation"])
+                notes.append(f"{key[4:]}: best truncation psi {psi:g} from its eval-gan.json")
+        rows += [{"kind": "gan", "name": key[4:], "steps": 1, "truncation": p, "best": p == psi}
+                 for p in [1.0] + ([psi] if psi not in (None, 1.0) else [])]
     for r in rows:
         r["label"] = label(r)
     return rows, notes
@@ -150,7 +172,7 @@ def plan(cfg: CompareConfig, models: dict[str, Model], conditional: bool) -> tup
 
 def label(r: dict) -> str:
     if r["kind"] == "gan":
-        return f"GAN psi={r['truncation']:g}"
+        return f"GAN {r['name']} psi={r['truncation']:g}"
     text = f"{r['kind']} {r['steps']} step{'s' if r['steps'] > 1 else ''}"
     return text + (f" w={r['guidance']:g}" if r["guidance"] != 1.0 else "") + (" (best)" if r["best"] else "")
 
@@ -249,12 +271,12 @@ def latency(cfg: CompareConfig, models: dict[str, Model], rows: list[dict]):
     t_steps = sorted({r["steps"] for r in rows if r["kind"] == "teacher"}, reverse=True)
     guided = [r["guidance"] for r in rows if r["kind"] == "teacher" and r["guidance"] != 1.0]
     bc = BenchConfig(teacher=str(models["teacher"].path), student=str(models["student"].path),
-                     gans=[f"gan={models['gan'].path}"], batch_sizes=[cfg.batch], teacher_steps=t_steps,
+                     gans=[f"{k[4:]}={m.path}" for k, m in models.items() if k.startswith("gan:")], batch_sizes=[cfg.batch], teacher_steps=t_steps,
                      student_steps=list(cfg.student_steps), guidance=guided[0] if guided else 1.0,
                      device=cfg.device, dtype=cfg.dtype, threads=cfg.threads, warmup=cfg.warmup,
                      repeats=cfg.repeats, budget_s=cfg.budget_s, profile_repeats=0, seed=0, pair_headline=cfg.pairs)
     res = run_benchmark(bc, progress=False)
-    return res, {(r["kind"], r["steps"], r["guidance"]): r for r in res.rows}
+    return res, {(r["model"] if r["kind"] == "gan" else r["kind"], r["steps"], r["guidance"]): r for r in res.rows}
 
 
 # ---------------------------------------------------------------- the run
@@ -300,7 +322,7 @@ def run_compare(cfg: CompareConfig) -> dict:
     fp32 = BenchConfig(device=cfg.device)  # sampled for quality in fp32 on the device
     teacher = load_pipeline(str(models["teacher"].path), fp32)
     student = load_pipeline(str(models["student"].path), fp32)
-    G = load_generator(models["gan"].path).to(cfg.device)
+    gans = {k: load_generator(m.path).to(cfg.device) for k, m in models.items() if k.startswith("gan:")}
     check_student_steps(student, cfg.student_steps)
     rows, notes = plan(cfg, models, teacher.num_classes is not None)
 
@@ -318,23 +340,25 @@ def run_compare(cfg: CompareConfig) -> dict:
     for s, q in pipeline_quality(student, models["student"].homes, out, "student", list(cfg.student_steps), 1.0,
                                  "pipeline", cfg, weights=weights_fingerprint(student.unet)).items():
         quality[("student", s, 1.0)] = q
-    psis = [r["truncation"] for r in rows if r["kind"] == "gan"]
-    for p, q in gan_quality(G, models["gan"].homes, out, psis, cfg).items():
-        quality[("gan", 1, p)] = q
-    del teacher, student, G
+    for key, G in gans.items():
+        psis = [r["truncation"] for r in rows if r["kind"] == "gan" and r["name"] == key[4:]]
+        for p, q in gan_quality(G, models[key].homes, out / key[4:], psis, cfg).items():
+            quality[(key, 1, p)] = q
+    del teacher, student, gans
 
     bench, lat = latency(cfg, models, rows)
     walls = {k: train_wall(m.homes) for k, m in models.items()}
     for r in rows:
-        key = (r["kind"], r["steps"], r["truncation"] if r["kind"] == "gan" else r["guidance"])
-        q = quality.get(key, {})
+        gan = r["kind"] == "gan"
+        model = f"gan:{r['name']}" if gan else r["kind"]
+        q = quality.get((model, r["steps"], r["truncation"] if gan else r["guidance"]), {})
         r.update({k: q.get(k) for k in ("fid", "kid", "class_acc", "class_coverage", "intra_class_dist",
                                          "real_intra_class_dist", "num_samples", "quality_source")})
-        t = lat.get((r["kind"], r["steps"], 1.0 if r["kind"] == "gan" else r["guidance"]), {})
+        t = lat.get((r["name"] if gan else r["kind"], r["steps"], 1.0 if gan else r["guidance"]), {})
         r.update(batch=cfg.batch, nfe=t.get("nfe"), params=t.get("params"), latency_p50_s=t.get("median_s"),
                  latency_p95_s=t.get("p95_s"), images_per_s=t.get("images_per_s"), ms_per_image=t.get("ms_per_image"),
                  latency_n=t.get("n"), latency_error=t.get("error") if t else "not timed")
-        r["train_wall_s"], r["train_wall_source"] = walls[r["kind"]]
+        r["train_wall_s"], r["train_wall_source"] = walls[model]
     notes.append("latency of a GAN row at psi != 1 is the psi 1 forward's (truncation adds one lerp of w)")
     notes.append("student training time is the distillation's alone (the teacher's is its own row)")
     return {"config": dataclasses.asdict(cfg), "env": bench.env, "rows": rows, "paired": bench.paired,

@@ -56,7 +56,8 @@ def table(rows: list[dict]) -> list[str]:
 def markdown(result: dict) -> str:
     c, e, rows = result["config"], result["env"], result["rows"]
     real = next((r["real_intra_class_dist"] for r in rows if r.get("real_intra_class_dist") is not None), None)
-    out = ["# Teacher vs distilled student vs GAN", "",
+    out = ["# Teacher vs distilled student vs GAN" + ("s" if len({r.get("name") for r in rows if r["kind"] == "gan"}) > 1
+                                                       else ""), "",
            f"Quality: {c['num_samples']} class-balanced samples per row (seed {c['seed']}) against the `{c['split']}` "
            f"split of `{c['data']}`, features `{c['features']}`; *within-class dist* = mean pairwise feature distance "
            f"within a class (real data: {_num(real, '{:.3f}')}; far below it, the samples of a class look alike). "
@@ -72,7 +73,7 @@ def markdown(result: dict) -> str:
                    f"{p['gan']} forward = {p['student_over_gan']:.2f}x.")
     out += [f"- {n}" for n in result.get("notes", [])]
     out += [f"- {r['label']}: no latency ({r['latency_error']})" for r in rows if r.get("latency_error")]
-    sources = {r["kind"]: r["train_wall_source"] for r in rows if r.get("train_wall_source")}
+    sources = {r.get("name", r["kind"]): r["train_wall_source"] for r in rows if r.get("train_wall_source")}
     out += [f"- {kind} training time from `{src}`" for kind, src in sources.items()]
     return "\n".join(out + ["", "![FID vs latency](compare-fid-vs-latency.png)", ""])
 

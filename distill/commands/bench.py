@@ -52,10 +52,12 @@ def add_latency_arguments(p):
 def add_compare_arguments(p):
     from ..bench.compare import CompareConfig
 
-    d = CompareConfig(teacher="", student="", gan="")
+    d = CompareConfig(teacher="", student="", gans=[])
     p.add_argument("--teacher", required=True, help="teacher pipeline folder, its run folder, or shipped:<name>")
     p.add_argument("--student", required=True, help="distilled student pipeline folder or its run folder")
-    p.add_argument("--gan", required=True, help="GAN generator folder (task: gan) or its run folder")
+    p.add_argument("--gan", required=True, action="append", metavar="[NAME=]PATH",
+                   help="GAN generator folder (task: gan; a run folder is one), repeatable: one row pair per GAN; "
+                        "NAME defaults to the folder's name")
     p.add_argument("--data", default=d.data, help="reference data source (digits, .npz, image folder, Hub name)")
     p.add_argument("--split", default=d.split, help="reference split")
     p.add_argument("--features", default=d.features, help="classifier:<name|path> | inception")
@@ -69,7 +71,8 @@ def add_compare_arguments(p):
                    help="the teacher's best step count (default: the best row of its eval-teacher.json)")
     p.add_argument("--student-steps", type=positive_int, nargs="+", default=d.student_steps)
     p.add_argument("--truncation", type=non_negative_float, default=None,
-                   help="the GAN's best truncation psi, scored besides 1 (default: the best row of its eval-gan.json)")
+                   help="the GANs' best truncation psi, scored besides 1 (default: the best row of each GAN's "
+                        "eval-gan.json)")
     p.add_argument("--batch", type=positive_int, default=d.batch, help="latency batch")
     p.add_argument("--device", default=d.device, help="cpu | cuda | cuda:N")
     p.add_argument("--dtype", default=d.dtype, help="fp32 | bf16 | fp16 (latency)")
@@ -129,7 +132,7 @@ def compare(args) -> int:
     from ..bench.compare_report import table, write_compare
     from ..bench.latency import BenchConfig
 
-    cfg = CompareConfig(teacher=args.teacher, student=args.student, gan=args.gan, out=args.out, data=args.data,
+    cfg = CompareConfig(teacher=args.teacher, student=args.student, gans=list(args.gan), out=args.out, data=args.data,
                         split=args.split, features=args.features, num_samples=args.num_samples,
                         eval_batch_size=args.eval_batch_size, seed=args.seed, guidance=args.guidance,
                         teacher_best_steps=args.teacher_best_steps, student_steps=args.student_steps,
