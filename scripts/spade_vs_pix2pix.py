@@ -1,6 +1,7 @@
 """SPADE against pix2pix on the same paired test split (docs/results/translate.md): L1 / PSNR / SSIM
 to the real photos, FID / KID against the real photos on the features of a network neither
-translator trained on (default: the shipped CIFAR-10 evaluation classifier), and a picture with the
+translator trained on (default: the shipped CIFAR-10 evaluation classifier; KID on subsets of 50;
+as many real training photos give the floor), and a picture with the
 columns label map | pix2pix | SPADE | SPADE in the styles of two other test photos | real photo.
 
     python scripts/spade_vs_pix2pix.py runs/pix2pix-facades runs/spade-facades --out docs/translate-spade-vs-pix2pix.jpg
@@ -30,6 +31,18 @@ def _inputs(checkpoint, split: str):
     return data, data.to_input(data.a), cfg
 
 
+def load_translation_like(data, run, n: int):
+    """The first `n` training photos of `run`'s data, at its evaluation size, in [-1, 1]."""
+    from distill.translate.config import configs_from_state
+    from distill.translate.data import load_translation
+    from distill.translate.infer import _state
+
+    ckpt, state = _state(run)
+    _, data_cfg = configs_from_state(state, str(ckpt / "state.json"))
+    data_cfg.max_images = n
+    return load_translation(data_cfg, "train", train=False).b.float() / 127.5 - 1
+
+
 def compare(pix2pix_run, spade_run, out, split: str = "test", features: str = "classifier:cifar10",
             rows: int = 6) -> dict:
     import torch
@@ -56,8 +69,12 @@ def compare(pix2pix_run, spade_run, out, split: str = "test", features: str = "c
     ext = feature_extractor(features)
     real_f = extract(ext, real)
     result = {"split": split, "n": len(real), "features": features}
+    kid_subset = min(50, len(real))
     for name, fake in fakes.items():
-        result[name] = {**paired_metrics(fake, real), **fid_kid(real_f, extract(ext, fake), kid_subset=len(real))}
+        result[name] = {**paired_metrics(fake, real), **fid_kid(real_f, extract(ext, fake), kid_subset=kid_subset)}
+    # the floor at this sample size: as many real training photos against the real test photos
+    train_photos = load_translation_like(s_data, spade_run, len(real))
+    result["real_train_photos"] = fid_kid(real_f, extract(ext, train_photos), kid_subset=kid_subset)
     k = min(rows, len(real))
     cols = [colorize(s_in[:k], palette_of(s_cfg.labels)), fakes["pix2pix"][:k], fakes["spade"][:k]]
     if getattr(S, "z_dim", None):
