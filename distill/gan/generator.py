@@ -61,7 +61,62 @@ def mix_styles(ws: torch.Tensor, ws2: torch.Tensor, cutoff: torch.Tensor) -> tor
     return torch.where(take2[..., None], ws2, ws)
 
 
-class StyleGAN2Generator(ModelMixin, ConfigMixin):
+class StyleMapping:
+    """The mapping half of a style-based generator (StyleGAN2, StyleGAN3): class labels, the per-class w_avg
+    and its truncation, style mixing. The host has `mapping_network` (MappingNetwork), a `w_avg` buffer
+    (max(num_classes, 1), w_dim), `num_ws`, `style_mixing_prob` and config keys num_classes, z_dim, w_avg_beta."""
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    def labels(self, class_labels, batch: int) -> Optional[torch.Tensor]:
+        """Class labels as a (B,) long tensor on the model's device (None when unconditional)."""
+        return check_labels(class_labels, self.config.num_classes, batch, self.w_avg.device)
+
+    @torch.no_grad()
+    def track_w_avg(self, w: torch.Tensor, y: Optional[torch.Tensor]) -> None:
+        """w_avg[c] <- lerp(mean of the batch's w of class c, w_avg[c], beta) for each class present."""
+        idx = y if y is not None else torch.zeros(w.shape[0], dtype=torch.long, device=w.device)
+        k = self.w_avg.shape[0]
+        sums = torch.zeros_like(self.w_avg).index_add_(0, idx, w.detach().to(self.w_avg.dtype))  # (K, w_dim)
+        counts = torch.bincount(idx, minlength=k)  # (K,)
+        seen = counts > 0
+        mean = sums[seen] / counts[seen, None].to(sums.dtype)
+        self.w_avg[seen] = mean.lerp(self.w_avg[seen], self.config.w_avg_beta)
+
+    def mapping(self, z: torch.Tensor, class_labels=None, truncation: float = 1.0,
+                update_w_avg: bool = False) -> torch.Tensor:
+        """z (B, z_dim) -> ws (B, num_ws, w_dim), truncated towards the class's w_avg by psi = truncation."""
+        y = self.labels(class_labels, z.shape[0])
+        w = self.mapping_network(z.to(self.w_avg.dtype), y)  # (B, w_dim)
+        if update_w_avg:
+            self.track_w_avg(w, y)
+        if truncation != 1.0:
+            center = self.w_avg[y if y is not None else torch.zeros_like(w[:, 0], dtype=torch.long)].to(w.dtype)
+            w = center.lerp(w, truncation)  # w_avg + psi (w - w_avg)
+        return w[:, None, :].expand(-1, self.num_ws, -1)
+
+    def mixed_mapping(self, z: torch.Tensor, class_labels=None, truncation: float = 1.0, update_w_avg: bool = False,
+                      mix_z: Optional[torch.Tensor] = None, mix_cutoff: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """`mapping`, then with `mix_z` and `mix_cutoff` (B,) the layers from the cutoff on take the styles of
+        mix_z (same class); w_avg is updated from z's styles only. -> ws (B, num_ws, w_dim)"""
+        ws = self.mapping(z, class_labels, truncation, update_w_avg)
+        if mix_z is not None:
+            ws = mix_styles(ws, self.mapping(mix_z, class_labels, truncation), mix_cutoff)
+        return ws
+
+    def mixing_draws(self, batch: int, generator: torch.Generator) -> Draws:
+        """A second latent and a crossover layer for style mixing (probability `style_mixing_prob`, set by the
+        trainer; num_ws = no mixing). -> CPU tensors"""
+        L = self.num_ws
+        mix_z = torch.randn(batch, self.config.z_dim, generator=generator)
+        mix = torch.rand(batch, generator=generator) < self.style_mixing_prob
+        cutoff = torch.where(mix, torch.randint(1, L, (batch,), generator=generator), torch.full((batch,), L))
+        return {"mix_z": mix_z, "mix_cutoff": cutoff}
+
+
+class StyleGAN2Generator(StyleMapping, ModelMixin, ConfigMixin):
     """See the module docstring. `num_classes` 0: unconditional."""
 
     @register_to_config
@@ -93,40 +148,6 @@ class StyleGAN2Generator(ModelMixin, ConfigMixin):
                 max_width=g.max_width, w_avg_beta=g.w_avg_beta)
         G.style_mixing_prob = g.style_mixing_prob
         return G
-
-    # ------------------------------------------------------------------------------------------
-    # mapping
-
-    @property
-    def num_classes(self) -> int:
-        return self.config.num_classes
-
-    def labels(self, class_labels, batch: int) -> Optional[torch.Tensor]:
-        """Class labels as a (B,) long tensor on the model's device (None when unconditional)."""
-        return check_labels(class_labels, self.config.num_classes, batch, self.const.device)
-
-    @torch.no_grad()
-    def track_w_avg(self, w: torch.Tensor, y: Optional[torch.Tensor]) -> None:
-        """w_avg[c] <- lerp(mean of the batch's w of class c, w_avg[c], beta) for each class present."""
-        idx = y if y is not None else torch.zeros(w.shape[0], dtype=torch.long, device=w.device)
-        k = self.w_avg.shape[0]
-        sums = torch.zeros_like(self.w_avg).index_add_(0, idx, w.detach().to(self.w_avg.dtype))  # (K, w_dim)
-        counts = torch.bincount(idx, minlength=k)  # (K,)
-        seen = counts > 0
-        mean = sums[seen] / counts[seen, None].to(sums.dtype)
-        self.w_avg[seen] = mean.lerp(self.w_avg[seen], self.config.w_avg_beta)
-
-    def mapping(self, z: torch.Tensor, class_labels=None, truncation: float = 1.0,
-                update_w_avg: bool = False) -> torch.Tensor:
-        """z (B, z_dim) -> ws (B, num_ws, w_dim), truncated towards the class's w_avg by psi = truncation."""
-        y = self.labels(class_labels, z.shape[0])
-        w = self.mapping_network(z.to(self.const.dtype), y)  # (B, w_dim)
-        if update_w_avg:
-            self.track_w_avg(w, y)
-        if truncation != 1.0:
-            center = self.w_avg[y if y is not None else torch.zeros_like(w[:, 0], dtype=torch.long)].to(w.dtype)
-            w = center.lerp(w, truncation)  # w_avg + psi (w - w_avg)
-        return w[:, None, :].expand(-1, self.num_ws, -1)
 
     # ------------------------------------------------------------------------------------------
     # synthesis
@@ -170,10 +191,7 @@ class StyleGAN2Generator(ModelMixin, ConfigMixin):
         (`update_stats`). A training step's `draws` (training_draws) give noise, mix_z and mix_cutoff."""
         if draws is not None:
             noise, mix_z, mix_cutoff = draws["noise"], draws["mix_z"], draws["mix_cutoff"]
-        ws = self.mapping(z, class_labels, truncation, update_stats)
-        if mix_z is not None:
-            ws = mix_styles(ws, self.mapping(mix_z, class_labels, truncation), mix_cutoff)
-        return self.synthesis(ws, noise)
+        return self.synthesis(self.mixed_mapping(z, class_labels, truncation, update_stats, mix_z, mix_cutoff), noise)
 
     # ------------------------------------------------------------------------------------------
     # training (distill.gan.architectures.GANGenerator)
@@ -181,10 +199,7 @@ class StyleGAN2Generator(ModelMixin, ConfigMixin):
     def training_draws(self, batch: int, generator: torch.Generator) -> Draws:
         """A second latent and a crossover layer for style mixing (probability `style_mixing_prob`,
         set by the trainer; L = no mixing) and per-layer noise maps. -> CPU tensors"""
-        L = self.num_ws
-        mix_z = torch.randn(batch, self.config.z_dim, generator=generator)
-        mix = torch.rand(batch, generator=generator) < self.style_mixing_prob
-        cutoff = torch.where(mix, torch.randint(1, L, (batch,), generator=generator), torch.full((batch,), L))
+        mixing = self.mixing_draws(batch, generator)
         noise = [torch.randn(batch, 1, r, r, generator=generator) for r in self.noise_resolutions()]
-        return {"mix_z": mix_z, "mix_cutoff": cutoff, "noise": noise}
+        return {**mixing, "noise": noise}
 
