@@ -8,17 +8,16 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from distill import cli
 from distill.config import recipe_from_dict
 from distill.diffusion.pipelines import DistillPipeline
 from distill.diffusion.recipe import TeacherConfig
 from distill.diffusion.unet2d import build_unet2d
 from distill.errors import DistillError
-from distill.gan.architectures import is_generator_folder, load_generator
+from distill.gan.architectures import load_generator
 from distill.gan.projected import ProjectedDiscriminator, RandomProjection, projected_backbone
 from distill.gan.train import standalone, train_gan, trainable
 
-from .test_gan_train import _tensors
+from .gan_kind_checks import check_resume_export_sample
 
 
 def make_teacher(path, seed: int = 0) -> str:
@@ -131,28 +130,15 @@ def test_timm_backbone_with_local_weights_stays_frozen_in_eval_mode(tmp_path):
 
 
 def test_run_checkpoints_without_the_backbone_resumes_exactly_and_exports(tmp_path, teacher):
-    full = train_gan(recipe_from_dict(tiny(tmp_path / "a", teacher)))
-    part = train_gan(recipe_from_dict(tiny(tmp_path / "b", teacher, interrupt_at=2)))
-    assert train_gan(recipe_from_dict(tiny(tmp_path / "b", teacher, resume_from_checkpoint="latest"))) == part
-    a, b = full / "checkpoints" / "checkpoint-4", part / "checkpoints" / "checkpoint-4"
-    for name in ("generator.safetensors", "discriminator.safetensors"):
-        wa, wb = load_file(a / name), load_file(b / name)
-        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), name
-    for name in ("ema.pt", "opt_g.pt", "opt_d.pt"):
-        xa, xb = (_tensors(torch.load(d / name, weights_only=True)) for d in (a, b))
-        assert len(xa) == len(xb) > 0 and all(torch.equal(x, y) for x, y in zip(xa, xb)), name
+    export = check_resume_export_sample(
+        tmp_path, lambda d, **train: tiny(d, teacher, **{"max_steps": 6, "checkpoint_every": 3, **train}))
     # the checkpoint holds heads, projections and the backbone's fingerprint, not the frozen teacher
-    keys = load_file(a / "discriminator.safetensors").keys()
+    keys = load_file(tmp_path / "a" / "run" / "checkpoints" / "checkpoint-6" / "discriminator.safetensors").keys()
     assert "backbone_fingerprint" in keys and not [k for k in keys if k.startswith("backbone.")]
     # resumed against other teacher weights: refused on one line
     other = make_teacher(tmp_path / "other", seed=1)
     with pytest.raises(DistillError, match="backbone weights differ"):
-        train_gan(recipe_from_dict(tiny(tmp_path / "b", other, max_steps=6, resume_from_checkpoint="latest")))
-    # the export: a generator folder that loads and that `distill sample` draws from
-    export = full if is_generator_folder(full) else full / "generator"  # diffusers' layout, or the earlier one
-    G = load_generator(export)
+        train_gan(recipe_from_dict(tiny(tmp_path / "b", other, max_steps=8, resume_from_checkpoint="latest")))
+    G = load_generator(export)  # class-conditional through the projected heads' training
     z = torch.randn(2, 8)
     assert not torch.allclose(G(z, torch.tensor([0, 0])), G(z, torch.tensor([3, 7])))
-    out = tmp_path / "grid.png"
-    assert cli.main(["sample", str(export), "--per-class", "2", "--out", str(out)]) == 0
-    assert out.is_file() and out.stat().st_size > 0
