@@ -145,7 +145,9 @@ def test_export_reload_in_a_fresh_process(tmp_path):
     folder = tmp_path / "generator"
     G.save_pretrained(str(folder))
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors"]
-    assert is_generator_folder(folder) and not is_generator_folder(tmp_path)
+    (tmp_path / "empty").mkdir()
+    assert is_generator_folder(folder) and not is_generator_folder(tmp_path / "empty")
+    assert is_generator_folder(tmp_path)  # a run folder of the earlier layout, with the export in generator/
     z, y = torch.randn(5, 8, generator=torch.Generator().manual_seed(3)), torch.tensor([0, 1, 2, 1, 0])
     with torch.no_grad():
         here = G(z, y, truncation=0.7)
@@ -170,4 +172,4 @@ save_file({{"x": x.contiguous(), "w_avg": G.w_avg.contiguous()}}, {str(tmp_path 
     with pytest.raises(DistillError, match="cannot load the generator"):
         load_generator(folder)
     with pytest.raises(DistillError, match="not a GAN generator folder"):
-        load_generator(tmp_path)
+        load_generator(tmp_path / "empty")
