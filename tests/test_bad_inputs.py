@@ -91,7 +91,7 @@ CASES = [
     Case("bench-no-benchmark", ["bench"], "choose a benchmark"),
     # translate
     Case("translate-checkpoint-missing", T + ["{root}/nope", "{root}/in", "{root}/out"], "CHECKPOINT {root}/nope: not found"),
-    Case("translate-not-translate-ckpt", T + ["{run}", "{root}/in", "{root}/tr-out"], "not a pix2pix / CycleGAN checkpoint"),
+    Case("translate-not-translate-ckpt", T + ["{run}", "{root}/in", "{root}/tr-out"], "not a pix2pix / CycleGAN / SPADE checkpoint"),
     Case("translate-all-damaged", T + ["{broken}", "{root}/in", "{root}/tr-out"], "{broken}: no readable checkpoint"),
     Case("translate-damaged-explicit", T + ["{broken}/checkpoints/checkpoint-2", "{root}/in", "{root}/tr-out"],
          "checkpoint-2/G.safetensors: damaged safetensors file"),

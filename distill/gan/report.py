@@ -59,7 +59,8 @@ def write_report(recipe, run_dir, facts: dict, rows: Optional[list[dict]], pictu
              f"{facts['steps']} steps of batch {recipe.train.batch_size} on `{recipe.data.source}` "
              f"({recipe.data.resolution} px, {recipe.data.channels} channel(s))"
              + (f", {facts['seconds_per_step']:.3f} s per step." if facts.get("seconds_per_step") else "."), "",
-             "Exported EMA generator: `generator/` (`distill sample generator --truncation 0.7 --out grid.png`).", ""]
+             "Exported EMA generator: this folder (`distill sample RUN_FOLDER --truncation 0.7 --out grid.png`; "
+             "`distill.gan.architectures.load_generator(RUN_FOLDER)`).", ""]
     if rows:
         lines += ["## Evaluation", "",
                   f"{ec.num_samples} class-balanced samples per psi against the `{ec.reference_split}` split, features "

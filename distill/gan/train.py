@@ -12,7 +12,7 @@ rng(seed, "gan", step) and sharded, so a resumed run repeats an uninterrupted on
   G step:  fake = G(z_g, y; draws_g) (updates running statistics such as w_avg); L_G = g_loss(D(fake)), or
            for the relativistic pairing loss g_loss(D(fake), D(x)) (R3GAN, Eq. 2); + beta R_ortho(G) (BigGAN)
   then the engine: LR schedules, the generator's EMA, logs, sample grids + monitor (EMA weights),
-  checkpoints. At the end the EMA generator is exported (`generator/`), pictured, evaluated, and
+  checkpoints. At the end the EMA generator is exported (into the run folder), pictured, evaluated, and
   report.md is written.
 """
 
