@@ -265,7 +265,11 @@ class Engine:
         if work and net is not None:
             batch = min(self.recipe.eval.batch_size, 512 if self.device.type == "cuda" else 64)
             per_eval = seconds_per_evaluation(net, batch)
-        line, warning = projection_lines(step_seconds, self.tc.max_steps - self.step, work, per_eval)
+        steps_left = self.tc.max_steps - self.step
+        if self.tc.max_minutes is not None:  # the budget ends training first when it buys fewer steps
+            budget_left = max(0.0, 60 * self.tc.max_minutes - self.elapsed())
+            steps_left = min(steps_left, math.ceil(budget_left / max(step_seconds, 1e-9)))
+        line, warning = projection_lines(step_seconds, steps_left, work, per_eval)
         logger.info(line)
         if warning:
             logger.warning(warning)
