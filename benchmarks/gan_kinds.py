@@ -20,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from distill.bench import BenchConfig, run_benchmark  # noqa: E402
+from distill.engine.checkpoint import checkpoint_dirs  # noqa: E402
 from distill.engine.run_dir import read_metrics, wall_seconds  # noqa: E402
 from distill.gan.architectures import StyleBased, load_generator  # noqa: E402
 
@@ -31,8 +32,7 @@ def run_facts(run: Path) -> dict:
     recipe = yaml.safe_load((run / "recipe.yaml").read_text())
     rows = read_metrics(run / "metrics.jsonl")
     head = rows[0]
-    state = max((run / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    meta = json.loads((state / "state.json").read_text())
+    meta = json.loads((checkpoint_dirs(run)[-1] / "state.json").read_text())  # the newest checkpoint
     train = recipe["train"]
     return {"generator": recipe["generator"]["kind"], "discriminator": recipe["discriminator"]["kind"],
             "loss": recipe["gan"]["loss"], "params_g": head.get("params_g"), "params_d": head.get("params_d"),

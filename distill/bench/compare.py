@@ -101,6 +101,14 @@ def gan_names(specs: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+GAN_KEY = "gan:"  # models' key of a GAN: "gan:<name>"
+
+
+def gan_models(models: dict[str, Model]) -> dict[str, Model]:
+    """name -> Model of every GAN among `models`."""
+    return {k[len(GAN_KEY):]: m for k, m in models.items() if k.startswith(GAN_KEY)}
+
+
 def resolve_all(cfg: CompareConfig) -> dict[str, Model]:
     """'teacher', 'student' and 'gan:<name>' for each GAN."""
     from ..diffusion.teachers import resolve_teacher_path
@@ -112,7 +120,7 @@ def resolve_all(cfg: CompareConfig) -> dict[str, Model]:
                                  "a pipeline (model_index.json)"),
               "student": resolve(cfg.student, "--student", is_pipeline, "pipeline", "a pipeline (model_index.json)")}
     for name, path in gan_names(cfg.gans):
-        models[f"gan:{name}"] = resolve(path, "--gan", is_generator_folder, "generator",
+        models[GAN_KEY + name] = resolve(path, "--gan", is_generator_folder, "generator",
                                         "a GAN generator (config.json naming a generator class)")
     return models
 
@@ -156,14 +164,14 @@ def plan(cfg: CompareConfig, models: dict[str, Model], conditional: bool) -> tup
         teacher.append(best)
     rows = [{"kind": "teacher", "steps": s, "guidance": w, "best": (s, w) == best} for s, w in teacher]
     rows += [{"kind": "student", "steps": s, "guidance": 1.0, "best": False} for s in cfg.student_steps]
-    for key in [k for k in models if k.startswith("gan:")]:
+    for name, gan in gan_models(models).items():
         psi = cfg.truncation
         if psi is None:
-            r = best_row(models[key].homes, "gan")
+            r = best_row(gan.homes, "gan")
             if r is not None and "truncation" in r:
                 psi = float(r["truncation"])
-                notes.append(f"{key[4:]}: best truncation psi {psi:g} from its eval-gan.json")
-        rows += [{"kind": "gan", "name": key[4:], "steps": 1, "truncation": p, "best": p == psi}
+                notes.append(f"{name}: best truncation psi {psi:g} from its eval-gan.json")
+        rows += [{"kind": "gan", "name": name, "steps": 1, "truncation": p, "best": p == psi}
                  for p in [1.0] + ([psi] if psi not in (None, 1.0) else [])]
     for r in rows:
         r["label"] = label(r)
@@ -271,7 +279,7 @@ def latency(cfg: CompareConfig, models: dict[str, Model], rows: list[dict]):
     t_steps = sorted({r["steps"] for r in rows if r["kind"] == "teacher"}, reverse=True)
     guided = [r["guidance"] for r in rows if r["kind"] == "teacher" and r["guidance"] != 1.0]
     bc = BenchConfig(teacher=str(models["teacher"].path), student=str(models["student"].path),
-                     gans=[f"{k[4:]}={m.path}" for k, m in models.items() if k.startswith("gan:")], batch_sizes=[cfg.batch], teacher_steps=t_steps,
+                     gans=[f"{n}={m.path}" for n, m in gan_models(models).items()], batch_sizes=[cfg.batch], teacher_steps=t_steps,
                      student_steps=list(cfg.student_steps), guidance=guided[0] if guided else 1.0,
                      device=cfg.device, dtype=cfg.dtype, threads=cfg.threads, warmup=cfg.warmup,
                      repeats=cfg.repeats, budget_s=cfg.budget_s, profile_repeats=0, seed=0, pair_headline=cfg.pairs)
@@ -322,7 +330,7 @@ def run_compare(cfg: CompareConfig) -> dict:
     fp32 = BenchConfig(device=cfg.device)  # sampled for quality in fp32 on the device
     teacher = load_pipeline(str(models["teacher"].path), fp32)
     student = load_pipeline(str(models["student"].path), fp32)
-    gans = {k: load_generator(m.path).to(cfg.device) for k, m in models.items() if k.startswith("gan:")}
+    gans = {n: load_generator(m.path).to(cfg.device) for n, m in gan_models(models).items()}
     check_student_steps(student, cfg.student_steps)
     rows, notes = plan(cfg, models, teacher.num_classes is not None)
 
@@ -340,17 +348,17 @@ def run_compare(cfg: CompareConfig) -> dict:
     for s, q in pipeline_quality(student, models["student"].homes, out, "student", list(cfg.student_steps), 1.0,
                                  "pipeline", cfg, weights=weights_fingerprint(student.unet)).items():
         quality[("student", s, 1.0)] = q
-    for key, G in gans.items():
-        psis = [r["truncation"] for r in rows if r["kind"] == "gan" and r["name"] == key[4:]]
-        for p, q in gan_quality(G, models[key].homes, out / key[4:], psis, cfg).items():
-            quality[(key, 1, p)] = q
+    for name, G in gans.items():
+        psis = [r["truncation"] for r in rows if r["kind"] == "gan" and r["name"] == name]
+        for p, q in gan_quality(G, models[GAN_KEY + name].homes, out / name, psis, cfg).items():
+            quality[(GAN_KEY + name, 1, p)] = q
     del teacher, student, gans
 
     bench, lat = latency(cfg, models, rows)
     walls = {k: train_wall(m.homes) for k, m in models.items()}
     for r in rows:
         gan = r["kind"] == "gan"
-        model = f"gan:{r['name']}" if gan else r["kind"]
+        model = GAN_KEY + r["name"] if gan else r["kind"]
         q = quality.get((model, r["steps"], r["truncation"] if gan else r["guidance"]), {})
         r.update({k: q.get(k) for k in ("fid", "kid", "class_acc", "class_coverage", "intra_class_dist",
                                          "real_intra_class_dist", "num_samples", "quality_source")})
