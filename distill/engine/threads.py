@@ -21,9 +21,11 @@ from .messages import get_logger
 logger = get_logger(__name__)
 
 # parameters x pixels of one image below which a network counts as small: one thread per process. The
-# quickstart's networks (0.64 M parameters at 16 px: 0.16e9) step faster on one thread than on two (issue
-# measurements on a quiet 2-core CPU: 12 steps in 12-14 s against 21-22 s); the CIFAR-10 teacher (2.5 M at 32 px:
-# 2.6e9) is above. Sizes in between are not measured: the bound is a rule, not a fit.
+# quickstart's networks (0.64 M parameters at 16 px: 0.16e9) stepped slower on two threads than on one on a quiet
+# 2-core AVX2 laptop (12 steps in 21-22 s against 12-14 s) and 1.5x faster on a quiet 2-core AVX512 server, where the
+# same two threads beside one busy thread are 2.5x slower than one (benchmarks/results/threads.md): for a small
+# network the gain is small or negative and the collapse large. The CIFAR-10 teacher (2.5 M at 32 px: 2.6e9) is
+# above. Sizes in between are not measured: the bound is a rule, not a fit.
 SMALL_NETWORK_WORK = 1e9
 
 
