@@ -67,3 +67,22 @@ def test_threads_option_is_checked(capsys):
 
     assert cli(["sample", "x", "--threads", "0"]) == 2
     assert "--threads: must be >= 1" in capsys.readouterr().err
+
+
+def test_running_now_reads_procs_running_minus_the_reader(tmp_path, monkeypatch):
+    from distill.engine import threads
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  1 2 3\nprocs_running 3\nprocs_blocked 0\n")
+    assert threads.running_now(samples=3, interval=0, stat=str(stat)) == 2
+    stat.write_text("cpu  1 2 3\n")
+    assert threads.running_now(samples=1, interval=0, stat=str(stat)) is None
+    assert threads.running_now(samples=1, interval=0, stat=str(tmp_path / "absent")) is None
+    # a load average still high from a job that just ended counts only the threads running now
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (1.2, 1.0, 1.0))
+    monkeypatch.setattr(threads, "running_now", lambda: 0)
+    assert threads.busy_cores() == 0
+    monkeypatch.setattr(threads, "running_now", lambda: 3)
+    assert threads.busy_cores() == 1  # never more than the load average says
+    monkeypatch.setattr(threads, "running_now", lambda: None)
+    assert threads.busy_cores() == 1

@@ -11,6 +11,7 @@ benchmarks/results/threads.md.
 from __future__ import annotations
 
 import os
+import time
 from typing import Optional, Union
 
 import torch
@@ -37,12 +38,33 @@ def allowed_cores() -> int:
         return os.cpu_count() or 1
 
 
+def running_now(samples: int = 5, interval: float = 0.05, stat: str = "/proc/stat") -> Optional[int]:
+    """Threads running on the machine right now besides the caller: the median of `samples` readings of the
+    kernel's procs_running (Linux /proc/stat) minus one for the reading thread; None where there is no such file."""
+    readings = []
+    for i in range(samples):
+        try:
+            with open(stat) as f:
+                line = next((ln for ln in f if ln.startswith("procs_running")), None)
+        except OSError:
+            return None
+        if line is None:
+            return None
+        readings.append(int(line.split()[1]))
+        if i + 1 < samples:
+            time.sleep(interval)
+    return max(0, sorted(readings)[len(readings) // 2] - 1)
+
+
 def busy_cores() -> int:
-    """Cores busy with other work: the 1-minute load average of the machine, rounded (0 where unknown)."""
+    """Cores busy with other work: the 1-minute load average of the machine, rounded, or fewer where the threads
+    running right now say so (the load average decays over minutes after a job ends); 0 where unknown."""
     try:
-        return int(round(os.getloadavg()[0]))
+        load = int(round(os.getloadavg()[0]))
     except (AttributeError, OSError):
         return 0
+    now = running_now()
+    return load if now is None else min(load, now)
 
 
 def local_processes() -> int:
