@@ -232,6 +232,11 @@ DIRECTIONS = {"AtoB": "A to B", "BtoA": "B to A"}
 SPADE_NETS = ("SPADE", "multi-scale PatchGAN")  # its networks have no netG / netD names
 
 
+def _translator_class(method: str, cfg) -> str:
+    """The class of the exported generator: SPADEGenerator, or UnetGenerator / ResnetGenerator by translate.netG."""
+    return "SPADEGenerator" if method == "spade" else ("UnetGenerator" if cfg.netG.startswith("unet") else "ResnetGenerator")
+
+
 def translator_card(recipe, method: str, result: Optional[dict], parameters: int, wall_seconds: Optional[float],
                     steps: Optional[int], hardware: str):
     """The card of a trained pix2pix / CycleGAN translator (the run folder `distill translate` loads): its
@@ -251,13 +256,14 @@ def translator_card(recipe, method: str, result: Optional[dict], parameters: int
                if isinstance(v, float) and k != "n"]
     wall = f", wall time {wall_seconds / 60:.1f} min" if wall_seconds else ""
     net_g, net_d = SPADE_NETS if method == "spade" else (cfg.netG, cfg.netD)
+    reverse = " (B -> A: `path/G_B`)" if method == "cyclegan" else ""
     body = [f"A {method} image-to-image translator (generator `{net_g}`, discriminator `{net_d}`, "
             f"{parameters / 1e6:.2f} M generator parameters, {data.crop_size}x{data.crop_size}, "
             f"{DIRECTIONS[data.direction]}), trained with distill.", "",
             f"- recipe: `recipe.yaml` (task {method}; data `{data.source}`)",
             f"- training: {steps} steps of batch {recipe.train.batch_size}{wall} ({hardware})",
-            "- load: `distill translate RUN_FOLDER INPUT OUTPUT` (the latest checkpoint); "
-            "`distill.translate.infer.load_generator(path)` in Python", ""]
+            f"- load: `{_translator_class(method, cfg)}.from_pretrained(path)`{reverse}; "
+            "`distill translate path INPUT OUTPUT`; `distill.translate.infer.load_generator(path)` in Python", ""]
     if results:
         body += [f"## Evaluation (split `{result['split']}`)", "", "| direction | metric | value |", "|---|---|---|",
                  *[f"| {r.metric_name.split(', ')[1]} | {r.metric_type} | {r.metric_value:.4g} |" for r in results]]

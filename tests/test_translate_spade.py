@@ -212,6 +212,17 @@ def test_export_and_translate_label_maps_in_a_fresh_process(tmp_path, labelled):
         outs.append(np.asarray(Image.open(out)))
     assert outs[0].shape == (32, 32, 3)
     assert not np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[0], outs[2])  # other styles
+    from distill.translate.infer import load_generator, load_style_encoder
+    from distill.translate.spade import SPADEGenerator, StyleEncoder
+
+    ckpt = run / "checkpoints" / "checkpoint-2"  # the export (spectral norms folded) computes what the checkpoint does
+    G = SPADEGenerator.from_pretrained(str(run)).eval()
+    E = StyleEncoder.from_pretrained(str(run / "style_encoder")).eval()
+    seg, z = torch.rand(2, G.config.label_nc, 32, 32), torch.randn(2, G.config.z_dim)
+    photo = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(G(seg, z), load_generator(ckpt)[0](seg, z), atol=1e-5)
+        assert torch.allclose(E(photo)[0], load_style_encoder(ckpt)(photo)[0], atol=1e-5)
     res = cli("--onnx", tmp_path / "g.onnx")
     assert res.returncode == 0 and (tmp_path / "g.onnx").is_file(), res.stderr
     Image.fromarray(tiny_images(1, 32, seed=4)[0]).save(tmp_path / "photo.png")

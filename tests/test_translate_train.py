@@ -10,7 +10,7 @@ from distill.engine.run_dir import read_metrics
 from distill.tasks import run_task
 from distill.translate.train import standalone
 
-from .translate_fixtures import cyclegan_recipe, make_aligned, make_npz, pix2pix_recipe
+from .translate_fixtures import cyclegan_recipe, make_aligned, make_npz, pix2pix_recipe, tiny_images
 
 
 @pytest.fixture
@@ -237,3 +237,38 @@ def test_run_folder_has_a_hub_card_with_the_eval_numbers(tmp_path, aligned, npz,
     else:
         want = {(f"cycle_l1, {d}", round(ev[k]["cycle_l1"], 4)) for k, d in (("AtoB", "A to B"), ("BtoA", "B to A"))}
     assert got == want
+
+
+@pytest.mark.parametrize("method", ["pix2pix", "cyclegan"])
+def test_run_folder_is_the_export(tmp_path, aligned, npz, method):
+    """A finished run folder loads with the generator class's own `from_pretrained` (diffusers' layout), holds the
+    final weights (= the last checkpoint's), and `distill translate` reads it without any checkpoint."""
+    import shutil
+
+    from distill.translate.infer import load_generator
+    from distill.translate.networks import ResnetGenerator, UnetGenerator
+
+    d = (pix2pix_recipe(tmp_path, aligned, max_steps=3) if method == "pix2pix" else
+         cyclegan_recipe(tmp_path, npz, max_steps=3))
+    run = run_task(recipe_from_dict(d))
+    ckpt = run / "checkpoints" / "checkpoint-3"
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    pairs = [("", False)] if method == "pix2pix" else [("", False), ("G_B", True)]
+    for sub, reverse in pairs:
+        cls = UnetGenerator if method == "pix2pix" else ResnetGenerator
+        G = cls.from_pretrained(str(run / sub)).eval()  # not subfolder=: diffusers takes the root's weights first
+        G_ckpt, _ = load_generator(ckpt, reverse=reverse)
+        with torch.no_grad():
+            assert torch.equal(G(x), G_ckpt(x)), sub
+    assert json.loads((run / "translator.json").read_text())["method"] == method
+    shutil.rmtree(run / "checkpoints")  # the export alone
+    G, cfg = load_generator(run, reverse=method == "cyclegan")
+    assert G.crop_size == 32 and G.in_channels == 3 and cfg.netG == d["translate"]["netG"]
+    from PIL import Image
+
+    (tmp_path / "in").mkdir()
+    for k, a in enumerate(tiny_images(3, 32, seed=5)):
+        Image.fromarray(a).save(tmp_path / "in" / f"{k}.png")
+    extra = ["--reverse"] if method == "cyclegan" else []
+    assert cli.main(["translate", str(run), str(tmp_path / "in"), str(tmp_path / "out"), *extra]) == 0
+    assert len(list((tmp_path / "out").glob("*.png"))) == 3

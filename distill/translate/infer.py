@@ -1,8 +1,8 @@
 """Inference: load a trained generator, translate an image or a folder in batches, export ONNX.
 
-CHECKPOINT is a checkpoint folder (`runs/x/checkpoints/checkpoint-N`) or a run folder (its
-latest checkpoint); its state.json holds the translate config, so the architecture is rebuilt
-exactly. CycleGAN checkpoints hold both generators: G_A (A -> B) by default, G_B with reverse.
+PATH is a finished run folder (its export: the final generator, `from_pretrained`, with translator.json), a
+checkpoint folder (`runs/x/checkpoints/checkpoint-N`) or an unfinished run folder (its latest checkpoint); the
+translate config comes with either, so the architecture is rebuilt exactly. CycleGAN checkpoints hold both generators: G_A (A -> B) by default, G_B with reverse.
 SPADE's generator reads label maps (colour-coded or integer images); its style encoder E, where
 trained, turns a style photo into the code z (`--style`); the ONNX export is G alone, with inputs
 `input` (one-hot label map) and, with the encoder, `z`.
@@ -22,6 +22,7 @@ from ..errors import DistillError
 from ..engine.checkpoint import checkpoint_dirs, resolve_resume
 from .config import TranslateConfig, configs_from_state
 from .data import IMG_EXTS, ImageReader, LabelReader, _pil_to_tensor, _resize
+from .export import EXPORT_FILE, export_info, is_export, load_exported
 from .labels import one_hot
 from .networks import build_generator
 from .weights import load_into, read_state_dict
@@ -73,26 +74,43 @@ def _spade_generator(cfg, data, reverse):
 GENERATORS = {"pix2pix": _pix2pix_generator, "cyclegan": _cyclegan_generator, "spade": _spade_generator}
 
 
-def load_generator(checkpoint: str | Path, reverse: bool = False) -> tuple[nn.Module, TranslateConfig]:
-    ckpt, state = _state(checkpoint)
-    cfg, data = configs_from_state(state, str(ckpt / "state.json"))
-    name, G, in_channels = GENERATORS[state.get("method", "pix2pix")](cfg, data, reverse)
+def load_generator(path: str | Path, reverse: bool = False) -> tuple[nn.Module, TranslateConfig]:
+    """The generator of a finished run's export (`path` a run folder holding translator.json: the final weights,
+    through `<Class>.from_pretrained`), else of a checkpoint folder or a run folder's newest checkpoint."""
+    if is_export(path):
+        info = export_info(path)
+        cfg, data = configs_from_state(info, str(Path(path) / EXPORT_FILE))
+        name, _, in_channels = GENERATORS[info["method"]](cfg, data, reverse)
+        G = load_exported(path, name)
+        if info["method"] == "spade":
+            G.labels = cfg.labels
+    else:
+        ckpt, state = _state(path)
+        cfg, data = configs_from_state(state, str(ckpt / "state.json"))
+        name, G, in_channels = GENERATORS[state.get("method", "pix2pix")](cfg, data, reverse)
+        load_into(G, read_state_dict(ckpt / f"{name}.safetensors"), str(ckpt / f"{name}.safetensors"))
     G.in_channels = in_channels
-    load_into(G, read_state_dict(ckpt / f"{name}.safetensors"), str(ckpt / f"{name}.safetensors"))
     G.crop_size = data.crop_size  # the training crop: the default size of translate_images / export_onnx
     return G.eval(), cfg
 
 
-def load_style_encoder(checkpoint: str | Path) -> nn.Module:
-    """SPADE's style encoder E of a checkpoint trained with translate.style_encoder: true."""
+def load_style_encoder(path: str | Path) -> nn.Module:
+    """SPADE's style encoder E of a run trained with translate.style_encoder: true (export or checkpoint)."""
     from .semantic import build_style_encoder
 
-    ckpt, state = _state(checkpoint)
-    cfg, data = configs_from_state(state, str(ckpt / "state.json"))
+    export = is_export(path)
+    if export:
+        state, where = export_info(path), Path(path)
+    else:
+        where, state = _state(path)
+    cfg, data = configs_from_state(state, str(where / (EXPORT_FILE if export else "state.json")))
     if state.get("method") != "spade" or not cfg.style_encoder:
-        raise DistillError(f"{ckpt}: --style needs a SPADE checkpoint trained with translate.style_encoder: true")
-    E = build_style_encoder(cfg, data)
-    load_into(E, read_state_dict(ckpt / "E.safetensors"), str(ckpt / "E.safetensors"))
+        raise DistillError(f"{where}: --style needs a SPADE run trained with translate.style_encoder: true")
+    if export:
+        E = load_exported(path, "E")
+    else:
+        E = build_style_encoder(cfg, data)
+        load_into(E, read_state_dict(where / "E.safetensors"), str(where / "E.safetensors"))
     E.crop_size = data.crop_size
     return E.eval()
 

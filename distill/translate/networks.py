@@ -16,6 +16,8 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
 
 from ..errors import RecipeError
 
@@ -96,9 +98,11 @@ class UnetSkipConnectionBlock(nn.Module):
         return torch.cat([x, self.model(x)], 1)  # (B, outer_nc * 2, H, W): the skip connection
 
 
-class UnetGenerator(nn.Module):
-    """U-Net with `num_downs` halvings: 7 for 128 px (1x1 bottleneck), 8 for 256 px."""
+class UnetGenerator(ModelMixin, ConfigMixin):
+    """U-Net with `num_downs` halvings: 7 for 128 px (1x1 bottleneck), 8 for 256 px. A diffusers model:
+    `UnetGenerator.from_pretrained(run_folder)` loads a finished pix2pix run's export."""
 
+    @register_to_config
     def __init__(self, input_nc, output_nc, num_downs, ngf=64, norm="batch", use_dropout=False):
         super().__init__()
         if num_downs < 5:
@@ -144,7 +148,11 @@ class ResnetBlock(nn.Module):
         return x + self.conv_block(x)  # residual, (B, dim, H, W)
 
 
-class ResnetGenerator(nn.Module):
+class ResnetGenerator(ModelMixin, ConfigMixin):
+    """A diffusers model: `ResnetGenerator.from_pretrained(run_folder)` loads a finished run's export (CycleGAN: G_A,
+    A -> B; `from_pretrained(run_folder / "G_B")` the reverse)."""
+
+    @register_to_config
     def __init__(self, input_nc, output_nc, ngf=64, norm="instance", use_dropout=False, n_blocks=9,
                  padding_type="reflect"):
         super().__init__()

@@ -21,6 +21,8 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -93,14 +95,16 @@ class SPADEResBlock(nn.Module):
         return xs + dx
 
 
-class SPADEGenerator(nn.Module):
+class SPADEGenerator(ModelMixin, ConfigMixin):
     """App. A, Fig. 11: from the label map downsampled to H/32 (or, with the style encoder, a linear
     map of z) through 7 SPADE residual blocks (16, 16, 16, 8, 4, 2, 1 x ngf channels), upsampling x2
-    after blocks 0, 2, 3, 4, 5, then LReLU, conv3x3, tanh."""
+    after blocks 0, 2, 3, 4, 5, then LReLU, conv3x3, tanh. A diffusers model: `SPADEGenerator.from_pretrained(
+    run_folder)` loads a finished run's export."""
 
     CHANNELS = ((16, 16), (16, 16), (16, 16), (16, 8), (8, 4), (4, 2), (2, 1))  # (in, out) x ngf
     UP_AFTER = (0, 2, 3, 4, 5)
 
+    @register_to_config
     def __init__(self, label_nc: int, output_nc: int, crop_size: int, ngf: int = 64, hidden: int = 128,
                  norm: str = "batch", z_dim: Optional[int] = None):
         super().__init__()
@@ -131,10 +135,12 @@ class SPADEGenerator(nn.Module):
         return torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))
 
 
-class StyleEncoder(nn.Module):
+class StyleEncoder(ModelMixin, ConfigMixin):
     """App. B, Fig. 14: stride-2 conv3x3 (ndf, 2, 4, 8, 8, 8 x ndf) + instance norm + LReLU down to
-    4 x 4, then two linear layers to mu and log sigma^2 of q(z | x)."""
+    4 x 4, then two linear layers to mu and log sigma^2 of q(z | x). A diffusers model
+    (`StyleEncoder.from_pretrained(run_folder / "style_encoder")`)."""
 
+    @register_to_config
     def __init__(self, input_nc: int, crop_size: int, ndf: int = 64, z_dim: int = 256):
         super().__init__()
         n = int(math.log2(crop_size // 4))
@@ -164,6 +170,21 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """z = mu + sigma * eps, eps ~ N(0, I) from the global generator (seeded per step by the trainer)."""
     return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+
+
+@torch.no_grad()
+def folded_state_dict(net: nn.Module) -> dict:
+    """net's state dict with its spectral norms folded (weight = W / sigma(W) at the stored power-iteration vectors,
+    the eval-mode weight), for the same architecture built without them; net itself is left as it was (removing a
+    parametrization from a deep copy would change the class both share)."""
+    was_training = net.training
+    net.eval()  # eval mode: no power iteration, the stored vectors as they are
+    sd = {k: v for k, v in net.state_dict().items() if ".parametrizations." not in f".{k}"}
+    for name, m in net.named_modules():
+        if parametrize.is_parametrized(m, "weight"):
+            sd[f"{name}.weight" if name else "weight"] = m.weight.detach().clone()
+    net.train(was_training)
+    return sd
 
 
 def fold_spectral_norm(net: nn.Module) -> nn.Module:

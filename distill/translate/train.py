@@ -145,6 +145,10 @@ class TranslateTrainer(Trainer):
     def finish(self) -> None:
         if not self.engine.is_main:
             return
+        from .export import export_translator
+
+        export_translator(self.engine.run_dir, {n: self.raw(n) for n in self.nets}, self.method_name, self.cfg,
+                          self.data_cfg)  # diffusers' layout: the generator at output_dir
         result = None
         if self.recipe.eval.num_samples > 0:
             from .evaluate import evaluate_run
