@@ -136,6 +136,11 @@ def test_translator_checkpoint_translates_an_upload(tmp_path):
     assert (translator.translate(upload).image == shot.image).all()  # eval mode: the same answer
     with pytest.raises(RequestError, match="upload an image"):
         translator.translate(None)
+    import shutil
+
+    shutil.rmtree(run / "checkpoints")  # the export alone is a translator folder, translating the same
+    assert classify(run, "MODEL").kind == "translator"
+    assert (load_translator(str(run)).translate(upload).image == shot.image).all()
 
 
 # ---------------------------------------------------------------- the page in a real browser

@@ -10,7 +10,7 @@ HELP = "translate images with a pix2pix / CycleGAN / SPADE checkpoint; export th
 
 
 def add_arguments(p):
-    p.add_argument("checkpoint", help="checkpoint folder or run folder (latest checkpoint)")
+    p.add_argument("checkpoint", help="run folder (its export; an unfinished run's latest checkpoint) or checkpoint folder")
     p.add_argument("input", nargs="?", help="image file or folder of images")
     p.add_argument("output", nargs="?", help="output folder (or file, for one input image)")
     p.add_argument("--batch", type=positive_int, default=16)

@@ -2,7 +2,8 @@
 
   pipeline    a DistillPipeline folder (model_index.json naming DistillPipeline; safetensors weights)
   gan         an exported GAN generator folder of any kind (config.json + safetensors)
-  translator  a pix2pix / CycleGAN checkpoint folder (state.json) or a translator run folder (checkpoints/)
+  translator  a pix2pix / CycleGAN / SPADE run folder (its export: translator.json; or checkpoints/) or a checkpoint
+              folder (state.json)
 
 A run folder holds its export itself (a pipeline for `task: distill` / `teacher`, a generator for
 `task: gan`); a run folder of the earlier layout stands for its `pipeline/` or `generator/`. Only local
@@ -64,7 +65,9 @@ def classify(path, what: str) -> Folder:
         return _pipeline(exported_pipeline(p), what)
     if _is_gan(p):  # a generator or a `task: gan` run folder
         return Folder("gan", exported_generator(p))
-    if (p / "state.json").is_file() or checkpoint_dirs(p):
+    from ..translate.export import is_export
+
+    if is_export(p) or (p / "state.json").is_file() or checkpoint_dirs(p):
         return Folder("translator", p)
     raise DistillError(f"{what} {p}: not a pipeline folder (no model_index.json), a GAN generator folder, "
                        "a run folder or a translator checkpoint")

@@ -1,4 +1,4 @@
-"""A pix2pix / CycleGAN generator behind the upload-and-translate page: the checkpoint loaded as
+"""A pix2pix / CycleGAN generator behind the upload-and-translate page: the run's export (or checkpoint) loaded as
 `distill translate` loads it (`distill.translate.infer.load_generator`), an uploaded image resized
 to the training crop size, translated in eval mode and timed with the latency bench's timer."""
 
