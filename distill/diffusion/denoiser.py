@@ -29,12 +29,13 @@ It says how a condition reaches the network, how two are batched, and what the u
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import torch
 
 from ..errors import RecipeError
 from .flow import euler_sigmas, flow_shift_of, shift_sigma
+from .guided import takes_guidance
 
 
 # ----------------------------------------------------------------------------------------------
@@ -292,6 +293,7 @@ class Denoiser:
     def __init__(self, net, param, cond=None):
         self.net, self.param = net, param
         self.cond = cond if cond is not None else LabelCond.of(net)
+        self.embeds_guidance = takes_guidance(net)  # w is the network's input, not a combination of two calls
 
     @classmethod
     def from_scheduler(cls, net, scheduler, cond=None) -> "Denoiser":
@@ -318,13 +320,18 @@ class Denoiser:
     def add_noise(self, x0, eps, t):
         return self.param.add_noise(x0, eps, t)
 
-    def out(self, x_t, t, cond=None, guidance: float = 1.0, **net_kw):
-        """Raw network output at (x_t, t), guided with weight `guidance` in one batched call; `net_kw` reach the
-        network (a trajectory network's target_timestep)."""
-        if guidance == 1.0 or not self.cond.guidable(cond):
+    def out(self, x_t, t, cond=None, guidance: Union[float, torch.Tensor] = 1.0, **net_kw):
+        """Raw network output at (x_t, t), guided with weight `guidance` (a number or (B,)) in one batched call:
+        out_u + w (out_c - out_u); a network that embeds the guidance scale (distill.diffusion.guided) is given w
+        instead. `net_kw` reach the network (a trajectory network's target_timestep)."""
+        if self.embeds_guidance:
+            return self.cond.call(self.net, x_t, t, cond, guidance_scale=guidance, **net_kw)
+        unguided = not torch.is_tensor(guidance) and guidance == 1.0
+        if unguided or not self.cond.guidable(cond):
             return self.cond.call(self.net, x_t, t, cond, **net_kw)
         c, u = self.out_cond_uncond(x_t, t, cond, **net_kw)
-        return u + guidance * (c - u)
+        w = guidance.view(-1, *[1] * (c.ndim - 1)).to(c.dtype) if torch.is_tensor(guidance) else guidance
+        return u + w * (c - u)  # (B, C, H, W)
 
     def out_cond_uncond(self, x_t, t, cond, **net_kw):
         """(out_c, out_u), both from one batched call (guidance, and targets that use the two apart, as NFSD)."""

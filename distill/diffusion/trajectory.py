@@ -23,17 +23,12 @@ from typing import Optional
 import torch
 from diffusers import ConfigMixin, ModelMixin, SchedulerMixin, UNet2DModel  # noqa: F401
 from diffusers.configuration_utils import register_to_config
-from diffusers.models.embeddings import TimestepEmbedding
+
+from .time_embedding import extra_embedding, from_unet, zero_embedding
 
 # model_index.json names this module as the classes' library; diffusers' loader finds their base classes
 # (ModelMixin, SchedulerMixin) among its names, hence the import above
 JUMP_SCALE = 1000.0  # the gate (t - s) / 1000: diffusers' timestep units (T = 1000 for DDPM and flow schedules)
-
-
-def _add_jump(module, inputs, output):
-    """Forward hook on the time embedding: adds the jump embedding the network stored for this call."""
-    jump = getattr(module, "_jump", None)
-    return output if jump is None else output + jump.to(output.dtype)
 
 
 class TrajectoryUNet2DModel(UNet2DModel):
@@ -42,11 +37,7 @@ class TrajectoryUNet2DModel(UNet2DModel):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        dim = self.time_embedding.linear_2.out_features
-        self.jump_embedding = TimestepEmbedding(self.config.block_out_channels[0], dim)
-        torch.nn.init.zeros_(self.jump_embedding.linear_2.weight)
-        torch.nn.init.zeros_(self.jump_embedding.linear_2.bias)
-        self.time_embedding.register_forward_hook(_add_jump)  # a module-level function: deepcopy-safe
+        self.jump_embedding = zero_embedding(self)
 
     # diffusers reads a model's config keys from its __init__ signature: the same as UNet2DModel's
     __init__.__signature__ = inspect.signature(UNet2DModel.__init__)
@@ -54,21 +45,15 @@ class TrajectoryUNet2DModel(UNet2DModel):
     @classmethod
     def from_unet(cls, unet: UNet2DModel) -> "TrajectoryUNet2DModel":
         """The trajectory student of a teacher UNet: its config and weights, the jump embedding at zero."""
-        net = cls(**{k: v for k, v in unet.config.items() if not k.startswith("_")})
-        missing, unexpected = net.load_state_dict(unet.state_dict(), strict=False)
-        assert not unexpected and all(k.startswith("jump_embedding.") for k in missing), (missing, unexpected)
-        return net.to(device=unet.device) if unet.dtype == net.dtype else net.to(unet.device, unet.dtype)
+        return from_unet(cls, unet, "jump_embedding")
 
     def forward(self, sample, timestep, class_labels=None, target_timestep=None, return_dict: bool = True):
         t = torch.as_tensor(timestep, device=sample.device).float().reshape(-1).expand(sample.shape[0])
         s = torch.as_tensor(0.0 if target_timestep is None else target_timestep, device=sample.device).float()
         gap = t - s.reshape(-1).expand(sample.shape[0])  # (B,)
         jump = self.jump_embedding(self.time_proj(gap).to(self.dtype)) * (gap / JUMP_SCALE).view(-1, 1).to(self.dtype)
-        self.time_embedding._jump = jump  # (B, D), read by _add_jump during this call only
-        try:
+        with extra_embedding(self.time_embedding, jump):  # (B, D), added to the time embedding during this call
             return super().forward(sample, timestep, class_labels=class_labels, return_dict=return_dict)
-        finally:
-            self.time_embedding._jump = None
 
 
 def takes_target_time(net) -> bool:

@@ -58,9 +58,11 @@ class TargetNetwork:
                 p_t.lerp_(p.detach().to(p_t.dtype), 1.0 - self.decay)
 
 
-def consistency_loss(student, target, x_t, t, x_prev, t_prev, cond, kind: str = "huber", c: float = 1e-3):
+def consistency_loss(student, target, x_t, t, x_prev, t_prev, cond, kind: str = "huber", c: float = 1e-3,
+                     guidance=1.0):
     """L_CD (B,) of the module docstring: the student's f_theta(x_t, t) (with grad) against the target network's
-    f_theta-(x_prev, t_prev), x_prev the teacher solver's step from x_t (ddim_step); both Denoisers."""
+    f_theta-(x_prev, t_prev), x_prev the teacher solver's step from x_t (ddim_step); both Denoisers. `guidance`:
+    the scale w (B,) a w-conditioned student and its target are told (distill.diffusion.guided)."""
     with torch.no_grad():
-        f_target = target.consistency(x_prev.to(x_t.dtype), t_prev, cond).float()
-    return consistency_distance(student.consistency(x_t, t, cond), f_target, kind, c)
+        f_target = target.consistency(x_prev.to(x_t.dtype), t_prev, cond, guidance).float()
+    return consistency_distance(student.consistency(x_t, t, cond, guidance), f_target, kind, c)

@@ -29,3 +29,4 @@ class StepDraws:
     n_cd: Optional[torch.Tensor] = None  # (B,) grid index n of the consistency term's t_n
     eps_cd: Optional[torch.Tensor] = None  # (B, C, H, W) its noise
     m_cd: Optional[torch.Tensor] = None  # (B,) grid index of a trajectory student's target time s (CTM)
+    w_cd: Optional[torch.Tensor] = None  # (B,) float64 guidance scale of a w-conditioned student (LCM)

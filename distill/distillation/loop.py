@@ -42,6 +42,7 @@ from ..errors import DistillError, RecipeError
 from ..gan.losses import get_adv_loss
 from .draws import StepDraws
 from .adversarial import d_loss_and_metrics, g_metrics, pair_logits, r1_gamma_at
+from ..diffusion.guided import takes_guidance
 from .consistency import TargetNetwork, consistency_loss, ddim_step
 from .trajectory import denoising_loss, soft_consistency_loss
 from .objectives import distillation_loss, dmd_loss, teacher_target
@@ -112,6 +113,9 @@ class DistillTrainer(Trainer):
             if r.consistency.kind == "ctm" and not takes_target_time(student):
                 raise RecipeError(f"consistency.kind=ctm needs a trajectory student; this space's student "
                                   f"({type(student).__name__}) takes no target time: use consistency.kind=lcm")
+            if r.consistency.guidance_range and not takes_guidance(student):
+                raise RecipeError(f"consistency.guidance_range needs a w-conditioned student; this space's student "
+                                  f"({type(student).__name__}) takes no guidance scale (pixel UNet students do)")
             self.cd_target = TargetNetwork(student, r.consistency.target_decay)
             if self.cd_target.net is not None:
                 self.models["consistency_target"] = self.cd_target.net
@@ -205,6 +209,9 @@ class DistillTrainer(Trainer):
             out.update(n_cd=torch.randint(k, len(self.cd_grid), (n,), generator=g), eps_cd=torch.randn(x0.shape, generator=g))
             if self.recipe.consistency.kind == "ctm":  # s = t_m, m uniform in [0, n - k]
                 out["m_cd"] = (torch.rand(n, generator=g) * (out["n_cd"] - k + 1)).floor().long()
+            if self.recipe.consistency.guidance_range:  # w ~ U[w_min, w_max] (LCM Alg. 1)
+                lo, hi = self.recipe.consistency.guidance_range
+                out["w_cd"] = lo + (hi - lo) * torch.rand(n, generator=g, dtype=torch.float64)
         if self.recipe.experimental.teacher_t_below_s:  # t in [t_min, min(t_max, s)], the same draw rescaled
             top = (out["s"].clamp(max=dc.t_max) - dc.t_min).clamp(min=0)  # s below t_min: t = t_min
             out["t"] = dc.t_min + torch.div((out["t"] - dc.t_min) * top, max(dc.t_max - dc.t_min, 1), rounding_mode="floor")
@@ -374,11 +381,13 @@ class DistillTrainer(Trainer):
         cc, sp = self.recipe.consistency, self.space
         t, t_prev = self.cd_grid[b.n_cd], self.cd_grid[b.n_cd - cc.skip]  # (B,) each
         x_t = sp.teacher.add_noise(b.x0, b.eps_cd, t)
+        w = b.w_cd.float() if b.w_cd is not None else self.dc.teacher_guidance  # (B,) for a w-conditioned student
         with sp.teacher_mode():
-            x_prev = ddim_step(sp.teacher, x_t, t, t_prev, b.cond, self.dc.teacher_guidance)
+            x_prev = ddim_step(sp.teacher, x_t, t, t_prev, b.cond, w)
         target = self.cd_target.denoiser(self.student_w)
         if cc.kind == "lcm":
-            return consistency_loss(self.student_w, target, x_t, t, x_prev, t_prev, b.cond, cc.distance, cc.huber_c)
+            return consistency_loss(self.student_w, target, x_t, t, x_prev, t_prev, b.cond, cc.distance, cc.huber_c,
+                                    guidance=w if b.w_cd is not None else 1.0)
         s = self.cd_grid[b.m_cd]  # (B,) the trajectory student's target times
         loss = soft_consistency_loss(self.student_w, target, x_t, t, x_prev, t_prev, s, b.cond, cc.distance,
                                      cc.huber_c)

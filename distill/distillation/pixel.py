@@ -22,6 +22,7 @@ from ..diffusion.denoiser import Denoiser
 from ..diffusion.pipelines import DistillPipeline
 from ..diffusion.sampling import noise_scheduler_from, student_scheduler
 from ..diffusion.teachers import load_teacher, resolve_teacher_path
+from ..diffusion.guided import GuidanceUNet2DModel
 from ..diffusion.trajectory import TrajectoryScheduler, TrajectoryUNet2DModel
 from ..discriminator import build_backbone
 from ..engine.randomness import shard
@@ -82,13 +83,19 @@ class PixelSpace(DistillationSpace):
 
     def make_student(self):
         """(student network initialised from the teacher, its trainable parameters); a trajectory student is the
-        teacher's UNet with a zero-initialised jump embedding (TrajectoryUNet2DModel.from_unet)."""
+        teacher's UNet with a zero-initialised jump embedding (TrajectoryUNet2DModel.from_unet), a w-conditioned one
+        with a zero-initialised guidance embedding (GuidanceUNet2DModel.from_unet)."""
         net = copy.deepcopy(self.teacher.net)
         if self.trajectory:
             if type(net).__name__ != "UNet2DModel":
                 raise RecipeError(f"consistency.kind=ctm: trajectory students are built on UNet2DModel teachers, "
                                   f"not {type(net).__name__}; use kind lcm")
             net = TrajectoryUNet2DModel.from_unet(net)
+        elif self.recipe.consistency.guidance_range:
+            if type(net).__name__ != "UNet2DModel":
+                raise RecipeError(f"consistency.guidance_range: w-conditioned students are built on UNet2DModel "
+                                  f"teachers, not {type(net).__name__}")
+            net = GuidanceUNet2DModel.from_unet(net)
         net = net.requires_grad_(True).train()
         return net, list(net.parameters())
 

@@ -90,6 +90,10 @@ class ConsistencyConfig:
     target_decay: float = ranged(0.95, ge=0, lt=1)
     lambda_dsm: float = ranged(1.0, ge=0)  # ctm: weight of the denoising term on the student told s = t
     gamma: float = ranged(0.0, ge=0, le=1)  # ctm: the exported sampler's gamma (0 deterministic jumps, 1 as LCM)
+    # lcm: [w_min, w_max] of LCM's w-conditioning (distill.diffusion.guided): w ~ U[w_min, w_max] per sample guides the
+    # teacher's solver step and is an input of the student, which then samples at any w in one call per step
+    # (`guidance_scale=`); [] (default): the student is distilled at distill.teacher_guidance and takes no w
+    guidance_range: list[float] = ranged(factory=list, ge=0)
 
 
 @dataclass
@@ -151,6 +155,15 @@ def check_distill_sections(r, where: str) -> None:
     if dc.lambda_consistency > 0 and r.consistency.kind == "ctm" and r.consistency.target_decay <= 0:
         raise RecipeError(f"{where}: key 'consistency.target_decay': kind ctm carries both sides to data through the "
                           "target network, which must be an EMA copy: set it > 0 (CTM: 0.999)")
+    gr = r.consistency.guidance_range
+    if gr and (len(gr) != 2 or gr[0] > gr[1]):
+        raise RecipeError(f"{where}: key 'consistency.guidance_range' must be [w_min, w_max] with w_min <= w_max, got {gr}")
+    if gr and (dc.lambda_consistency <= 0 or r.consistency.kind != "lcm"):
+        raise RecipeError(f"{where}: key 'consistency.guidance_range': the w-conditioned student is trained by the lcm "
+                          "consistency term: set distill.lambda_consistency > 0 and consistency.kind lcm")
+    if gr and (dc.lambda_adv > 0 or dc.lambda_distill > 0 or dc.lambda_dmd > 0):
+        raise RecipeError(f"{where}: key 'consistency.guidance_range': the adversarial, regression and DMD terms judge "
+                          "the student at one guidance scale; set lambda_adv, lambda_distill and lambda_dmd to 0")
     if r.consistency.skip > r.consistency.solver_steps:
         raise RecipeError(f"{where}: key 'consistency.skip' ({r.consistency.skip}) must be <= consistency.solver_steps "
                           f"({r.consistency.solver_steps})")
