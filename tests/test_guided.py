@@ -87,3 +87,13 @@ def test_guidance_range_is_checked(tmp_path, tiny_teacher):
         distill_recipe(tmp_path, tiny_teacher, distill={**LCM, "lambda_adv": 1.0}, consistency=GUIDED)
     with pytest.raises(RecipeError, match="guidance_range.*kind lcm"):
         distill_recipe(tmp_path, tiny_teacher, distill=LCM, consistency={**GUIDED, "kind": "ctm"})
+
+
+def test_students_are_evaluated_at_their_guidance():
+    from types import SimpleNamespace
+
+    from distill.distillation.monitor import student_guidance
+
+    dc = SimpleNamespace(teacher_guidance=2.0)
+    assert student_guidance(dc, GuidanceUNet2DModel.from_unet(_unet())) == 2.0  # w is its input
+    assert student_guidance(dc, _unet()) == 1.0  # guidance distilled into it

@@ -25,6 +25,14 @@ def _classifier(spec: str):
     return load_classifier(spec)
 
 
+def student_guidance(dc, net) -> float:
+    """The guidance scale a student is sampled at: a w-conditioned one (distill.diffusion.guided) at the teacher's
+    guidance of the recipe (its input), any other at 1 (its guidance, if any, is distilled into it)."""
+    from ..diffusion.guided import takes_guidance
+
+    return dc.teacher_guidance if takes_guidance(net) else 1.0
+
+
 @torch.no_grad()
 def coverage_check(student, noise_scheduler, dc, data, grid_path, seed: int, per_class: int = 20) -> dict:
     clf = _classifier(dc.coverage_classifier)
@@ -36,7 +44,8 @@ def coverage_check(student, noise_scheduler, dc, data, grid_path, seed: int, per
     was_training = student.training
     student.eval()
     x = sample(student, student_scheduler(noise_scheduler, dc.student_timesteps), noise.to(device),
-               labels.to(device) if null_label(student) is not None else None, 1).float().cpu()
+               labels.to(device) if null_label(student) is not None else None, 1,
+               guidance_scale=student_guidance(dc, student)).float().cpu()
     student.train(was_training)
     save_grid(x[: 8 * k], grid_path, nrow=k, scale=upscale_for_view(x.shape[-1]),
               column_names=data.class_names if null_label(student) is not None else None)

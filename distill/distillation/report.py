@@ -20,6 +20,7 @@ from ..diffusion.sampling import default_sampler, make_scheduler, sample
 from ..diffusion.teachers import load_teacher, resolve_teacher_path
 from ..engine.randomness import rng
 from ..viz import classes_line, grid_tensor, line_plot, telling_names
+from .monitor import student_guidance
 
 
 def latency_rows(teacher_path: str, student_path: str, steps: list[int], batch: int, repeats: int) -> list[dict]:
@@ -107,10 +108,11 @@ def write_distill_report(recipe, run_dir: Path) -> Path:
                                    sweep_guidance=True)
     # only rows of these very weights: a run resumed to more steps in this folder re-scores its student
     weights = weights_fingerprint(student.unet)
-    s_rows = cached_rows(run_dir, "student", ec, rc.student_steps, 1.0, scheduler="pipeline", weights=weights)
+    w = student_guidance(recipe.distill, student.unet)  # a w-conditioned student at the recipe's guidance, else 1
+    s_rows = cached_rows(run_dir, "student", ec, rc.student_steps, w, scheduler="pipeline", weights=weights)
     if s_rows is None:
         s_rows = evaluate_pipeline(student, ec, data_cfg, out, tag="student", scheduler="pipeline",
-                                   steps=rc.student_steps, guidance_scale=1.0, weights=weights)
+                                   steps=rc.student_steps, guidance_scale=w, weights=weights)
     t_line = [r for r in t_rows if r["guidance_scale"] == ec.guidance_scale]
     line_plot({f"teacher ({sampler})": ([r["steps"] for r in t_line], [r["fid"] for r in t_line]),
                "student": ([r["steps"] for r in s_rows], [r["fid"] for r in s_rows])},
@@ -139,7 +141,8 @@ def write_distill_report(recipe, run_dir: Path) -> Path:
         lines += [classes_line(names), ""]
     lines += [f"Teacher `{recipe.distill.teacher}`; FID/KID on {ec.num_samples} class-balanced samples against the "
              f"`{ec.reference_split}` split, features `{ec.features}` (a classifier never used in training). "
-             f"Teacher sampled with {sampler}; student with its own scheduler, no guidance.", "",
+             f"Teacher sampled with {sampler}; student with its own scheduler, "
+             f"{'no guidance' if w == 1.0 else f'told guidance {w:g} (its input, one network call per step)'}.", "",
              "![side by side](side_by_side.png)", "", "## FID", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in t_rows + s_rows:
