@@ -27,6 +27,7 @@ import torch.nn as nn
 from ..errors import DistillError
 
 EXPORT_FILE = "translator.json"
+METHODS = ("pix2pix", "cyclegan", "spade")
 SUBFOLDERS = {"G": "", "G_A": "", "G_B": "G_B", "E": "style_encoder"}  # trainer's net name -> export subfolder
 
 
@@ -73,6 +74,8 @@ def export_info(path) -> dict:
         raise DistillError(f"{f}: not a readable translator export ({type(e).__name__})") from None
     if not isinstance(info, dict) or "translate" not in info:
         raise DistillError(f"{f}: not a translator export (no translate section)")
+    if info.get("method") not in METHODS:
+        raise DistillError(f"{f}: method {info.get('method')!r} is not one of {', '.join(METHODS)}")
     return info
 
 
@@ -94,6 +97,7 @@ def load_exported(path, name: str) -> nn.Module:
 
 
 def _class_name(folder: Path) -> Optional[str]:
+    """config.json's _class_name (None where it has none); a missing or broken file is a one-line error."""
     try:
         return json.loads((folder / "config.json").read_text()).get("_class_name")
     except (OSError, ValueError, AttributeError):

@@ -2,7 +2,8 @@
 
 PATH is a finished run folder (its export: the final generator, `from_pretrained`, with translator.json), a
 checkpoint folder (`runs/x/checkpoints/checkpoint-N`) or an unfinished run folder (its latest checkpoint); the
-translate config comes with either, so the architecture is rebuilt exactly. CycleGAN checkpoints hold both generators: G_A (A -> B) by default, G_B with reverse.
+translate config comes with either, so the architecture is rebuilt exactly. CycleGAN runs hold both generators:
+G_A (A -> B) by default, G_B with reverse.
 SPADE's generator reads label maps (colour-coded or integer images); its style encoder E, where
 trained, turns a style photo into the code z (`--style`); the ONNX export is G alone, with inputs
 `input` (one-hot label map) and, with the encoder, `z`.
