@@ -86,16 +86,14 @@ class PixelSpace(DistillationSpace):
         teacher's UNet with a zero-initialised jump embedding (TrajectoryUNet2DModel.from_unet), a w-conditioned one
         with a zero-initialised guidance embedding (GuidanceUNet2DModel.from_unet)."""
         net = copy.deepcopy(self.teacher.net)
-        if self.trajectory:
+        told, key = ((TrajectoryUNet2DModel, "consistency.kind=ctm") if self.trajectory else
+                     (GuidanceUNet2DModel, "consistency.guidance_range") if self.recipe.consistency.guidance_range else
+                     (None, None))
+        if told is not None:  # a student told more than its timestep: the teacher's UNet plus a zero embedding
             if type(net).__name__ != "UNet2DModel":
-                raise RecipeError(f"consistency.kind=ctm: trajectory students are built on UNet2DModel teachers, "
-                                  f"not {type(net).__name__}; use kind lcm")
-            net = TrajectoryUNet2DModel.from_unet(net)
-        elif self.recipe.consistency.guidance_range:
-            if type(net).__name__ != "UNet2DModel":
-                raise RecipeError(f"consistency.guidance_range: w-conditioned students are built on UNet2DModel "
-                                  f"teachers, not {type(net).__name__}")
-            net = GuidanceUNet2DModel.from_unet(net)
+                raise RecipeError(f"{key}: {told.__name__} students are built on UNet2DModel teachers, "
+                                  f"not {type(net).__name__}")
+            net = told.from_unet(net)
         net = net.requires_grad_(True).train()
         return net, list(net.parameters())
 

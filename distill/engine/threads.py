@@ -38,7 +38,7 @@ def allowed_cores() -> int:
         return os.cpu_count() or 1
 
 
-def running_now(samples: int = 5, interval: float = 0.05, stat: str = "/proc/stat") -> Optional[int]:
+def running_now(samples: int = 5, interval: float = 0.02, stat: str = "/proc/stat") -> Optional[int]:
     """Threads running on the machine right now besides the caller: the median of `samples` readings of the
     kernel's procs_running (Linux /proc/stat) minus one for the reading thread; None where there is no such file."""
     readings = []
@@ -63,7 +63,7 @@ def busy_cores() -> int:
         load = int(round(os.getloadavg()[0]))
     except (AttributeError, OSError):
         return 0
-    now = running_now()
+    now = running_now() if load > 0 else None  # a quiet machine needs no second look
     return load if now is None else min(load, now)
 
 

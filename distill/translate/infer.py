@@ -81,8 +81,10 @@ def load_generator(path: str | Path, reverse: bool = False) -> tuple[nn.Module, 
     if is_export(path):
         info = export_info(path)
         cfg, data = configs_from_state(info, str(Path(path) / EXPORT_FILE))
-        name, _, in_channels = GENERATORS[info["method"]](cfg, data, reverse)
-        G = load_exported(path, name)
+        if info["method"] != "cyclegan":
+            _one_generator(reverse)
+        G = load_exported(path, {"cyclegan": "G_B" if reverse else "G_A"}.get(info["method"], "G"))
+        in_channels = G.config.label_nc if info["method"] == "spade" else G.config.input_nc
         if info["method"] == "spade":
             G.labels = cfg.labels
     else:
