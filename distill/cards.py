@@ -118,23 +118,25 @@ def objective(t) -> str:
     return f"{target.get(t.prediction_type, t.prediction_type)}, {t.beta_schedule} schedule"
 
 
-def student_card(recipe, unet, rows: list[dict], teacher_best: dict, wall_seconds: Optional[float], hardware: str):
+def student_card(recipe, unet, rows: list[dict], teacher_best: dict, wall_seconds: Optional[float], hardware: str,
+                 steps: Optional[int], method: str):
     """The card of a distilled student: base_model = its teacher (where that is a Hub id), the FID at each
-    step count beside the teacher's best setting."""
+    step count beside the teacher's best setting; `steps`: the steps it trained (train.max_minutes may end a run
+    before train.max_steps), `method`: its objective in words (distill.distillation.recipe.method_name)."""
     tag, cond = _conditioning(unet)
     teacher, ec = recipe.distill.teacher, recipe.eval
     wall = f"{wall_seconds / 60:.1f} min ({hardware})" if wall_seconds else hardware
     body = [f"A {cond} {len(recipe.distill.student_timesteps)}-timestep student distilled with distill from the "
-            f"teacher `{teacher}` (adversarial distillation), sampled in 1 to "
+            f"teacher `{teacher}` ({method}), sampled in 1 to "
             f"{max(r['steps'] for r in rows) if rows else 4} steps without guidance.", "",
             f"- recipe: `recipe.yaml` of the run (task distill; data `{recipe.data.source}`)",
-            f"- training: {recipe.train.max_steps} steps of batch {recipe.train.batch_size}, {wall}",
+            f"- training: {steps} steps of batch {recipe.train.batch_size}, {wall}",
             f"- load: {LOAD}", "",
             f"## FID ({ec.num_samples} samples, features `{ec.features}`, reference split `{ec.reference_split}`)", "",
             *fid_table(rows), "",
             f"The teacher's best: {_setting(teacher_best)}, FID {teacher_best['fid']:.3f}."]
     facts = {"task": "distill", "teacher": teacher, "student_timesteps": list(recipe.distill.student_timesteps),
-             "training_steps": recipe.train.max_steps, "batch_size": recipe.train.batch_size,
+             "method": method, "training_steps": steps, "batch_size": recipe.train.batch_size,
              "training_seconds": round(wall_seconds, 1) if wall_seconds else None, "hardware": hardware,
              "teacher_best_fid": round(float(teacher_best["fid"]), 4), "data": recipe.data.source}
     return build_card(f"distill student: {recipe.name}", body, rows=rows, data_source=recipe.data.source,
@@ -143,7 +145,7 @@ def student_card(recipe, unet, rows: list[dict], teacher_best: dict, wall_second
 
 
 def latent_student_card(recipe, pipeline_class: str, timing: dict, grid: str, wall_seconds: Optional[float],
-                        steps: Optional[int], hardware: str):
+                        steps: Optional[int], hardware: str, method: str):
     """The card of a latent student (a pipeline of its teacher's class): base_model = the teacher where that is a
     Hub id, text-to-image; `timing`: seconds per grid column of the report, `grid`: its picture (relative)."""
     sc, teacher, k = recipe.sd, recipe.distill.teacher, len(recipe.distill.student_timesteps)
@@ -151,7 +153,7 @@ def latent_student_card(recipe, pipeline_class: str, timing: dict, grid: str, wa
     dtype = "" if sc.export_dtype == "float32" else f", torch_dtype=torch.{sc.export_dtype}"
     how = f"LoRA rank {sc.lora_rank}, fused" if sc.lora_rank else "full fine-tuning"
     body = [f"A {k}-timestep text-to-image student (diffusers `{pipeline_class}`, {how}) distilled with distill "
-            f"from `{teacher}` (adversarial distillation, {sc.input} input), sampled in 1 to 4 steps without guidance.",
+            f"from `{teacher}` ({method}, {sc.input} input), sampled in 1 to 4 steps without guidance.",
             "", f"- recipe: `recipe.yaml` of the run (task sd-distill; data `{recipe.data.source}`)",
             f"- training: {steps} steps of batch {recipe.train.batch_size}{wall} ({hardware})",
             f"- load: `diffusers.{pipeline_class}.from_pretrained(path{dtype})`, then "
@@ -160,7 +162,7 @@ def latent_student_card(recipe, pipeline_class: str, timing: dict, grid: str, wa
               if sc.lora_rank else []), "", f"![student vs teacher]({grid})", "",
             "| grid column | seconds (CPU, includes prompt encoding) |", "|---|---|",
             *[f"| {c} | {s:.2f} |" for c, s in timing.items()]]
-    facts = {"task": "sd-distill", "teacher": teacher, "pipeline": pipeline_class,
+    facts = {"task": "sd-distill", "teacher": teacher, "method": method, "pipeline": pipeline_class,
              "student_timesteps": list(recipe.distill.student_timesteps), "lora_rank": sc.lora_rank,
              "training_steps": steps, "batch_size": recipe.train.batch_size, "export_dtype": sc.export_dtype,
              "training_seconds": round(wall_seconds, 1) if wall_seconds else None, "hardware": hardware,

@@ -10,6 +10,7 @@ from huggingface_hub import ModelCard
 
 from distill.cards import hub_id, student_card, teacher_card, training_seconds
 from distill.config import recipe_from_dict
+from distill.distillation.recipe import method_name
 from distill.diffusion.teachers import load_teacher, resolve_teacher_path
 
 from .conftest import tiny_recipe_dict
@@ -49,11 +50,14 @@ def test_student_card_names_a_hub_teacher_as_base_model(tmp_path):
         recipe = recipe_from_dict(distill_recipe_dict(tmp_path, spec))
         folder = tmp_path / str(abs(hash(spec)))
         folder.mkdir()
-        student_card(recipe, teacher.unet, ROWS[:2], ROWS[2], None, "test CPU").save(folder / "README.md")
+        student_card(recipe, teacher.unet, ROWS[:2], ROWS[2], None, "test CPU", 7,
+                     method_name(recipe)).save(folder / "README.md")
         data = _meta(folder)
         assert data.base_model == base and data.to_dict()["distill"]["teacher"] == spec
         assert data.to_dict()["distill"]["teacher_best_fid"] == 3.125 and "training_seconds" not in data.to_dict()["distill"]
         assert {"distillation", "few-step"} <= set(data.tags) and len(data.eval_results) == 2
+        assert data.to_dict()["distill"]["training_steps"] == 7
+        assert data.to_dict()["distill"]["method"] == "score distillation (ADD) + adversarial"
     assert hub_id("digits") is None and hub_id("ylecun/mnist") == "ylecun/mnist" and hub_id("./a/b") is None
 
 
@@ -97,6 +101,23 @@ def test_shipped_classifier_card_carries_its_json():
     assert data.to_dict()["distill"]["training_seconds"] == info["wall_seconds"]
 
 
+def test_method_name_follows_the_weighted_terms(tmp_path):
+    from tests.test_distill import distill_recipe_dict
+
+    def name(**distill):
+        d = distill_recipe_dict(tmp_path, "shipped:digits")
+        kind = distill.pop("kind", "lcm")
+        d["distill"] = {**d.get("distill", {}), **distill}
+        d["consistency"] = {**d.get("consistency", {}), "kind": kind}
+        return method_name(recipe_from_dict(d))
+
+    assert name(lambda_adv=1.0, lambda_distill=2.5, lambda_dmd=0.0) == "score distillation (ADD) + adversarial"
+    assert name(lambda_adv=0.1, lambda_distill=0.0, lambda_dmd=1.0) == "distribution matching (DMD2) + adversarial"
+    assert name(lambda_adv=0.0, lambda_distill=0.0, lambda_consistency=1.0) == "consistency distillation (LCM)"
+    assert name(lambda_adv=0.1, lambda_distill=0.0, lambda_consistency=1.0, kind="ctm") == \
+        "trajectory distillation (CTM) + adversarial"
+
+
 def test_latent_student_card_metadata_parses(tmp_path):
     from distill.cards import latent_student_card
     from distill.config import load_recipe
@@ -105,7 +126,7 @@ def test_latent_student_card_metadata_parses(tmp_path):
     for teacher, base in [("stabilityai/sd-turbo", "stabilityai/sd-turbo"), (str(tmp_path / "teacher"), None)]:
         recipe = load_recipe(ROOT / "recipes" / "tiny-sd.yaml", [f"distill.teacher={teacher}"])
         latent_student_card(recipe, "StableDiffusionPipeline", timing, "samples/grid.png", 90.0, 2,
-                            "test CPU").save(tmp_path / "README.md")
+                            "test CPU", method_name(recipe)).save(tmp_path / "README.md")
         data = _meta(tmp_path)
         assert (data.library_name, data.pipeline_tag, data.base_model) == ("diffusers", "text-to-image", base)
         assert {"distillation", "text-to-image", "StableDiffusionPipeline"} <= set(data.tags)

@@ -144,7 +144,10 @@ def test_max_minutes_ends_training_and_still_exports(tmp_path, monkeypatch):
 
     clock = iter(range(0, 100000, 15))
     monkeypatch.setattr(engine_module, "_now", lambda kind="wall": float(next(clock)))
+    bars, progress = [], engine_module.progress
+    monkeypatch.setattr(engine_module, "progress", lambda *a, **k: bars.append(progress(*a, **k)) or bars[-1])
     run_dir = run(tmp_path, max_minutes=1.0, max_steps=50, checkpoint_every=50)
+    assert bars[0].total == 3  # the progress bar ends where the budget does, not at max_steps
     state = json.loads((run_dir / "checkpoints" / "checkpoint-3" / "state.json").read_text())
     assert state["step"] == 3 and state["trained_seconds"] >= 60
     assert (run_dir / "config.json").is_file() and (run_dir / "samples" / "step-0000003.png").is_file()

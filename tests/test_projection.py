@@ -88,4 +88,10 @@ def test_evaluation_progress_counts_network_evaluations():
         c = Count()
         generate(pipe, 10, 3, "ddim", g, batch=4, progress=c)
         assert c.n == want
+    from distill.diffusion.guided import GuidanceUNet2DModel
+
+    told_w = DistillPipeline(unet=GuidanceUNet2DModel.from_unet(unet), scheduler=DDIMScheduler())
+    c = Count()
+    generate(told_w, 10, 3, "ddim", 2.0, batch=4, progress=c)
+    assert c.n == 10 * 3  # a w-conditioned student guides in one pass
     torch.manual_seed(0)

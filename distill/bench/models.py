@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
+from accelerate.utils import extract_model_from_parallel
 
 from ..diffusion.denoiser import LabelCond
 from ..errors import DistillError
@@ -205,7 +206,7 @@ def load_gan(path: str, cfg: BenchConfig):
 
 def prepare_gan(G, steps: int, truncation: float, batch: int, cfg: BenchConfig) -> Prepared:
     """One forward from (z, class labels) to images in [0, 1], as a pipeline's `output_type="pt"` returns."""
-    gen = getattr(G, "_orig_mod", G)  # the module under torch.compile
+    gen = extract_model_from_parallel(G, keep_torch_compile=False)  # the module under torch.compile
     k = gen.config.num_classes
     z = torch.randn(batch, gen.config.z_dim, device=cfg.device, dtype=DTYPES[cfg.dtype])  # (B, z_dim)
     labels = (torch.arange(batch) % k).to(cfg.device) if k else None  # (B,), class-balanced like the pipelines

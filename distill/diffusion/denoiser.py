@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
 import torch
+from accelerate.utils import extract_model_from_parallel
 
 from ..errors import RecipeError
 from .flow import euler_sigmas, flow_shift_of, shift_sigma
@@ -240,8 +241,8 @@ class LabelCond:
 
     @staticmethod
     def of(net) -> "LabelCond":
-        inner = getattr(net, "module", net)  # DDP
-        inner = getattr(inner, "_orig_mod", inner)  # torch.compile
+        # the network under DDP / torch.compile (or None, a plain function: tests' toy networks)
+        inner = extract_model_from_parallel(net, keep_torch_compile=False) if isinstance(net, torch.nn.Module) else net
         return CONDITIONINGS.get(type(inner).__name__, LabelCond.of_unet)(inner)
 
     @staticmethod

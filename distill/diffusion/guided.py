@@ -15,44 +15,32 @@ the pipeline call reaches the network.
 
 from __future__ import annotations
 
-import inspect
-
 import torch
+from accelerate.utils import extract_model_from_parallel
 from diffusers import ModelMixin, UNet2DModel  # noqa: F401
 
 # model_index.json names this module as the network's library; diffusers' loader finds its base class (ModelMixin)
 # among the module's names, hence the import above
 
-from .time_embedding import extra_embedding, from_unet, zero_embedding
+from .time_embedding import ExtraEmbeddingUNet
 
 W_SCALE = 1000.0  # LCM's guidance-scale embedding: sinusoidal features of 1000 w
 
 
-class GuidanceUNet2DModel(UNet2DModel):
+class GuidanceUNet2DModel(ExtraEmbeddingUNet):
     """UNet2DModel(..., same config) + `guidance_embedding`; forward(sample, t, class_labels, guidance_scale) with
     guidance_scale w (B,) or a number (default 1: unguided)."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.guidance_embedding = zero_embedding(self)
-
-    # diffusers reads a model's config keys from its __init__ signature: the same as UNet2DModel's
-    __init__.__signature__ = inspect.signature(UNet2DModel.__init__)
-
-    @classmethod
-    def from_unet(cls, unet: UNet2DModel) -> "GuidanceUNet2DModel":
-        """The w-conditioned student of a teacher UNet: its config and weights, the guidance embedding at zero."""
-        return from_unet(cls, unet, "guidance_embedding")
+    extra_name = "guidance_embedding"
 
     def forward(self, sample, timestep, class_labels=None, guidance_scale=None, return_dict: bool = True):
         w = torch.as_tensor(1.0 if guidance_scale is None else guidance_scale, device=sample.device).float()
         w = w.reshape(-1).expand(sample.shape[0])  # (B,)
-        extra = self.guidance_embedding(self.time_proj(w * W_SCALE).to(self.dtype))  # (B, D)
-        with extra_embedding(self.time_embedding, extra):
-            return super().forward(sample, timestep, class_labels=class_labels, return_dict=return_dict)
+        extra = self.extra_mlp(self.time_proj(w * W_SCALE).to(self.dtype))  # (B, D)
+        return self.forward_with(extra, sample, timestep, class_labels, return_dict)
 
 
 def takes_guidance(net) -> bool:
     """Whether `net` (possibly wrapped by DDP or torch.compile) takes the guidance scale as an input."""
-    inner = getattr(net, "module", net)
-    return isinstance(getattr(inner, "_orig_mod", inner), GuidanceUNet2DModel)
+    return isinstance(net, torch.nn.Module) and isinstance(extract_model_from_parallel(net, keep_torch_compile=False),
+                                                           GuidanceUNet2DModel)

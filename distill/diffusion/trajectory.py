@@ -17,48 +17,38 @@ loop to a scheduler that drives the network itself (`JumpSampler`).
 
 from __future__ import annotations
 
-import inspect
 from typing import Optional
 
 import torch
+from accelerate.utils import extract_model_from_parallel
 from diffusers import ConfigMixin, ModelMixin, SchedulerMixin, UNet2DModel  # noqa: F401
 from diffusers.configuration_utils import register_to_config
 
-from .time_embedding import extra_embedding, from_unet, zero_embedding
+from .time_embedding import ExtraEmbeddingUNet
 
 # model_index.json names this module as the classes' library; diffusers' loader finds their base classes
 # (ModelMixin, SchedulerMixin) among its names, hence the import above
 JUMP_SCALE = 1000.0  # the gate (t - s) / 1000: diffusers' timestep units (T = 1000 for DDPM and flow schedules)
 
 
-class TrajectoryUNet2DModel(UNet2DModel):
+class TrajectoryUNet2DModel(ExtraEmbeddingUNet):
     """UNet2DModel(..., same config) + `jump_embedding`; forward(sample, t, class_labels, target_timestep) with
     target_timestep s (B,) or a number (default 0: the jump to data, so it samples as an x0 model)."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.jump_embedding = zero_embedding(self)
-
-    # diffusers reads a model's config keys from its __init__ signature: the same as UNet2DModel's
-    __init__.__signature__ = inspect.signature(UNet2DModel.__init__)
-
-    @classmethod
-    def from_unet(cls, unet: UNet2DModel) -> "TrajectoryUNet2DModel":
-        """The trajectory student of a teacher UNet: its config and weights, the jump embedding at zero."""
-        return from_unet(cls, unet, "jump_embedding")
+    extra_name = "jump_embedding"
 
     def forward(self, sample, timestep, class_labels=None, target_timestep=None, return_dict: bool = True):
         t = torch.as_tensor(timestep, device=sample.device).float().reshape(-1).expand(sample.shape[0])
         s = torch.as_tensor(0.0 if target_timestep is None else target_timestep, device=sample.device).float()
         gap = t - s.reshape(-1).expand(sample.shape[0])  # (B,)
-        jump = self.jump_embedding(self.time_proj(gap).to(self.dtype)) * (gap / JUMP_SCALE).view(-1, 1).to(self.dtype)
-        with extra_embedding(self.time_embedding, jump):  # (B, D), added to the time embedding during this call
-            return super().forward(sample, timestep, class_labels=class_labels, return_dict=return_dict)
+        jump = self.extra_mlp(self.time_proj(gap).to(self.dtype)) * (gap / JUMP_SCALE).view(-1, 1).to(self.dtype)
+        return self.forward_with(jump, sample, timestep, class_labels, return_dict)  # jump (B, D)
 
 
 def takes_target_time(net) -> bool:
-    inner = getattr(net, "module", net)
-    return isinstance(getattr(inner, "_orig_mod", inner), TrajectoryUNet2DModel)
+    """Whether `net` (possibly wrapped by DDP or torch.compile) takes a target time as an input."""
+    return isinstance(net, torch.nn.Module) and isinstance(extract_model_from_parallel(net, keep_torch_compile=False),
+                                                           TrajectoryUNet2DModel)
 
 
 class TrajectoryScheduler(SchedulerMixin, ConfigMixin):

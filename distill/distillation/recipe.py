@@ -131,6 +131,15 @@ class ReportConfig:
     latency_repeats: int = ranged(5, ge=1)
 
 
+def method_name(r) -> str:
+    """The distillation method a recipe's (a DistillationRecipe's) weighted terms make, in words."""
+    dc, kind = r.distill, r.consistency.kind
+    terms = [(dc.lambda_consistency, {"lcm": "consistency distillation (LCM)", "ctm": "trajectory distillation (CTM)"}[kind]),
+             (dc.lambda_dmd, "distribution matching (DMD2)"), (dc.lambda_distill, "score distillation (ADD)"),
+             (dc.lambda_adv, "adversarial")]
+    return " + ".join(name for weight, name in terms if weight > 0) or "no weighted term"
+
+
 def check_distill_sections(r, where: str) -> None:
     """Cross-field checks shared by the pixel and latent distillation recipes."""
     dc, disc, ex = r.distill, r.discriminator, r.experimental

@@ -161,6 +161,10 @@ def write_distill_report(recipe, run_dir: Path) -> Path:
     path.write_text("\n".join(lines) + "\n")
     from ..cards import hardware, run_facts, student_card
 
-    card = student_card(recipe, student.unet, s_rows, best, run_facts(run_dir)[0], hardware())
+    from .recipe import method_name
+
+    wall, steps, _ = run_facts(run_dir)
+    card = student_card(recipe, student.unet, s_rows, best, wall, hardware(), steps,
+                        method_name(recipe))
     card.save(run_dir / "README.md")  # the Hub card of the exported student, numbers from the rows above
     return path

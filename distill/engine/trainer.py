@@ -42,6 +42,11 @@ def _now(clock: str = "wall") -> float:
     return time.process_time() if clock == "cpu" else time.monotonic()
 
 
+def budget_end(step: int, step_seconds: float, budget_left: float, max_steps: int) -> int:
+    """The step at which train.max_minutes will run out at `step_seconds` per step (at most max_steps)."""
+    return min(max_steps, step + math.ceil(max(budget_left, 0.0) / max(step_seconds, 1e-9)))
+
+
 def progress(total: int, initial: int, enabled: bool, desc: str):
     """A tqdm bar over optimizer steps (rate and ETA), on the local main process only; none when the
     messages are quieter than INFO (`distill --quiet`)."""
@@ -128,6 +133,7 @@ class Engine:
         self._deferred: dict = {}
         self.trained_seconds = 0.0  # training time so far on train.budget_clock, over resumes (train.max_minutes)
         self._since: Optional[float] = None  # when this process's share of trained_seconds started
+        self.spent = 0.0  # elapsed() at the last budget check
 
     def logs_at(self, step: int) -> bool:
         """Whether the step that ends at `step` writes a metrics row."""
@@ -155,12 +161,13 @@ class Engine:
         """Whether train.max_minutes is spent; the main process decides for all (clocks differ)."""
         if self.tc.max_minutes is None:
             return False
-        spent = torch.tensor(float(self.elapsed() >= 60 * self.tc.max_minutes), device=self.device)
+        self.spent = self.elapsed()  # this reading, kept for the progress bar
+        done = torch.tensor(float(self.spent >= 60 * self.tc.max_minutes), device=self.device)
         if self.accelerator.num_processes > 1:
             from accelerate.utils import broadcast
 
-            spent = broadcast(spent, from_process=0)
-        return bool(spent.item())
+            done = broadcast(done, from_process=0)
+        return bool(done.item())
 
     def save(self, trainer: Trainer) -> Optional[Path]:
         extra = {**trainer.checkpoint_extra(), "trained_seconds": round(self.elapsed(), 3)}
@@ -207,6 +214,7 @@ class Engine:
         last = tc.max_steps  # the final step: max_steps, or the step at which train.max_minutes ran out
         if self.step < last and self.out_of_time():  # resumed with the budget already spent
             last = self.step
+        mark = None  # (step, seconds of training) at this process's first budget reading: the bar's rate
         while self.step < last:
             metrics = trainer.step(self.step)
             self._check_finite(self.step, metrics)
@@ -223,6 +231,12 @@ class Engine:
                 last = step
                 logger.info(f"train.max_minutes ({tc.max_minutes:g}, {tc.budget_clock} clock) spent at step {step} "
                             f"of {tc.max_steps}: training ends here")
+            if tc.max_minutes is not None and step < last:  # the bar ends where the budget will, not at max_steps
+                mark = mark or (step, self.spent)
+                if step > mark[0] and self.logs_at(step):
+                    rate = (self.spent - mark[1]) / (step - mark[0])
+                    bar.total = max(step + 1, budget_end(step, rate, 60 * tc.max_minutes - self.spent, tc.max_steps))
+                    bar.refresh()
 
             if self.logs_at(step) or step == last:
                 vals = {k: acc.reduce(_scalar(metrics[k]).to(self.device), reduction="mean").item()
@@ -267,8 +281,8 @@ class Engine:
             per_eval = seconds_per_evaluation(net, batch)
         steps_left = self.tc.max_steps - self.step
         if self.tc.max_minutes is not None:  # the budget ends training first when it buys fewer steps
-            budget_left = max(0.0, 60 * self.tc.max_minutes - self.elapsed())
-            steps_left = min(steps_left, math.ceil(budget_left / max(step_seconds, 1e-9)))
+            steps_left = budget_end(self.step, step_seconds, 60 * self.tc.max_minutes - self.elapsed(),
+                                    self.tc.max_steps) - self.step
         line, warning = projection_lines(step_seconds, steps_left, work, per_eval)
         logger.info(line)
         if warning:

@@ -16,6 +16,7 @@ from typing import Optional
 import torch
 
 from ..data import load_images, to_uint8_images
+from ..diffusion.guided import takes_guidance
 from ..diffusion.sampling import make_scheduler, resolve_sampler, sample
 from ..engine.checkpoint import weights_fingerprint
 from ..engine.randomness import rng
@@ -44,6 +45,12 @@ def guidance_factor(g: float, conditional: bool = True) -> int:
     return 2 if conditional and float(g) != 1.0 else 1
 
 
+def guided_by_two_passes(pipe) -> bool:
+    """Whether guidance costs the pipeline a second (unconditional) pass: a class-conditional network that does not
+    take the guidance scale as an input (a w-conditioned student does, in one pass)."""
+    return bool(pipe.num_classes) and not takes_guidance(pipe.unet)
+
+
 def sweep_evaluations(samples: int, settings: list[tuple[int, float]], conditional: bool = True) -> int:
     """Network evaluations of scoring `samples` images at each (steps, guidance) setting."""
     return sum(samples * s * guidance_factor(g, conditional) for s, g in settings)
@@ -57,7 +64,7 @@ def generate(pipe, n: int, steps: int, scheduler: Optional[str] = "auto", guidan
     sched = make_scheduler(scheduler, pipe.scheduler.config) if scheduler else pipe.scheduler
     k = pipe.num_classes
     labels = torch.arange(n) % k if k else None
-    per_image = steps * guidance_factor(guidance_scale, bool(k))
+    per_image = steps * guidance_factor(guidance_scale, guided_by_two_passes(pipe))
     out = []
     for i, start in enumerate(range(0, n, batch)):
         m = min(batch, n - start)
@@ -137,8 +144,8 @@ def evaluate_pipeline(pipe, eval_cfg, data_cfg, out_dir, tag: str = "teacher", s
     rows, weights = [], weights or weights_fingerprint(pipe.unet)
     settings = eval_settings(eval_cfg, steps, w, bool(pipe.num_classes), sweep_guidance)
     names = pipe.config.get("class_names") if pipe.num_classes else None  # a DistillPipeline's, where stored
-    conditional = bool(pipe.num_classes)  # the bar counts network evaluations: a 50-step row is 50x a 1-step one
-    bar = tqdm(total=sweep_evaluations(eval_cfg.num_samples, settings, conditional), desc=f"eval {tag}",
+    # the bar counts network evaluations: a 50-step row is 50x a 1-step one
+    bar = tqdm(total=sweep_evaluations(eval_cfg.num_samples, settings, guided_by_two_passes(pipe)), desc=f"eval {tag}",
                unit="net-eval", unit_scale=True)
     for s, g in settings:
         t0 = time.time()

@@ -73,8 +73,10 @@ def write_sd_report(recipe, run_dir: Path) -> Path:
     path = run_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
     from ..cards import hardware, latent_student_card, run_facts
+    from ..distillation.recipe import method_name
 
     wall, steps, _ = run_facts(run_dir)
-    latent_student_card(recipe, name, timing, f"samples/{grid_path.name}", wall, steps, hardware()).save(
+    latent_student_card(recipe, name, timing, f"samples/{grid_path.name}", wall, steps, hardware(),
+                        method_name(recipe)).save(
         run_dir / "README.md")
     return path
