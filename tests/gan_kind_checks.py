@@ -3,6 +3,7 @@ repeats an uninterrupted one, its export is the EMA weights and `distill sample`
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from safetensors.torch import load_file
 from distill.config import recipe_from_dict
 from distill.engine.run_dir import read_metrics
 from distill.gan.architectures import is_generator_folder, load_generator
+from distill.gan.batchnorm import standing_statistics
 from distill.gan.train import train_gan
 
 from .test_gan_train import _tensors
@@ -65,6 +67,16 @@ def check_resume_export_sample(tmp_path, recipe, metrics=("loss_d", "loss_g", "g
     G = load_generator(export_of(full))
     shadow = torch.load(a / "ema.pt", weights_only=True)["shadow_params"]
     assert all(torch.equal(p, s) for p, s in zip(G.parameters(), shadow))
+    # its batch-norm statistics: re-estimated for the EMA weights (standing statistics; none for most kinds)
+    r = recipe_from_dict(recipe(tmp_path / "a"))
+    ref = copy.deepcopy(G)
+    ref.load_state_dict(load_file(a / "generator.safetensors"))
+    with torch.no_grad():
+        for p, s in zip(ref.parameters(), shadow):
+            p.copy_(s)
+    standing_statistics(ref.train(), r.gan.standing_stats, r.train.batch_size, r.train.seed)
+    stats = [k for k in G.state_dict() if "running_" in k]
+    assert all(torch.equal(G.state_dict()[k], ref.state_dict()[k]) for k in stats)
     out = tmp_path / "grid.png"
     res = subprocess.run([sys.executable, "-m", "distill.cli", "sample", str(export_of(full)), "--per-class", "2",
                           "--truncation", "0.7", "--out", str(out)], capture_output=True, text=True, cwd=ROOT,

@@ -134,3 +134,30 @@ def test_recipes_are_the_papers_setup():
         assert (r.generator.kind, r.discriminator.kind, r.data.resolution) == ("dcgan", "dcgan", res)
         assert (r.gan.loss, r.gan.r1_gamma, r.gan.r2_gamma, r.gan.gp_lambda, r.gan.ortho) == ("ns", 0, 0, 0, 0)
         assert (r.train.learning_rate, r.train.lr_d, r.train.adam_beta1, r.train.adam_beta2) == (2e-4, None, 0.5, 0.999)
+
+
+def test_standing_statistics_are_the_average_of_the_batches_statistics():
+    """BigGAN's standing statistics: after `standing_statistics(G, 3, 8)` the first batch norm's running mean and
+    variance are the plain average of the three batches' own statistics (computed here from the layer's inputs),
+    not an exponential average of the training weights' batches; momentum and train/eval mode are restored, and
+    sampling then uses the new statistics."""
+    from distill.gan.batchnorm import standing_statistics
+
+    G = tiny().eval()
+    with torch.no_grad():  # running statistics of other weights (a raw generator's, beside EMA weights)
+        G.norms[0].running_mean.fill_(3.0)
+        G.norms[0].running_var.fill_(9.0)
+    before = G(torch.randn(4, 12, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 0]))
+    seen = []
+    hook = G.norms[0].register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+    standing_statistics(G, batches=3, batch=8, seed=5)
+    hook.remove()
+    assert len(seen) == 3 and not G.training and G.norms[0].momentum == 0.1
+    means = torch.stack([h.mean(dim=(0, 2, 3)) for h in seen])  # (3, C)
+    variances = torch.stack([h.transpose(0, 1).flatten(1).var(dim=1, unbiased=True) for h in seen])  # (3, C)
+    torch.testing.assert_close(G.norms[0].running_mean, means.mean(0))
+    torch.testing.assert_close(G.norms[0].running_var, variances.mean(0))
+    after = G(torch.randn(4, 12, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 0]))
+    assert not torch.allclose(before, after)
+    again = standing_statistics(tiny().eval(), batches=3, batch=8, seed=5)  # deterministic given the seed
+    assert torch.equal(again.norms[0].running_mean, G.norms[0].running_mean)

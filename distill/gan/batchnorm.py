@@ -9,8 +9,11 @@ in train mode and also samples from it (class grids, the monitor), so the choice
                       statistics are updated only when `update_stats` (the generator step, once per step)
     any other call    (sampling, evaluation, export in eval mode) the running statistics
 
-The trainer's EMA averages parameters only: the running statistics an exported generator uses are the
-raw generator's (those of the training weights, not of the EMA weights).
+The trainer's EMA averages parameters only, so the raw generator's running statistics belong to the
+training weights, not to the EMA weights that are sampled and exported. `standing_statistics` re-estimates
+them for the weights at hand (BigGAN's "standing statistics", Brock et al. 2019 Sec. 4 and App. C): reset,
+then the cumulative average over several batch-statistics forwards of random z and class-balanced labels.
+The trainer applies it to a copy of the EMA generator for the monitor and for the export (`gan.standing_stats`).
 """
 
 from __future__ import annotations
@@ -44,5 +47,35 @@ class ModeBatchNorm2d(nn.BatchNorm2d):
                 mean, var = self.running_mean, self.running_var
             else:
                 mean = var = None  # batch statistics without touching the running ones
-            return F.batch_norm(x, mean, var, self.weight, self.bias, True, self.momentum, self.eps)
+            # momentum None: the cumulative average over the batches since the reset (standing statistics)
+            factor = self.momentum if self.momentum is not None else 1.0 / max(int(self.num_batches_tracked), 1)
+            return F.batch_norm(x, mean, var, self.weight, self.bias, True, factor, self.eps)
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+
+
+@torch.no_grad()
+def standing_statistics(G: nn.Module, batches: int, batch: int, seed: int = 0) -> nn.Module:
+    """G (a DCGAN / BigGAN generator, changed in place and returned) with running statistics re-estimated for
+    its current weights: each ModeBatchNorm2d reset, then averaged over `batches` training forwards of `batch`
+    random z (N(0, I), psi 1) and class-balanced labels. A generator without such layers is returned as it is."""
+    norms = [m for m in G.modules() if isinstance(m, ModeBatchNorm2d)]
+    if not norms or batches <= 0:
+        return G
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    was_training, k = G.training, G.config.num_classes
+    G.train()
+    gen = torch.Generator().manual_seed(seed)
+    device = next(G.parameters()).device
+    try:
+        for i in range(batches):
+            z = torch.randn(batch, G.config.z_dim, generator=gen).to(device)  # (B, z_dim)
+            y = (torch.arange(i * batch, (i + 1) * batch) % k).to(device) if k else None  # (B,)
+            G(z, y, draws=G.training_draws(batch, gen), update_stats=True)
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        G.train(was_training)
+    return G

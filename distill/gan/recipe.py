@@ -96,6 +96,10 @@ class GANConfig:
     ortho: float = ranged(0.0, ge=0)  # BigGAN's orthogonal regulariser on G's weights (Brock et al. 2019: 1e-4)
     clip: Optional[float] = ranged(None, gt=0)  # WGAN weight clipping of D into [-c, c] after each D step (0.01)
     augment: str = ""  # DiffAugment policy for D's inputs, e.g. "color,translation,cutout"; "": none
+    # batch-norm generators (dcgan, biggan): batches of train.batch_size over which the EMA generator's running
+    # statistics are re-estimated before the monitor and the export (BigGAN's standing statistics); 0: keep the raw
+    # generator's
+    standing_stats: int = ranged(16, ge=0)
 
 
 @dataclass

@@ -238,8 +238,17 @@ class GANTrainer(Trainer):
     def checkpoint_extra(self) -> dict:
         return {"penalties": {k: float(v) for k, v in self.penalties.items()}}
 
+    def with_standing_stats(self, G):
+        """A copy of G (the EMA weights at hand) with its batch-norm statistics re-estimated for them
+        (gan.standing_stats batches); G itself where it has no batch norm or the key is 0."""
+        from .batchnorm import ModeBatchNorm2d, standing_statistics
+
+        if self.recipe.gan.standing_stats <= 0 or not any(isinstance(m, ModeBatchNorm2d) for m in G.modules()):
+            return G
+        return standing_statistics(copy.deepcopy(G), self.recipe.gan.standing_stats, self.tc.batch_size, self.tc.seed)
+
     def sample(self, step: int) -> Optional[dict]:
-        G = self.models["generator"]
+        G = self.with_standing_stats(self.models["generator"])  # the EMA weights, swapped in by the engine
         class_grid(G, self.engine.run_dir / "samples" / f"step-{step:07d}.png", seed=self.tc.seed)
         if self.monitor is None:
             return None
@@ -252,8 +261,9 @@ class GANTrainer(Trainer):
             return
         raw = self.models["generator"]
         set_step([raw], engine.step)
-        final = copy.deepcopy(raw).eval()
+        final = copy.deepcopy(raw)
         self.ema.copy_to(final.parameters())
+        final = self.with_standing_stats(final).eval()
         final.save_pretrained(str(engine.run_dir))  # diffusers' layout: the export at output_dir
         from .pictures import write_pictures
         from .report import write_report
