@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from distill.config import load_recipe  # noqa: E402
-from distill.gan.train import num_params, standalone  # noqa: E402
+from distill.gan.train import d_params, num_params, standalone  # noqa: E402
 
 
 def _timed(fn) -> tuple[float, float]:
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
         reg = [_timed(lambda: t.step(every)), _timed(lambda: t.step(2 * every))] if regs else []
     G, D = t.models["generator"], t.models["discriminator"]
     res = {"recipe": a.recipe, "overrides": a.overrides, "threads": a.threads, "batch_size": recipe.train.batch_size,
-           "params_g": num_params(G), "params_d": num_params(D), "generator": recipe.generator.kind,
+           "params_g": num_params(G), **d_params(D), "generator": recipe.generator.kind,
            "discriminator": recipe.discriminator.kind, "dataset_size": len(t.data)}
     for i, clock in enumerate(("wall", "cpu")):
         s_plain = statistics.median(v[i] for v in plain)

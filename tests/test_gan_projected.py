@@ -15,7 +15,8 @@ from distill.diffusion.unet2d import build_unet2d
 from distill.errors import DistillError
 from distill.gan.architectures import load_generator
 from distill.gan.projected import ProjectedDiscriminator, RandomProjection, projected_backbone
-from distill.gan.train import standalone, train_gan, trainable
+from distill.engine.run_dir import read_metrics
+from distill.gan.train import build_networks, standalone, train_gan, trainable
 
 from .gan_kind_checks import check_resume_export_sample
 
@@ -135,6 +136,11 @@ def test_run_checkpoints_without_the_backbone_resumes_exactly_and_exports(tmp_pa
     # the checkpoint holds heads, projections and the backbone's fingerprint, not the frozen teacher
     keys = load_file(tmp_path / "a" / "run" / "checkpoints" / "checkpoint-6" / "discriminator.safetensors").keys()
     assert "backbone_fingerprint" in keys and not [k for k in keys if k.startswith("backbone.")]
+    # the run's parameter counts: the trained discriminator apart from its frozen backbone
+    head = read_metrics(tmp_path / "a" / "run" / "metrics.jsonl")[0]
+    D = build_networks(recipe_from_dict(tiny(tmp_path / "c", teacher)), 10)[1]
+    frozen = sum(p.numel() for p in D.backbone.parameters())
+    assert head["params_d_frozen"] == frozen > 0 and head["params_d"] + frozen == sum(p.numel() for p in D.parameters())
     # resumed against other teacher weights: refused on one line
     other = make_teacher(tmp_path / "other", seed=1)
     with pytest.raises(DistillError, match="backbone weights differ"):

@@ -54,7 +54,9 @@ def write_report(recipe, run_dir, facts: dict, rows: Optional[list[dict]], pictu
     lines = [f"# GAN report: {recipe.name}", "",
              f"`{g.kind}` generator ({facts['params_g'] / 1e6:.2f} M parameters, z {g.z_dim}, width "
              f"{g.width}..{g.max_width}) against a `{recipe.discriminator.kind}` discriminator "
-             f"({facts['params_d'] / 1e6:.2f} M parameters); loss `{gc.loss}`, regularisation {reg} every "
+             f"({facts['params_d'] / 1e6:.2f} M trained parameters"
+             + (f", {facts['params_d_frozen'] / 1e6:.2f} M frozen" if facts.get("params_d_frozen") else "")
+             + f"); loss `{gc.loss}`, regularisation {reg} every "
              f"{gc.reg_every} step(s){_other_regularisers(gc)}, DiffAugment `{gc.augment or 'none'}`. "
              f"{facts['steps']} steps of batch {recipe.train.batch_size} on `{recipe.data.source}` "
              f"({recipe.data.resolution} px, {recipe.data.channels} channel(s))"

@@ -62,6 +62,14 @@ def num_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def d_params(D: torch.nn.Module) -> dict:
+    """The discriminator's trained parameters (`params_d`) and, where it has any, its frozen ones
+    (`params_d_frozen`: a projected discriminator's backbone)."""
+    trained = sum(p.numel() for p in trainable(D))
+    frozen = num_params(D) - trained
+    return {"params_d": trained, **({"params_d_frozen": frozen} if frozen else {})}
+
+
 class GANTrainer(Trainer):
     """Alternating D and G steps (one each per optimizer step), Adam for both, EMA of G."""
 
@@ -116,7 +124,7 @@ class GANTrainer(Trainer):
         G, D = self.models["generator"], self.models["discriminator"]
         return {"dataset_size": len(self.data), "processes": self.engine.accelerator.num_processes,
                 "batch_size": self.tc.batch_size, "num_classes": self.num_classes, "params_g": num_params(G),
-                "params_d": num_params(D), "generator": self.recipe.generator.kind,
+                **d_params(D), "generator": self.recipe.generator.kind,
                 "discriminator": self.recipe.discriminator.kind}
 
     # ------------------------------------------------------------------------------------------
@@ -274,7 +282,7 @@ class GANTrainer(Trainer):
             from .evaluate import evaluate_generator
 
             rows = evaluate_generator(final, recipe.eval, recipe.data, engine.run_dir / "eval", self.extractor)
-        facts = {"params_g": num_params(final), "params_d": num_params(self.models["discriminator"]),
+        facts = {"params_g": num_params(final), **d_params(self.models["discriminator"]),
                  "kinds": (recipe.generator.kind, recipe.discriminator.kind), "steps": engine.step, "seconds_per_step": self.seconds_per_step()}
         write_report(recipe, engine.run_dir, facts, rows, pictures)
         from ..cards import gan_card, hardware, run_facts
