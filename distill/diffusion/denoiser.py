@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
 import torch
-from accelerate.utils import extract_model_from_parallel
 
 from ..errors import RecipeError
 from .flow import euler_sigmas, flow_shift_of, shift_sigma
 from .guided import takes_guidance
+from .time_embedding import unwrapped
 
 
 # ----------------------------------------------------------------------------------------------
@@ -241,8 +241,7 @@ class LabelCond:
 
     @staticmethod
     def of(net) -> "LabelCond":
-        # the network under DDP / torch.compile (or None, a plain function: tests' toy networks)
-        inner = extract_model_from_parallel(net, keep_torch_compile=False) if isinstance(net, torch.nn.Module) else net
+        inner = unwrapped(net)  # the network under DDP / torch.compile
         return CONDITIONINGS.get(type(inner).__name__, LabelCond.of_unet)(inner)
 
     @staticmethod

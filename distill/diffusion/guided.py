@@ -16,13 +16,12 @@ the pipeline call reaches the network.
 from __future__ import annotations
 
 import torch
-from accelerate.utils import extract_model_from_parallel
 from diffusers import ModelMixin, UNet2DModel  # noqa: F401
 
 # model_index.json names this module as the network's library; diffusers' loader finds its base class (ModelMixin)
 # among the module's names, hence the import above
 
-from .time_embedding import ExtraEmbeddingUNet
+from .time_embedding import ExtraEmbeddingUNet, unwrapped
 
 W_SCALE = 1000.0  # LCM's guidance-scale embedding: sinusoidal features of 1000 w
 
@@ -42,5 +41,4 @@ class GuidanceUNet2DModel(ExtraEmbeddingUNet):
 
 def takes_guidance(net) -> bool:
     """Whether `net` (possibly wrapped by DDP or torch.compile) takes the guidance scale as an input."""
-    return isinstance(net, torch.nn.Module) and isinstance(extract_model_from_parallel(net, keep_torch_compile=False),
-                                                           GuidanceUNet2DModel)
+    return isinstance(unwrapped(net), GuidanceUNet2DModel)

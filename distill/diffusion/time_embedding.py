@@ -13,8 +13,14 @@ import inspect
 from contextlib import contextmanager
 
 import torch
+from accelerate.utils import extract_model_from_parallel
 from diffusers import UNet2DModel
 from diffusers.models.embeddings import TimestepEmbedding
+
+
+def unwrapped(net):
+    """The network under DDP / torch.compile wrappers; anything not an nn.Module (tests' toy functions) as it is."""
+    return extract_model_from_parallel(net, keep_torch_compile=False) if isinstance(net, torch.nn.Module) else net
 
 
 def add_extra(module, inputs, output):

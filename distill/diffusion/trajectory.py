@@ -20,11 +20,10 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from accelerate.utils import extract_model_from_parallel
 from diffusers import ConfigMixin, ModelMixin, SchedulerMixin, UNet2DModel  # noqa: F401
 from diffusers.configuration_utils import register_to_config
 
-from .time_embedding import ExtraEmbeddingUNet
+from .time_embedding import ExtraEmbeddingUNet, unwrapped
 
 # model_index.json names this module as the classes' library; diffusers' loader finds their base classes
 # (ModelMixin, SchedulerMixin) among its names, hence the import above
@@ -47,8 +46,7 @@ class TrajectoryUNet2DModel(ExtraEmbeddingUNet):
 
 def takes_target_time(net) -> bool:
     """Whether `net` (possibly wrapped by DDP or torch.compile) takes a target time as an input."""
-    return isinstance(net, torch.nn.Module) and isinstance(extract_model_from_parallel(net, keep_torch_compile=False),
-                                                           TrajectoryUNet2DModel)
+    return isinstance(unwrapped(net), TrajectoryUNet2DModel)
 
 
 class TrajectoryScheduler(SchedulerMixin, ConfigMixin):

@@ -247,16 +247,14 @@ class GANTrainer(Trainer):
         return {"penalties": {k: float(v) for k, v in self.penalties.items()}}
 
     def with_standing_stats(self, G):
-        """A copy of G (the EMA weights at hand) with its batch-norm statistics re-estimated for them
-        (gan.standing_stats batches); G itself where it has no batch norm or the key is 0."""
-        from .batchnorm import ModeBatchNorm2d, standing_statistics
+        """G (a copy holding the EMA weights, changed in place) with its batch-norm statistics re-estimated for
+        those weights (gan.standing_stats batches; nothing for a generator without batch norm or the key at 0)."""
+        from .batchnorm import standing_statistics
 
-        if self.recipe.gan.standing_stats <= 0 or not any(isinstance(m, ModeBatchNorm2d) for m in G.modules()):
-            return G
-        return standing_statistics(copy.deepcopy(G), self.recipe.gan.standing_stats, self.tc.batch_size, self.tc.seed)
+        return standing_statistics(G, self.recipe.gan.standing_stats, self.tc.batch_size, self.tc.seed)
 
     def sample(self, step: int) -> Optional[dict]:
-        G = self.with_standing_stats(self.models["generator"])  # the EMA weights, swapped in by the engine
+        G = self.with_standing_stats(copy.deepcopy(self.models["generator"]))  # the EMA weights, swapped in
         class_grid(G, self.engine.run_dir / "samples" / f"step-{step:07d}.png", seed=self.tc.seed)
         if self.monitor is None:
             return None
